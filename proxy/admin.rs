@@ -1,0 +1,88 @@
+//! The admin listener: `/healthz`, `/readyz`, `/metrics`. Loopback by default, and never
+//! reachable through the public listeners (it is a separate listener, not a route).
+//!
+//! `/healthz` is answered from memory whatever the upstream does: it says this process is up
+//! and serving. `/readyz` also says whether every pool has a backend that accepts connections,
+//! which is what a balancer in front of several frontdoor nodes should check.
+
+use async_trait::async_trait;
+use http::{Response, StatusCode};
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+use std::sync::Arc;
+
+use crate::snapshot::Shared;
+
+/// The admin app.
+pub struct AdminApp {
+    shared: Arc<Shared>,
+}
+
+impl AdminApp {
+    /// An admin app reading `shared`.
+    pub fn new(shared: Arc<Shared>) -> Self {
+        AdminApp { shared }
+    }
+
+    async fn ready(&self) -> (StatusCode, String) {
+        let snapshot = self.shared.snapshot.load_full();
+        let mut report = String::new();
+        let mut ready = true;
+        for pool in snapshot.pools.values() {
+            let up = pool.any_reachable().await;
+            ready &= up;
+            report.push_str(&format!(
+                "pool {}: {}\n",
+                pool.name(),
+                if up { "reachable" } else { "unreachable" }
+            ));
+        }
+        (
+            if ready {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            },
+            report,
+        )
+    }
+}
+
+fn response(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    if let Ok(value) = content_type.parse() {
+        response
+            .headers_mut()
+            .insert(http::header::CONTENT_TYPE, value);
+    }
+    response.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    response
+}
+
+#[async_trait]
+impl ServeHttp for AdminApp {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let path = session.req_header().uri.path().to_string();
+        match path.as_str() {
+            "/healthz" => response(StatusCode::OK, "text/plain", b"ok\n".to_vec()),
+            "/readyz" => {
+                let (status, report) = self.ready().await;
+                response(status, "text/plain", report.into_bytes())
+            }
+            "/metrics" => response(
+                StatusCode::OK,
+                "text/plain; version=0.0.4",
+                self.shared.metrics.render(),
+            ),
+            _ => response(
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                b"not found: try /healthz, /readyz, /metrics\n".to_vec(),
+            ),
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! The config file as written: serde types that mirror the TOML one to one.
+//!
+//! Unknown keys are errors (`deny_unknown_fields`), keys are kebab-case, and every value that
+//! needs checking beyond its type is `Spanned` so that the error can name line and column.
+//! Nothing here is validated; [`super::Config::from_file`] does that.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ConfigFile {
+    /// Process-wide settings.
+    #[serde(default)]
+    pub server: ServerSection,
+    /// Listening addresses.
+    pub listen: ListenSection,
+    /// Certificates for the HTTPS listener.
+    #[serde(default)]
+    pub tls: TlsSection,
+    /// Trust and forwarding.
+    #[serde(default)]
+    pub proxy: ProxySection,
+    /// Upstream pools by name.
+    #[serde(default)]
+    pub pools: std::collections::BTreeMap<String, PoolSection>,
+    /// Routing rules; order matters only to break ties (see `routing`).
+    #[serde(default)]
+    pub routes: Vec<RouteSection>,
+}
+
+/// `[server]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ServerSection {
+    /// Worker threads per listening service.
+    #[serde(default = "default_threads")]
+    pub threads: Spanned<i64>,
+    /// After SIGTERM, how long listeners keep accepting before shutdown begins.
+    #[serde(default = "default_grace_period")]
+    pub grace_period: Spanned<String>,
+    /// After the grace period, how long in-flight requests get to finish.
+    #[serde(default = "default_graceful_shutdown_timeout")]
+    pub graceful_shutdown_timeout: Spanned<String>,
+    /// Idle keep-alive connections kept to upstreams, over all backends.
+    #[serde(default = "default_keepalive_pool_size")]
+    pub upstream_keepalive_pool_size: Spanned<i64>,
+    /// `"stdout"`, `"stderr"`, `"off"` or a file path.
+    #[serde(default = "default_access_log")]
+    pub access_log: Spanned<String>,
+    /// `"text"` or `"json"`.
+    #[serde(default = "default_access_log_format")]
+    pub access_log_format: Spanned<String>,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection {
+            threads: default_threads(),
+            grace_period: default_grace_period(),
+            graceful_shutdown_timeout: default_graceful_shutdown_timeout(),
+            upstream_keepalive_pool_size: default_keepalive_pool_size(),
+            access_log: default_access_log(),
+            access_log_format: default_access_log_format(),
+        }
+    }
+}
+
+fn unspanned<T>(value: T) -> Spanned<T> {
+    Spanned::new(0..0, value)
+}
+fn default_threads() -> Spanned<i64> {
+    unspanned(2)
+}
+fn default_grace_period() -> Spanned<String> {
+    unspanned("5s".to_string())
+}
+fn default_graceful_shutdown_timeout() -> Spanned<String> {
+    unspanned("10s".to_string())
+}
+fn default_keepalive_pool_size() -> Spanned<i64> {
+    unspanned(256)
+}
+fn default_access_log() -> Spanned<String> {
+    unspanned("stdout".to_string())
+}
+fn default_access_log_format() -> Spanned<String> {
+    unspanned("text".to_string())
+}
+fn default_admin() -> Spanned<String> {
+    unspanned("127.0.0.1:9901".to_string())
+}
+fn default_connect_timeout() -> Spanned<String> {
+    unspanned("1s".to_string())
+}
+fn default_read_timeout() -> Spanned<String> {
+    unspanned("60s".to_string())
+}
+fn default_write_timeout() -> Spanned<String> {
+    unspanned("60s".to_string())
+}
+fn default_idle_timeout() -> Spanned<String> {
+    unspanned("60s".to_string())
+}
+fn default_connect_retries() -> Spanned<i64> {
+    unspanned(1)
+}
+
+/// `[listen]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ListenSection {
+    /// The HTTPS listener (h2 and http/1.1 by ALPN).
+    pub https: Spanned<String>,
+    /// The plain-HTTP listener that redirects to HTTPS; none when absent.
+    pub http: Option<Spanned<String>>,
+    /// The admin listener (`/healthz`, `/readyz`, `/metrics`).
+    #[serde(default = "default_admin")]
+    pub admin: Spanned<String>,
+    /// The port written in redirects, when clients reach HTTPS on another port than we bind
+    /// (a port mapping); default: the HTTPS listener's port.
+    pub redirect_https_port: Option<Spanned<i64>>,
+}
+
+/// `[tls]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TlsSection {
+    /// `[[tls.certificates]]`
+    #[serde(default)]
+    pub certificates: Vec<CertificateSection>,
+}
+
+/// `[[tls.certificates]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct CertificateSection {
+    /// PEM certificate chain, leaf first; relative to the config file.
+    pub cert: Spanned<String>,
+    /// PEM private key; relative to the config file.
+    pub key: Spanned<String>,
+    /// SNI names this certificate answers (`example.com`, `*.example.com`); a certificate
+    /// without names is the default.
+    #[serde(default)]
+    pub server_names: Vec<Spanned<String>>,
+}
+
+/// `[proxy]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ProxySection {
+    /// Peers (addresses or CIDR ranges) whose X-Forwarded-*, X-Request-Start and
+    /// X-Request-Id are believed.
+    #[serde(default)]
+    pub trusted_proxies: Vec<Spanned<String>>,
+}
+
+/// `[pools.NAME]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PoolSection {
+    /// `host:port` of each backend.
+    pub backends: Spanned<Vec<Spanned<String>>>,
+    /// Time to establish a TCP connection to a backend.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: Spanned<String>,
+    /// Longest wait for each read from the backend (the response head included).
+    #[serde(default = "default_read_timeout")]
+    pub read_timeout: Spanned<String>,
+    /// Longest wait for each write to the backend.
+    #[serde(default = "default_write_timeout")]
+    pub write_timeout: Spanned<String>,
+    /// How long an idle keep-alive connection is kept.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: Spanned<String>,
+    /// Further backends tried after a failed connect, for idempotent methods only.
+    #[serde(default = "default_connect_retries")]
+    pub connect_retries: Spanned<i64>,
+}
+
+/// `[[routes]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RouteSection {
+    /// Unique; the `route` label of metrics.
+    pub name: Spanned<String>,
+    /// `example.com` or `*.example.com`; any host when absent.
+    pub host: Option<Spanned<String>>,
+    /// Methods matched; any method when absent.
+    pub methods: Option<Vec<Spanned<String>>>,
+    /// Path template: `/courses/{school}/{title}`, `/assets/{rest*}`.
+    pub path: Spanned<String>,
+    /// The pool requests of this route go to.
+    pub pool: Spanned<String>,
+}

@@ -1,0 +1,608 @@
+//! Configuration: the TOML file ([`file`]) and the validated model the rest of frontdoor uses.
+//!
+//! Loading never panics: every problem becomes a [`ConfigError`] with file, line, column and
+//! key path, and validation collects all of them before it answers. Paths in the file are
+//! relative to the file's own folder.
+
+mod error;
+pub mod file;
+pub mod units;
+
+pub use error::{key_path_at, line_col, ConfigError, ConfigErrors};
+
+use http::Method;
+use ipnet::IpNet;
+use std::collections::{BTreeMap, HashSet};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::num::NonZeroUsize;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use toml::Spanned;
+
+use crate::routing::{HostPattern, PathTemplate, Route, RouteTable};
+use crate::tls::{load_certified_key, Certificate};
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from.
+    pub source: PathBuf,
+    /// Process-wide settings (fixed at start; a reload that changes them warns).
+    pub server: ServerSettings,
+    /// Listening addresses (fixed at start).
+    pub listen: ListenSettings,
+    /// Certificates for the HTTPS listener, in file order.
+    pub certificates: Vec<Certificate>,
+    /// Peers whose forwarding headers are believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Upstream pools by name.
+    pub pools: BTreeMap<String, PoolSettings>,
+    /// Routes in file order (the route table sorts them).
+    pub routes: Vec<Route>,
+}
+
+/// Access log destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLogTarget {
+    /// No access log.
+    Off,
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+    /// Appended to a file.
+    File(PathBuf),
+}
+
+/// Access log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessLogFormat {
+    /// `key=value` pairs.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[server]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSettings {
+    /// Worker threads of each listening service.
+    pub threads: NonZeroUsize,
+    /// Listeners keep accepting this long after SIGTERM.
+    pub grace_period: Duration,
+    /// Then in-flight requests get this long.
+    pub graceful_shutdown_timeout: Duration,
+    /// Idle upstream connections kept.
+    pub upstream_keepalive_pool_size: NonZeroUsize,
+    /// Where the access log goes.
+    pub access_log: AccessLogTarget,
+    /// How access log lines look.
+    pub access_log_format: AccessLogFormat,
+}
+
+/// `[listen]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenSettings {
+    /// HTTPS (h2 + http/1.1).
+    pub https: SocketAddr,
+    /// Plain HTTP, redirecting to HTTPS.
+    pub http: Option<SocketAddr>,
+    /// Admin endpoints.
+    pub admin: SocketAddr,
+    /// The port written into redirects.
+    pub redirect_https_port: u16,
+}
+
+/// `[pools.NAME]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolSettings {
+    /// Resolved backend addresses, in file order.
+    pub backends: Vec<SocketAddr>,
+    /// TCP connect timeout.
+    pub connect_timeout: Duration,
+    /// Per-read timeout.
+    pub read_timeout: Duration,
+    /// Per-write timeout.
+    pub write_timeout: Duration,
+    /// Idle keep-alive timeout.
+    pub idle_timeout: Duration,
+    /// Further backends tried after a connect failure (idempotent methods only).
+    pub connect_retries: usize,
+}
+
+impl Config {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError::whole_file(
+                path,
+                format!("cannot read: {e}"),
+            )])
+        })?;
+        Config::parse(path, &text)
+    }
+
+    /// Validates `text` as if read from `path` (which locates relative paths and names errors).
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
+        let file: file::ConfigFile = toml::from_str(text).map_err(|e| {
+            let offset = e.span().map_or(0, |s| s.start);
+            let message = e.message().trim().to_string();
+            ConfigErrors(vec![ConfigError::at(
+                path,
+                text,
+                offset,
+                key_path_at(text, offset),
+                message,
+            )])
+        })?;
+        let mut v = Validator {
+            path,
+            text,
+            base: path.parent().unwrap_or(Path::new(".")),
+            errors: Vec::new(),
+        };
+        let config = v.config(file);
+        match (config, v.errors.is_empty()) {
+            (Some(config), true) => Ok(config),
+            _ => Err(ConfigErrors(v.errors)),
+        }
+    }
+
+    /// The compiled route table.
+    pub fn route_table(&self) -> RouteTable {
+        RouteTable::new(self.routes.clone())
+    }
+}
+
+/// Collects errors while turning file types into domain types.
+struct Validator<'a> {
+    path: &'a Path,
+    text: &'a str,
+    base: &'a Path,
+    errors: Vec<ConfigError>,
+}
+
+impl Validator<'_> {
+    fn error(&mut self, span: Range<usize>, key: &str, message: impl Into<String>) {
+        // Defaults carry an empty span at 0; point those at the key path only.
+        let error = if span == (0..0) {
+            ConfigError {
+                line: 1,
+                col: 1,
+                ..ConfigError::at(self.path, self.text, 0, key, message)
+            }
+        } else {
+            ConfigError::at(self.path, self.text, span.start, key, message)
+        };
+        self.errors.push(error);
+    }
+
+    /// Runs `check` on a spanned value; on failure records the error and returns `None`.
+    fn check<T, U>(
+        &mut self,
+        value: &Spanned<T>,
+        key: &str,
+        check: impl FnOnce(&T) -> Result<U, String>,
+    ) -> Option<U> {
+        match check(value.get_ref()) {
+            Ok(ok) => Some(ok),
+            Err(message) => {
+                self.error(value.span(), key, message);
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, value: &Spanned<String>, key: &str) -> Option<Duration> {
+        self.check(value, key, |s| units::parse_duration(s))
+    }
+
+    fn positive(&mut self, value: &Spanned<i64>, key: &str) -> Option<NonZeroUsize> {
+        self.check(value, key, |n| {
+            usize::try_from(*n)
+                .ok()
+                .and_then(NonZeroUsize::new)
+                .ok_or_else(|| format!("must be a whole number of at least 1, not {n}"))
+        })
+    }
+
+    fn socket_addr(&mut self, value: &Spanned<String>, key: &str) -> Option<SocketAddr> {
+        self.check(value, key, |s| resolve(s))
+    }
+
+    fn relative(&self, path: &str) -> PathBuf {
+        self.base.join(path)
+    }
+
+    fn config(&mut self, file: file::ConfigFile) -> Option<Config> {
+        let server = self.server(&file.server);
+        let listen = self.listen(&file.listen);
+        let certificates = self.certificates(&file.tls);
+        let trusted_proxies = self.trusted_proxies(&file.proxy);
+        let pools = self.pools(&file.pools);
+        let routes = self.routes(&file.routes, &file.pools);
+        Some(Config {
+            source: self.path.to_path_buf(),
+            server: server?,
+            listen: listen?,
+            certificates,
+            trusted_proxies,
+            pools,
+            routes,
+        })
+    }
+
+    fn server(&mut self, s: &file::ServerSection) -> Option<ServerSettings> {
+        let threads = self.positive(&s.threads, "server.threads");
+        let grace_period = self.duration(&s.grace_period, "server.grace-period");
+        let graceful_shutdown_timeout = self.duration(
+            &s.graceful_shutdown_timeout,
+            "server.graceful-shutdown-timeout",
+        );
+        let upstream_keepalive_pool_size = self.positive(
+            &s.upstream_keepalive_pool_size,
+            "server.upstream-keepalive-pool-size",
+        );
+        let access_log = match s.access_log.get_ref().as_str() {
+            "off" => AccessLogTarget::Off,
+            "stdout" => AccessLogTarget::Stdout,
+            "stderr" => AccessLogTarget::Stderr,
+            path => AccessLogTarget::File(self.relative(path)),
+        };
+        let access_log_format =
+            self.check(
+                &s.access_log_format,
+                "server.access-log-format",
+                |f| match f.as_str() {
+                    "text" => Ok(AccessLogFormat::Text),
+                    "json" => Ok(AccessLogFormat::Json),
+                    other => Err(format!(
+                        "`{other}` is not a format: use \"text\" or \"json\""
+                    )),
+                },
+            );
+        Some(ServerSettings {
+            threads: threads?,
+            grace_period: grace_period?,
+            graceful_shutdown_timeout: graceful_shutdown_timeout?,
+            upstream_keepalive_pool_size: upstream_keepalive_pool_size?,
+            access_log,
+            access_log_format: access_log_format?,
+        })
+    }
+
+    fn listen(&mut self, l: &file::ListenSection) -> Option<ListenSettings> {
+        let https = self.socket_addr(&l.https, "listen.https");
+        let http = l.http.as_ref().map(|h| self.socket_addr(h, "listen.http"));
+        let admin = self.socket_addr(&l.admin, "listen.admin");
+        let redirect_https_port = match &l.redirect_https_port {
+            Some(port) => self.check(port, "listen.redirect-https-port", |p| {
+                u16::try_from(*p)
+                    .ok()
+                    .filter(|p| *p > 0)
+                    .ok_or_else(|| format!("{p} is not a TCP port"))
+            }),
+            None => https.map(|a| a.port()),
+        };
+        let (https, admin) = (https?, admin?);
+        let http = match http {
+            Some(addr) => Some(addr?),
+            None => None,
+        };
+        let mut seen = HashSet::new();
+        for (addr, key, span) in [
+            (Some(https), "listen.https", l.https.span()),
+            (
+                http,
+                "listen.http",
+                l.http.as_ref().map_or(0..0, |h| h.span()),
+            ),
+            (Some(admin), "listen.admin", l.admin.span()),
+        ] {
+            if let Some(addr) = addr {
+                if !seen.insert(addr) {
+                    self.error(
+                        span,
+                        key,
+                        format!("{addr} is already used by another listener"),
+                    );
+                }
+            }
+        }
+        Some(ListenSettings {
+            https,
+            http,
+            admin,
+            redirect_https_port: redirect_https_port?,
+        })
+    }
+
+    fn certificates(&mut self, t: &file::TlsSection) -> Vec<Certificate> {
+        if t.certificates.is_empty() {
+            self.error(
+                0..0,
+                "tls.certificates",
+                "the HTTPS listener needs at least one [[tls.certificates]]",
+            );
+        }
+        let mut certificates = Vec::new();
+        for (i, c) in t.certificates.iter().enumerate() {
+            let key = format!("tls.certificates[{i}]");
+            let mut server_names = Vec::new();
+            for name in &c.server_names {
+                let lower = name.get_ref().to_ascii_lowercase();
+                match HostPattern::parse(&lower) {
+                    Ok(_) => server_names.push(lower),
+                    Err(message) => {
+                        self.error(name.span(), &format!("{key}.server-names"), message)
+                    }
+                }
+            }
+            match load_certified_key(
+                &self.relative(c.cert.get_ref()),
+                &self.relative(c.key.get_ref()),
+            ) {
+                Ok(certified) => certificates.push(Certificate {
+                    server_names,
+                    key: certified,
+                }),
+                Err(e) => self.error(c.cert.span(), &format!("{key}.cert"), e.to_string()),
+            }
+        }
+        certificates
+    }
+
+    fn trusted_proxies(&mut self, p: &file::ProxySection) -> Vec<IpNet> {
+        p.trusted_proxies
+            .iter()
+            .filter_map(|entry| {
+                self.check(entry, "proxy.trusted-proxies", |s| {
+                    s.parse::<IpNet>()
+                        .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+                        .map_err(|_| format!("`{s}` is not an IP address or CIDR range"))
+                })
+            })
+            .collect()
+    }
+
+    fn pools(
+        &mut self,
+        pools: &BTreeMap<String, file::PoolSection>,
+    ) -> BTreeMap<String, PoolSettings> {
+        let mut out = BTreeMap::new();
+        for (name, p) in pools {
+            let key = format!("pools.{name}");
+            if p.backends.get_ref().is_empty() {
+                self.error(
+                    p.backends.span(),
+                    &format!("{key}.backends"),
+                    "a pool needs at least one backend",
+                );
+            }
+            let backends: Vec<SocketAddr> = p
+                .backends
+                .get_ref()
+                .iter()
+                .filter_map(|b| self.socket_addr(b, &format!("{key}.backends")))
+                .collect();
+            let settings = (|| {
+                Some(PoolSettings {
+                    backends,
+                    connect_timeout: self
+                        .duration(&p.connect_timeout, &format!("{key}.connect-timeout"))?,
+                    read_timeout: self.duration(&p.read_timeout, &format!("{key}.read-timeout"))?,
+                    write_timeout: self
+                        .duration(&p.write_timeout, &format!("{key}.write-timeout"))?,
+                    idle_timeout: self.duration(&p.idle_timeout, &format!("{key}.idle-timeout"))?,
+                    connect_retries: self.check(
+                        &p.connect_retries,
+                        &format!("{key}.connect-retries"),
+                        |n| usize::try_from(*n).map_err(|_| format!("must be 0 or more, not {n}")),
+                    )?,
+                })
+            })();
+            if let Some(settings) = settings {
+                out.insert(name.clone(), settings);
+            }
+        }
+        out
+    }
+
+    fn routes(
+        &mut self,
+        routes: &[file::RouteSection],
+        pools: &BTreeMap<String, file::PoolSection>,
+    ) -> Vec<Route> {
+        if routes.is_empty() {
+            self.error(0..0, "routes", "no [[routes]]: every request would get 404");
+        }
+        let mut names = HashSet::new();
+        let mut out = Vec::new();
+        for (i, r) in routes.iter().enumerate() {
+            let key = format!("routes[{i}]");
+            let name = r.name.get_ref();
+            let name_ok = self.check(&r.name, &format!("{key}.name"), |n| {
+                let valid = !n.is_empty()
+                    && n.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                if !valid {
+                    Err(format!(
+                        "`{n}`: route names are letters, digits, `_` and `-` (they label metrics)"
+                    ))
+                } else if !names.insert(n.clone()) {
+                    Err(format!("route name `{n}` is used twice"))
+                } else {
+                    Ok(())
+                }
+            });
+            let host = r
+                .host
+                .as_ref()
+                .map(|h| self.check(h, &format!("{key}.host"), |h| HostPattern::parse(h)));
+            let methods = r.methods.as_ref().map(|ms| {
+                ms.iter()
+                    .filter_map(|m| {
+                        self.check(m, &format!("{key}.methods"), |m| {
+                            let upper = m.to_ascii_uppercase();
+                            let known = [
+                                "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS",
+                                "TRACE", "CONNECT",
+                            ];
+                            if known.contains(&upper.as_str()) {
+                                Method::from_bytes(upper.as_bytes()).map_err(|e| e.to_string())
+                            } else {
+                                Err(format!("`{m}` is not an HTTP method"))
+                            }
+                        })
+                    })
+                    .collect::<Vec<_>>()
+            });
+            let template = self.check(&r.path, &format!("{key}.path"), |p| {
+                PathTemplate::parse(p).map_err(|e| e.to_string())
+            });
+            let pool_ok = self.check(&r.pool, &format!("{key}.pool"), |p| {
+                if pools.contains_key(p) {
+                    Ok(())
+                } else {
+                    let known: Vec<&str> = pools.keys().map(String::as_str).collect();
+                    Err(format!("no pool named `{p}` (pools: {})", known.join(", ")))
+                }
+            });
+            let host = match host {
+                Some(Some(h)) => Some(h),
+                Some(None) => continue,
+                None => None,
+            };
+            if let (Some(()), Some(template), Some(())) = (name_ok, template, pool_ok) {
+                out.push(Route {
+                    name: Arc::from(name.as_str()),
+                    host,
+                    methods,
+                    template,
+                    pool: Arc::from(r.pool.get_ref().as_str()),
+                });
+            }
+        }
+        out
+    }
+}
+
+/// `host:port` to one address: literal addresses directly, names through the resolver (at
+/// load time; a reload resolves again).
+fn resolve(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    if !text.contains(':') {
+        return Err(format!("`{text}` needs a port: host:port"));
+    }
+    text.to_socket_addrs()
+        .map_err(|e| format!("`{text}`: {e}"))?
+        .next()
+        .ok_or_else(|| format!("`{text}` resolves to no address"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_cert(dir: &Path) {
+        crate::tls::ensure_dev_certificate(&dir.join("cert.pem"), &dir.join("key.pem")).unwrap();
+    }
+
+    const GOOD: &str = r#"
+[listen]
+https = "127.0.0.1:8443"
+http = "127.0.0.1:8080"
+
+[[tls.certificates]]
+cert = "cert.pem"
+key = "key.pem"
+
+[pools.app]
+backends = ["127.0.0.1:3000"]
+connect-timeout = "250ms"
+
+[[routes]]
+name = "all"
+path = "/{rest*}"
+pool = "app"
+"#;
+
+    #[test]
+    fn a_good_file_validates_with_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        with_cert(dir.path());
+        let config = Config::parse(&dir.path().join("f.toml"), GOOD).unwrap();
+        assert_eq!(config.server.threads.get(), 2);
+        assert_eq!(config.listen.admin, "127.0.0.1:9901".parse().unwrap());
+        assert_eq!(config.listen.redirect_https_port, 8443);
+        assert_eq!(
+            config.pools["app"].connect_timeout,
+            Duration::from_millis(250)
+        );
+        assert_eq!(config.routes.len(), 1);
+    }
+
+    #[test]
+    fn every_semantic_error_is_reported_with_line_col_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        with_cert(dir.path());
+        let bad = GOOD
+            .replace("\"250ms\"", "\"250\"")
+            .replace("pool = \"app\"", "pool = \"nope\"")
+            .replace("/{rest*}", "/{rest*");
+        let errors = Config::parse(&dir.path().join("f.toml"), &bad)
+            .unwrap_err()
+            .0;
+        let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(errors.len(), 3, "{text:?}");
+        assert!(
+            text[0].contains(":12:19: pools.app.connect-timeout: `250` needs a unit"),
+            "{text:?}"
+        );
+        assert!(text[1].contains(":16:8: routes[0].path:"), "{text:?}");
+        assert!(
+            text[2].contains(":17:8: routes[0].pool: no pool named `nope`"),
+            "{text:?}"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_syntax_errors_name_their_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.toml");
+        let errors = Config::parse(&path, "[listen]\nhttps = \"127.0.0.1:1\"\nhtps = 1\n")
+            .unwrap_err()
+            .0;
+        assert_eq!(errors.len(), 1);
+        assert_eq!((errors[0].line, errors[0].key.as_str()), (3, "listen.htps"));
+        assert!(
+            errors[0].message.contains("unknown field"),
+            "{}",
+            errors[0].message
+        );
+
+        let errors = Config::parse(&path, "[listen\n").unwrap_err().0;
+        assert_eq!(errors[0].line, 1);
+    }
+
+    #[test]
+    fn a_bad_certificate_is_a_config_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("cert.pem"), "garbage").unwrap();
+        std::fs::write(dir.path().join("key.pem"), "garbage").unwrap();
+        let errors = Config::parse(&dir.path().join("f.toml"), GOOD)
+            .unwrap_err()
+            .0;
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].key, "tls.certificates[0].cert");
+        assert!(
+            errors[0].message.contains("no PEM certificate"),
+            "{}",
+            errors[0].message
+        );
+    }
+}

@@ -1,0 +1,49 @@
+//! frontdoor: the front door of a Rails/Passenger application, built on Pingora.
+//!
+//! One binary terminates TLS and HTTP/2 for browsers, stamps `X-Request-Start` so the app
+//! can see its queue time, routes by rules an operator keeps in TOML, and proxies to a pool
+//! of Passenger backends over a keep-alive HTTP/1.1 pool.
+//!
+//! # Modules
+//! - [`config`]: TOML file types → validated domain [`config::Config`]; errors carry file:line:col.
+//! - [`routing`]: route templates (`/courses/{school}/{title}`, `{rest*}`) compiled into a [`routing::RouteTable`].
+//! - [`tls`]: certificate loading and validation, the SNI resolver, dev-certificate generation.
+//! - [`upstream`]: pools of backends and peer selection.
+//! - [`headers`]: `X-Request-Start`, `X-Forwarded-*`, `X-Request-Id`, hop-by-hop handling.
+//! - [`snapshot`]: everything the request path reads, built from a `Config` and swapped whole on reload.
+//! - [`reload`]: the background service that reloads the config on SIGHUP or file change.
+//! - [`metrics`]: every Prometheus family, registered once.
+//! - [`accesslog`]: one line per request through a non-blocking writer.
+//! - [`admin`]: the admin listener (`/healthz`, `/readyz`, `/metrics`).
+//! - [`redirect`]: the plain-HTTP listener that redirects to HTTPS.
+//! - [`simulator`]: a Dashboard-like app used by the demo, the tests and the benchmarks.
+//! - [`service`]: the `ProxyHttp` implementation, phase by phase.
+//! - [`server`]: assembles the Pingora server (listeners, services) from a `Config`.
+//!
+//! # A request, end to end
+//! ```text
+//! client ──TLS (rustls, ALPN h2/http1.1)──▶ HTTPS listener
+//!   early_request_filter     stamp arrival time
+//!   request_filter           route match (one snapshot load); request id
+//!   upstream_peer            pick a backend of the route's pool
+//!   upstream_request_filter  X-Request-Start, X-Forwarded-*, X-Request-Id; strip hop-by-hop
+//!   response_filter          X-Request-Id back to the client; strip hop-by-hop
+//!   logging                  metrics, access log
+//! ```
+
+#![forbid(unsafe_code)]
+
+pub mod accesslog;
+pub mod admin;
+pub mod config;
+pub mod headers;
+pub mod metrics;
+pub mod redirect;
+pub mod reload;
+pub mod routing;
+pub mod server;
+pub mod service;
+pub mod simulator;
+pub mod snapshot;
+pub mod tls;
+pub mod upstream;

@@ -1,0 +1,176 @@
+//! The `frontdoor` command: `run`, `check`, `simulate`, `demo`.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use frontdoor::config::{file::ConfigFile, Config};
+use frontdoor::simulator::{self, SimulatorOptions};
+
+#[derive(Parser)]
+#[command(
+    name = "frontdoor",
+    version,
+    about = "The front door of a Rails/Passenger app: TLS, HTTP/2, queue-time headers, routing"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve with a config file (SIGHUP or a file change reloads it; SIGTERM drains).
+    Run {
+        /// The TOML config.
+        config: PathBuf,
+    },
+    /// Validate a config like `nginx -t`: print the route table, or every error as file:line:col.
+    Check {
+        /// The TOML config.
+        config: PathBuf,
+    },
+    /// Run the Dashboard simulator alone.
+    Simulate {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:3000")]
+        listen: SocketAddr,
+        /// Worker slots (Passenger pool size).
+        #[arg(long, default_value_t = NonZeroUsize::MIN.saturating_add(3))]
+        workers: NonZeroUsize,
+        /// Service time of a page, JSON or asset request, in milliseconds.
+        #[arg(long, default_value_t = 20)]
+        service_ms: u64,
+        /// Duration of a manual update, in milliseconds.
+        #[arg(long, default_value_t = 3000)]
+        manual_update_ms: u64,
+    },
+    /// The simulator behind frontdoor with the bundled demo config; makes a dev certificate.
+    Demo {
+        /// The demo config.
+        #[arg(long, default_value = "config/demo.toml")]
+        config: PathBuf,
+        /// Where the simulator listens (the demo config's pool points here).
+        #[arg(long, default_value = "127.0.0.1:3000")]
+        simulator: SocketAddr,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run { config } => run(&config),
+        Command::Check { config } => return check(&config),
+        Command::Simulate {
+            listen,
+            workers,
+            service_ms,
+            manual_update_ms,
+        } => simulator::run_blocking(
+            listen,
+            SimulatorOptions {
+                workers,
+                service_time: Duration::from_millis(service_ms),
+                manual_update_time: Duration::from_millis(manual_update_ms),
+            },
+        ),
+        Command::Demo { config, simulator } => demo(&config, simulator),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("frontdoor: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(path: &Path) -> anyhow::Result<Config> {
+    Config::load(path).map_err(|errors| anyhow::anyhow!("invalid config:\n{errors}"))
+}
+
+fn check(path: &Path) -> ExitCode {
+    match Config::load(path) {
+        Ok(config) => {
+            print!("{}", config.route_table());
+            println!(
+                "{}: ok ({} routes, {} pools, {} certificates)",
+                path.display(),
+                config.routes.len(),
+                config.pools.len(),
+                config.certificates.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!("{}: {} error(s)", path.display(), errors.0.len());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(path: &Path) -> anyhow::Result<()> {
+    let config = load(path)?;
+    let _log =
+        frontdoor::accesslog::init(&config.server.access_log, config.server.access_log_format)
+            .context("cannot open the access log")?;
+    let server = frontdoor::server::build(config, path)?;
+    server.run_forever()
+}
+
+/// Makes a dev certificate for each certificate the demo config names that does not exist.
+fn ensure_demo_certificates(path: &Path) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let file: ConfigFile = toml::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message()))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    for certificate in &file.tls.certificates {
+        let (cert, key) = (
+            base.join(certificate.cert.get_ref()),
+            base.join(certificate.key.get_ref()),
+        );
+        if frontdoor::tls::ensure_dev_certificate(&cert, &key)? {
+            println!(
+                "generated a self-signed dev certificate: {}",
+                cert.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn demo(path: &Path, simulator_addr: SocketAddr) -> anyhow::Result<()> {
+    ensure_demo_certificates(path)?;
+    let config = load(path)?;
+    let listen = config.listen.clone();
+    std::thread::spawn(move || {
+        if let Err(e) = simulator::run_blocking(simulator_addr, SimulatorOptions::default()) {
+            eprintln!("frontdoor demo: simulator stopped: {e:#}");
+            std::process::exit(1);
+        }
+    });
+    println!("frontdoor demo");
+    println!(
+        "  https://{}/  (h2 + http/1.1; self-signed certificate)",
+        listen.https
+    );
+    if let Some(http) = listen.http {
+        println!("  http://{http}/  (redirects to https)");
+    }
+    println!(
+        "  http://{}/metrics  (admin: /healthz /readyz /metrics)",
+        listen.admin
+    );
+    println!("  http://{simulator_addr}/  (the Dashboard simulator, direct)");
+    println!(
+        "  try: curl -k https://{}/echo -H 'X-Request-Start: t=1' -H 'X-Forwarded-For: 6.6.6.6'",
+        listen.https
+    );
+    run(path)
+}

@@ -1,0 +1,272 @@
+//! Path templates: `/courses/{school}/{title}`, `/courses/{id*}/manual_update`.
+//!
+//! A template is a list of segments. A literal segment matches itself, `{name}` matches one
+//! segment, `{name*}` matches one or more segments (it may stand anywhere, not only last).
+//! Matching works on the path's non-empty segments, so `//a/` and `/a` are the same path
+//! (nginx's `merge_slashes on`); the query string is never part of the match.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// One segment of a compiled template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Segment {
+    /// Matches exactly this text.
+    Literal(String),
+    /// `{name}`: one segment.
+    Param(Arc<str>),
+    /// `{name*}`: one or more segments.
+    Glob(Arc<str>),
+}
+
+/// A compiled path template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathTemplate {
+    source: String,
+    segments: Vec<Segment>,
+}
+
+/// Why a template does not compile.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    /// Templates are absolute paths.
+    #[error("a path template must start with `/`")]
+    NotAbsolute,
+    /// `/a//b`
+    #[error("empty segment (`//`) in the template")]
+    EmptySegment,
+    /// `/a{b}` or `/{a}b`: parameters are whole segments.
+    #[error("`{0}`: a parameter must be a whole segment, like `{{name}}` or `{{name*}}`")]
+    PartialParam(String),
+    /// `{}` or `{1x}`
+    #[error("`{0}`: parameter names are letters, digits and `_`, not starting with a digit")]
+    BadParamName(String),
+    /// `/{a}/{a}`
+    #[error("parameter `{0}` appears twice")]
+    DuplicateParam(String),
+}
+
+/// Values captured by a match, in template order; a glob's value is its segments joined by `/`.
+pub type Params = Vec<(Arc<str>, String)>;
+
+impl PathTemplate {
+    /// Compiles `source`.
+    pub fn parse(source: &str) -> Result<Self, TemplateError> {
+        let rest = source.strip_prefix('/').ok_or(TemplateError::NotAbsolute)?;
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        let mut segments = Vec::new();
+        if !rest.is_empty() {
+            for part in rest.split('/') {
+                segments.push(parse_segment(part)?);
+            }
+        }
+        let mut names: Vec<&str> = Vec::new();
+        for segment in &segments {
+            if let Segment::Param(name) | Segment::Glob(name) = segment {
+                if names.contains(&name.as_ref()) {
+                    return Err(TemplateError::DuplicateParam(name.to_string()));
+                }
+                names.push(name);
+            }
+        }
+        Ok(PathTemplate {
+            source: source.to_string(),
+            segments,
+        })
+    }
+
+    /// The template as written.
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    /// The compiled segments.
+    pub fn segments(&self) -> &[Segment] {
+        &self.segments
+    }
+
+    /// Whether the template names parameter `name`.
+    pub fn has_param(&self, name: &str) -> bool {
+        self.segments
+            .iter()
+            .any(|s| matches!(s, Segment::Param(n) | Segment::Glob(n) if n.as_ref() == name))
+    }
+
+    /// Matches the path's segments, returning the captured parameters.
+    pub fn matches(&self, path: &[&str]) -> Option<Params> {
+        let mut params = Params::new();
+        match_from(&self.segments, path, &mut params).then_some(params)
+    }
+
+    /// Counts of (literal, param, glob) segments: the specificity the route table sorts by.
+    pub fn shape(&self) -> (usize, usize, usize) {
+        self.segments
+            .iter()
+            .fold((0, 0, 0), |(l, p, g), s| match s {
+                Segment::Literal(_) => (l + 1, p, g),
+                Segment::Param(_) => (l, p + 1, g),
+                Segment::Glob(_) => (l, p, g + 1),
+            })
+    }
+}
+
+impl fmt::Display for PathTemplate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.source)
+    }
+}
+
+/// Splits a request path (no query) into its non-empty segments.
+pub fn path_segments(path: &str) -> impl Iterator<Item = &str> {
+    path.split('/').filter(|s| !s.is_empty())
+}
+
+fn parse_segment(part: &str) -> Result<Segment, TemplateError> {
+    if part.is_empty() {
+        return Err(TemplateError::EmptySegment);
+    }
+    let Some(inner) = part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) else {
+        if part.contains(['{', '}']) {
+            return Err(TemplateError::PartialParam(part.to_string()));
+        }
+        return Ok(Segment::Literal(part.to_string()));
+    };
+    let (name, glob) = match inner.strip_suffix('*') {
+        Some(name) => (name, true),
+        None => (inner, false),
+    };
+    let valid = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid {
+        return Err(TemplateError::BadParamName(part.to_string()));
+    }
+    let name: Arc<str> = Arc::from(name);
+    Ok(if glob {
+        Segment::Glob(name)
+    } else {
+        Segment::Param(name)
+    })
+}
+
+/// Backtracking match; globs are greedy-free (they try the shortest span first), which
+/// keeps `{id*}/manual_update` cheap for the common short ids.
+fn match_from(template: &[Segment], path: &[&str], params: &mut Params) -> bool {
+    let Some((first, rest)) = template.split_first() else {
+        return path.is_empty();
+    };
+    match first {
+        Segment::Literal(text) => match path.split_first() {
+            Some((segment, path_rest)) if segment == text => match_from(rest, path_rest, params),
+            _ => false,
+        },
+        Segment::Param(name) => match path.split_first() {
+            Some((segment, path_rest)) => {
+                params.push((name.clone(), (*segment).to_string()));
+                if match_from(rest, path_rest, params) {
+                    return true;
+                }
+                params.pop();
+                false
+            }
+            None => false,
+        },
+        Segment::Glob(name) => {
+            // A glob needs at least one segment, and must leave enough for the rest.
+            let min_rest = rest.len();
+            for take in 1..=path.len().saturating_sub(min_rest) {
+                params.push((name.clone(), path[..take].join("/")));
+                if match_from(rest, &path[take..], params) {
+                    return true;
+                }
+                params.pop();
+            }
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segs(path: &str) -> Vec<&str> {
+        path_segments(path).collect()
+    }
+
+    fn capture(template: &str, path: &str) -> Option<Vec<(String, String)>> {
+        let t = PathTemplate::parse(template).ok()?;
+        t.matches(&segs(path))
+            .map(|p| p.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+    }
+
+    #[test]
+    fn params_capture_one_segment_each() {
+        assert_eq!(
+            capture("/courses/{school}/{title}", "/courses/mit/physics"),
+            Some(vec![
+                ("school".into(), "mit".into()),
+                ("title".into(), "physics".into())
+            ])
+        );
+        assert_eq!(capture("/courses/{school}/{title}", "/courses/mit"), None);
+        assert_eq!(
+            capture("/courses/{school}/{title}", "/courses/mit/a/b"),
+            None
+        );
+    }
+
+    #[test]
+    fn glob_in_the_middle_takes_one_or_more_segments() {
+        assert_eq!(
+            capture("/courses/{id*}/manual_update", "/courses/a/b/manual_update"),
+            Some(vec![("id".into(), "a/b".into())])
+        );
+        assert_eq!(
+            capture("/courses/{id*}/manual_update", "/courses/manual_update"),
+            None
+        );
+        assert_eq!(
+            capture("/assets/{rest*}", "/assets/x/y.js"),
+            Some(vec![("rest".into(), "x/y.js".into())])
+        );
+    }
+
+    #[test]
+    fn root_and_slashes_are_normalised() {
+        assert_eq!(capture("/", "/"), Some(vec![]));
+        assert_eq!(capture("/", "//"), Some(vec![]));
+        assert_eq!(capture("/training/", "/training"), Some(vec![]));
+        assert_eq!(capture("/training", "//training/"), Some(vec![]));
+    }
+
+    #[test]
+    fn bad_templates_say_why() {
+        assert_eq!(
+            PathTemplate::parse("courses"),
+            Err(TemplateError::NotAbsolute)
+        );
+        assert_eq!(
+            PathTemplate::parse("/a//b"),
+            Err(TemplateError::EmptySegment)
+        );
+        assert!(matches!(
+            PathTemplate::parse("/a{b}"),
+            Err(TemplateError::PartialParam(_))
+        ));
+        assert!(matches!(
+            PathTemplate::parse("/{1b}"),
+            Err(TemplateError::BadParamName(_))
+        ));
+        assert!(matches!(
+            PathTemplate::parse("/{}"),
+            Err(TemplateError::BadParamName(_))
+        ));
+        assert!(matches!(
+            PathTemplate::parse("/{a}/{a*}"),
+            Err(TemplateError::DuplicateParam(_))
+        ));
+    }
+}

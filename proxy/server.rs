@@ -1,0 +1,85 @@
+//! Assembles the Pingora server from a validated [`Config`]: the HTTPS proxy service, the
+//! plain-HTTP redirect service, the admin service and the reload watcher.
+
+use pingora::apps::http_app::HttpServer;
+use pingora::server::configuration::ServerConf;
+use pingora::server::Server;
+use pingora::services::background::background_service;
+use pingora::services::listening::Service;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::admin::AdminApp;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::redirect::RedirectApp;
+use crate::reload::Reloader;
+use crate::service::Frontdoor;
+use crate::snapshot::Shared;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Metrics registration failed (a programming error).
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    /// Pingora refused a listener setting.
+    #[error("listener: {0}")]
+    Listener(#[from] Box<pingora::Error>),
+}
+
+/// Pingora's process settings from ours. Pingora's own defaults (1 thread, 300 s grace
+/// period) suit neither a small box nor a test suite, so every value is set.
+fn server_conf(config: &Config) -> ServerConf {
+    let s = &config.server;
+    ServerConf {
+        threads: s.threads.get(),
+        grace_period_seconds: Some(s.grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(s.graceful_shutdown_timeout.as_secs()),
+        upstream_keepalive_pool_size: s.upstream_keepalive_pool_size.get(),
+        ..ServerConf::default()
+    }
+}
+
+/// Builds every service; `run` then serves until SIGTERM (graceful) or SIGINT (fast).
+pub fn build(config: Config, config_path: &Path) -> Result<Server, StartError> {
+    let metrics = Arc::new(Metrics::new()?);
+    let listen = config.listen.clone();
+    let conf = server_conf(&config);
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    let shared = Arc::new(Shared::new(config, metrics.clone()));
+
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        Frontdoor::new(shared.clone()),
+        "frontdoor https",
+    );
+    let tls = crate::tls::listener_settings(shared.certs.clone(), metrics)?;
+    proxy.add_tls_with_settings(&listen.https.to_string(), None, tls);
+    server.add_service(proxy);
+
+    if let Some(http) = listen.http {
+        let mut redirect = Service::new(
+            "frontdoor http redirect".to_string(),
+            HttpServer::new_app(RedirectApp::new(listen.redirect_https_port)),
+        );
+        redirect.add_tcp(&http.to_string());
+        redirect.threads = Some(1);
+        server.add_service(redirect);
+    }
+
+    let mut admin = Service::new(
+        "frontdoor admin".to_string(),
+        HttpServer::new_app(AdminApp::new(shared.clone())),
+    );
+    admin.add_tcp(&listen.admin.to_string());
+    admin.threads = Some(1);
+    server.add_service(admin);
+
+    server.add_service(background_service(
+        "frontdoor config reload",
+        Reloader::new(config_path.to_path_buf(), shared),
+    ));
+    server.bootstrap();
+    Ok(server)
+}

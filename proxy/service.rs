@@ -1,0 +1,303 @@
+//! The `ProxyHttp` implementation: phases in lifecycle order, each a few lines that call the
+//! modules doing the work. Read this file as frontdoor's table of contents.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::{HttpPeer, ProxyHttp, Session};
+use pingora::proxy::FailToProxy;
+use pingora::{Error, ErrorSource, ErrorType, Result};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use crate::headers::{self, Forwarding, HeaderEdit};
+use crate::metrics::NO_ROUTE;
+use crate::routing::RouteMatch;
+use crate::snapshot::{Shared, Snapshot};
+use crate::upstream::{Attempts, Pool};
+
+/// Per-request facts, computed once.
+pub struct RequestCtx {
+    /// Wall-clock arrival of the request head (what `X-Request-Start` reports).
+    arrival: SystemTime,
+    /// Monotonic arrival, for durations.
+    started: Instant,
+    /// The snapshot this request follows from start to end.
+    snapshot: Option<Arc<Snapshot>>,
+    /// The matched route and its parameters.
+    route: Option<RouteMatch>,
+    /// The route's pool.
+    pool: Option<Arc<Pool>>,
+    /// Kept from a trusted peer, else generated.
+    request_id: String,
+    /// Whether the downstream peer is a trusted proxy.
+    trusted: bool,
+    /// Backend attempts.
+    attempts: Attempts,
+    /// When the current upstream attempt began.
+    upstream_started: Option<Instant>,
+    /// Whether `request_started` was counted (so `logging` balances it exactly once).
+    counted: bool,
+}
+
+/// The proxy service.
+pub struct Frontdoor {
+    shared: Arc<Shared>,
+}
+
+impl Frontdoor {
+    /// A proxy reading `shared`.
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Frontdoor { shared }
+    }
+}
+
+fn peer_ip(session: &Session) -> Option<IpAddr> {
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip())
+}
+
+/// The requested host, lowercase and without port: `:authority` on h2, `Host` on h1.
+fn request_host(head: &RequestHeader) -> Option<String> {
+    let raw = head.uri.host().map(str::to_string).or_else(|| {
+        head.headers
+            .get(http::header::HOST)?
+            .to_str()
+            .ok()
+            .map(str::to_string)
+    })?;
+    let name = match raw.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(v6).to_string(),
+        None => raw
+            .rsplit_once(':')
+            .map_or(raw.as_str(), |(n, _)| n)
+            .to_string(),
+    };
+    Some(name.to_ascii_lowercase())
+}
+
+/// Writes a small complete response; used for answers frontdoor gives itself.
+async fn respond(
+    session: &mut Session,
+    status: u16,
+    body: &'static str,
+    request_id: &str,
+) -> Result<()> {
+    let mut head = ResponseHeader::build(status, Some(4))?;
+    head.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
+    head.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+    head.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+    head.set(headers::X_REQUEST_ID, request_id);
+    session.write_response_header(Box::new(head), false).await?;
+    session
+        .write_response_body(Some(Bytes::from_static(body.as_bytes())), true)
+        .await
+}
+
+#[async_trait]
+impl ProxyHttp for Frontdoor {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx {
+            arrival: SystemTime::now(),
+            started: Instant::now(),
+            snapshot: None,
+            route: None,
+            pool: None,
+            request_id: String::new(),
+            trusted: false,
+            attempts: Attempts::default(),
+            upstream_started: None,
+            counted: false,
+        }
+    }
+
+    /// Stamps the arrival time: the request head has just been read.
+    async fn early_request_filter(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        ctx.arrival = SystemTime::now();
+        ctx.started = Instant::now();
+        ctx.counted = true;
+        self.shared.metrics.request_started();
+        Ok(())
+    }
+
+    /// Routes the request. `Ok(true)` = a response was already written (no route: 404).
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let snapshot = self.shared.snapshot.load_full();
+        ctx.trusted = headers::is_trusted(peer_ip(session), snapshot.trusted_proxies());
+        ctx.request_id = session
+            .req_header()
+            .headers
+            .get(headers::X_REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .filter(|id| ctx.trusted && headers::acceptable_request_id(id))
+            .map_or_else(headers::new_request_id, str::to_string);
+        let head = session.req_header();
+        let host = request_host(head);
+        ctx.route = snapshot
+            .routes
+            .lookup(host.as_deref(), &head.method, head.uri.path());
+        ctx.pool = ctx
+            .route
+            .as_ref()
+            .and_then(|m| snapshot.pools.get(m.route.pool.as_ref()).cloned());
+        ctx.snapshot = Some(snapshot);
+        if ctx.pool.is_none() {
+            respond(session, 404, "no route for this request\n", &ctx.request_id).await?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// The next backend of the route's pool (round robin; the following one on a retry).
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        let pool = ctx
+            .pool
+            .as_ref()
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no pool"))?;
+        ctx.upstream_started = Some(Instant::now());
+        Ok(pool.peer(&mut ctx.attempts))
+    }
+
+    /// A failed connect is retried on the next backend for idempotent methods only: nothing
+    /// was sent, but a non-idempotent request must never risk running twice.
+    fn fail_to_connect(
+        &self,
+        session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        if let Some(pool) = &ctx.pool {
+            self.shared.metrics.upstream_connect_failed(pool.name());
+            let idempotent = session.req_header().method.is_idempotent();
+            e.set_retry(idempotent && pool.may_retry_connect(&ctx.attempts));
+        }
+        e
+    }
+
+    /// Tells the app where the request came from and when it arrived.
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let host = request_host(session.req_header());
+        Forwarding {
+            peer: peer_ip(session),
+            trusted: ctx.trusted,
+            arrival: ctx.arrival,
+            scheme: "https",
+            host: host.as_deref(),
+            request_id: &ctx.request_id,
+        }
+        .apply(upstream);
+        Ok(())
+    }
+
+    /// Times the backend and drops its hop-by-hop fields.
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let (Some(pool), Some(started)) = (&ctx.pool, ctx.upstream_started) {
+            self.shared
+                .metrics
+                .upstream_responded(pool.name(), started.elapsed());
+        }
+        if upstream.status != http::StatusCode::SWITCHING_PROTOCOLS {
+            headers::strip_hop_by_hop(upstream);
+        }
+        Ok(())
+    }
+
+    /// Returns the request id to the client.
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        response.set(headers::X_REQUEST_ID, &ctx.request_id);
+        Ok(())
+    }
+
+    /// Errors before a response: 504 for upstream timeouts (as nginx), 502 for other upstream
+    /// failures, 400 for a malformed request.
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let code = match (e.esource(), e.etype()) {
+            (_, ErrorType::HTTPStatus(code)) => *code,
+            (
+                ErrorSource::Upstream,
+                ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout,
+            ) => 504,
+            (ErrorSource::Upstream, _) => 502,
+            (
+                ErrorSource::Downstream,
+                ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed,
+            ) => 0,
+            (ErrorSource::Downstream, _) => 400,
+            _ => 500,
+        };
+        if code > 0 {
+            let body = match code {
+                502 => "bad gateway: the app could not be reached\n",
+                504 => "gateway timeout: the app did not answer in time\n",
+                400 => "bad request\n",
+                _ => "error\n",
+            };
+            if let Err(write_error) = respond(session, code, body, &ctx.request_id).await {
+                tracing::debug!("could not send the {code} response: {write_error}");
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    /// Metrics and the access log.
+    async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut RequestCtx) {
+        if !ctx.counted {
+            return;
+        }
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let route = ctx.route.as_ref().map_or(NO_ROUTE, |m| &m.route.name);
+        let elapsed = ctx.started.elapsed();
+        self.shared.metrics.request_finished(route, status, elapsed);
+        let head = session.req_header();
+        tracing::info!(
+            target: crate::accesslog::TARGET,
+            client = %peer_ip(session).map_or_else(|| "-".to_string(), |ip| ip.to_string()),
+            method = %head.method,
+            path = %head.uri.path(),
+            proto = if session.is_http2() { "h2" } else { "http/1.1" },
+            status,
+            route,
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            attempts = ctx.attempts.made,
+            request_id = %ctx.request_id,
+            error = error.map(|e| e.etype().as_str()),
+        );
+    }
+}

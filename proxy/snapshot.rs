@@ -1,0 +1,79 @@
+//! What the request path reads, built whole from a [`Config`] and swapped whole on reload.
+//!
+//! A request does one `load()` of the current snapshot in `request_filter` and keeps that
+//! `Arc` for its whole life, so a reload never changes the rules under a request in flight.
+
+use arc_swap::ArcSwap;
+use ipnet::IpNet;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::routing::RouteTable;
+use crate::tls::CertStore;
+use crate::upstream::Pool;
+
+/// One generation of routing rules and pools.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// The config it was built from.
+    pub config: Config,
+    /// Compiled routes.
+    pub routes: RouteTable,
+    /// Pools by name; every route's pool is here (validation guarantees it).
+    pub pools: HashMap<String, Arc<Pool>>,
+}
+
+impl Snapshot {
+    /// Builds the request-path view of `config`.
+    pub fn new(config: Config) -> Self {
+        let routes = config.route_table();
+        let pools = config
+            .pools
+            .iter()
+            .map(|(name, settings)| (name.clone(), Arc::new(Pool::new(name, settings.clone()))))
+            .collect();
+        Snapshot {
+            config,
+            routes,
+            pools,
+        }
+    }
+
+    /// Trusted proxy ranges.
+    pub fn trusted_proxies(&self) -> &[IpNet] {
+        &self.config.trusted_proxies
+    }
+}
+
+/// State shared by every service: the current snapshot, the certificates, the metrics.
+pub struct Shared {
+    /// The current snapshot.
+    pub snapshot: ArcSwap<Snapshot>,
+    /// The current certificates (read by the TLS resolver at each handshake).
+    pub certs: Arc<ArcSwap<CertStore>>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+impl Shared {
+    /// State for a first `config`.
+    pub fn new(config: Config, metrics: Arc<Metrics>) -> Self {
+        let certs = Arc::new(ArcSwap::from_pointee(CertStore::new(
+            config.certificates.clone(),
+        )));
+        Shared {
+            snapshot: ArcSwap::from_pointee(Snapshot::new(config)),
+            certs,
+            metrics,
+        }
+    }
+
+    /// Swaps in `config`: certificates first, so a route never refers to a missing cert.
+    pub fn install(&self, config: Config) {
+        self.certs
+            .store(Arc::new(CertStore::new(config.certificates.clone())));
+        self.snapshot.store(Arc::new(Snapshot::new(config)));
+    }
+}
