@@ -133,9 +133,11 @@ impl Metrics {
 
     /// A TLS handshake completed with `protocol` (e.g. `TLSv1.3`).
     pub fn tls_handshake(&self, protocol: &str) {
-        // rustls names only TLS 1.2 and 1.3; anything else is folded so the label stays bounded.
+        // rustls spells versions `TLSv1_3`; anything but 1.2 and 1.3 is folded so the label
+        // stays bounded (rustls negotiates nothing else).
         let protocol = match protocol {
-            "TLSv1.2" | "TLSv1.3" => protocol,
+            "TLSv1_2" | "TLSv1.2" => "TLSv1.2",
+            "TLSv1_3" | "TLSv1.3" => "TLSv1.3",
             _ => "other",
         };
         self.tls_handshakes.with_label_values(&[protocol]).inc();
@@ -173,6 +175,7 @@ mod tests {
         m.request_started();
         m.request_finished("course", 204, Duration::from_millis(3));
         m.tls_handshake("SSLv3");
+        m.tls_handshake("TLSv1_3");
         m.config_reloaded(false);
         let text = String::from_utf8(m.render()).unwrap();
         assert!(

@@ -29,7 +29,9 @@ pub enum StartError {
 }
 
 /// Pingora's process settings from ours. Pingora's own defaults (1 thread, 300 s grace
-/// period) suit neither a small box nor a test suite, so every value is set.
+/// period) suit neither a small box nor a test suite, so every value is set. On SIGTERM
+/// Pingora stops accepting at once, lets in-flight requests run for the grace period, then
+/// shuts the runtimes down within the shutdown timeout.
 fn server_conf(config: &Config) -> ServerConf {
     let s = &config.server;
     ServerConf {

@@ -37,10 +37,10 @@ pub struct ServerSection {
     /// Worker threads per listening service.
     #[serde(default = "default_threads")]
     pub threads: Spanned<i64>,
-    /// After SIGTERM, how long listeners keep accepting before shutdown begins.
+    /// After SIGTERM, how long requests in flight get to finish (listeners stop at once).
     #[serde(default = "default_grace_period")]
     pub grace_period: Spanned<String>,
-    /// After the grace period, how long in-flight requests get to finish.
+    /// After the grace period, how long the worker runtimes get to stop.
     #[serde(default = "default_graceful_shutdown_timeout")]
     pub graceful_shutdown_timeout: Spanned<String>,
     /// Idle keep-alive connections kept to upstreams, over all backends.
@@ -74,10 +74,10 @@ fn default_threads() -> Spanned<i64> {
     unspanned(2)
 }
 fn default_grace_period() -> Spanned<String> {
-    unspanned("5s".to_string())
+    unspanned("10s".to_string())
 }
 fn default_graceful_shutdown_timeout() -> Spanned<String> {
-    unspanned("10s".to_string())
+    unspanned("5s".to_string())
 }
 fn default_keepalive_pool_size() -> Spanned<i64> {
     unspanned(256)

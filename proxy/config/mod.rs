@@ -70,9 +70,9 @@ pub enum AccessLogFormat {
 pub struct ServerSettings {
     /// Worker threads of each listening service.
     pub threads: NonZeroUsize,
-    /// Listeners keep accepting this long after SIGTERM.
+    /// After SIGTERM (listeners stop at once), requests in flight get this long to finish.
     pub grace_period: Duration,
-    /// Then in-flight requests get this long.
+    /// Then the worker runtimes get this long to stop.
     pub graceful_shutdown_timeout: Duration,
     /// Idle upstream connections kept.
     pub upstream_keepalive_pool_size: NonZeroUsize,

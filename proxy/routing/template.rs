@@ -1,7 +1,9 @@
 //! Path templates: `/courses/{school}/{title}`, `/courses/{id*}/manual_update`.
 //!
 //! A template is a list of segments. A literal segment matches itself, `{name}` matches one
-//! segment, `{name*}` matches one or more segments (it may stand anywhere, not only last).
+//! segment, `{name*}` matches one or more segments (it may stand anywhere, not only last);
+//! as the last segment it also matches none, so `/{rest*}` is a catch-all that includes `/`
+//! and `/assets/{file*}` includes `/assets`.
 //! Matching works on the path's non-empty segments, so `//a/` and `/a` are the same path
 //! (nginx's `merge_slashes on`); the query string is never part of the match.
 
@@ -15,7 +17,7 @@ pub enum Segment {
     Literal(String),
     /// `{name}`: one segment.
     Param(Arc<str>),
-    /// `{name*}`: one or more segments.
+    /// `{name*}`: one or more segments; zero as well when it is the last segment.
     Glob(Arc<str>),
 }
 
@@ -174,9 +176,10 @@ fn match_from(template: &[Segment], path: &[&str], params: &mut Params) -> bool 
             None => false,
         },
         Segment::Glob(name) => {
-            // A glob needs at least one segment, and must leave enough for the rest.
-            let min_rest = rest.len();
-            for take in 1..=path.len().saturating_sub(min_rest) {
+            // A glob needs at least one segment unless it ends the template, and must leave
+            // enough segments for the rest of the template.
+            let min_take = usize::from(!rest.is_empty());
+            for take in min_take..=path.len().saturating_sub(rest.len()) {
                 params.push((name.clone(), path[..take].join("/")));
                 if match_from(rest, &path[take..], params) {
                     return true;
@@ -232,6 +235,19 @@ mod tests {
             capture("/assets/{rest*}", "/assets/x/y.js"),
             Some(vec![("rest".into(), "x/y.js".into())])
         );
+    }
+
+    #[test]
+    fn a_final_glob_also_matches_nothing() {
+        assert_eq!(
+            capture("/{rest*}", "/"),
+            Some(vec![("rest".into(), "".into())])
+        );
+        assert_eq!(
+            capture("/assets/{rest*}", "/assets"),
+            Some(vec![("rest".into(), "".into())])
+        );
+        assert_eq!(capture("/{a*}/x/{b*}", "/x"), None);
     }
 
     #[test]

@@ -1,1 +1,11 @@
-fn main() {}
+//! Black-box tests: the real `frontdoor` binary on ephemeral loopback ports, real TLS, real
+//! HTTP/2 clients, the simulator as the app. One test binary, so Pingora links once.
+
+mod common;
+
+mod check;
+mod headers;
+mod health;
+mod reload;
+mod routing;
+mod tls;

@@ -1,0 +1,392 @@
+//! The harness: certificates, free ports, the simulator in-process, frontdoor as a child
+//! process, and clients that trust the test CA.
+
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use frontdoor::simulator::{Simulator, SimulatorOptions};
+
+/// The binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_frontdoor")
+}
+
+/// A loopback port nobody listens on right now (Pingora listeners don't report their port,
+/// so the test reserves one and lets it go just before frontdoor binds it).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A test certificate authority and leaf certificates signed by it.
+pub struct TestCa {
+    ca: rcgen::Certificate,
+    ca_key: rcgen::KeyPair,
+}
+
+impl TestCa {
+    pub fn new() -> Self {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("ca params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "frontdoor test CA");
+        let ca_key = rcgen::KeyPair::generate().expect("ca key");
+        let ca = params.self_signed(&ca_key).expect("ca cert");
+        TestCa { ca, ca_key }
+    }
+
+    /// PEM of the CA, for clients.
+    pub fn pem(&self) -> String {
+        self.ca.pem()
+    }
+
+    /// Writes `NAME.pem` and `NAME.key` into `dir` for `names`; returns both paths.
+    pub fn issue(&self, dir: &Path, file: &str, names: &[&str]) -> (PathBuf, PathBuf) {
+        let params =
+            rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .expect("params");
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = params
+            .signed_by(&key, &self.ca, &self.ca_key)
+            .expect("sign");
+        let (cert_path, key_path) = (
+            dir.join(format!("{file}.pem")),
+            dir.join(format!("{file}.key")),
+        );
+        std::fs::write(&cert_path, cert.pem()).expect("write cert");
+        std::fs::write(&key_path, key.serialize_pem()).expect("write key");
+        (cert_path, key_path)
+    }
+}
+
+/// The simulator running on this test's runtime.
+pub struct Sim {
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Sim {
+    pub async fn start(options: SimulatorOptions) -> Sim {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind simulator");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let simulator = Arc::new(Simulator::new(options));
+        tokio::spawn(async move {
+            let _ = simulator
+                .serve(listener, async move {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        Sim {
+            addr,
+            stop: Some(stop),
+        }
+    }
+
+    pub async fn quick() -> Sim {
+        Sim::start(SimulatorOptions {
+            workers: std::num::NonZeroUsize::new(16).expect("nonzero"),
+            service_time: Duration::from_millis(1),
+            manual_update_time: Duration::from_millis(50),
+        })
+        .await
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Listener ports for one frontdoor.
+#[derive(Clone, Copy, Debug)]
+pub struct Ports {
+    pub https: u16,
+    pub http: u16,
+    pub admin: u16,
+}
+
+impl Ports {
+    pub fn new() -> Self {
+        Ports {
+            https: free_port(),
+            http: free_port(),
+            admin: free_port(),
+        }
+    }
+}
+
+/// A config with the test listeners and one certificate; `rest` adds pools, routes, etc.
+pub fn config_text(ports: Ports, rest: &str) -> String {
+    format!(
+        r#"
+[server]
+threads = 1
+grace-period = "0s"
+graceful-shutdown-timeout = "1s"
+access-log = "access.log"
+
+[listen]
+https = "127.0.0.1:{https}"
+http = "127.0.0.1:{http}"
+admin = "127.0.0.1:{admin}"
+
+[[tls.certificates]]
+cert = "localhost.pem"
+key = "localhost.key"
+{rest}
+"#,
+        https = ports.https,
+        http = ports.http,
+        admin = ports.admin,
+    )
+}
+
+/// One pool `app` with `backends`, and a catch-all route to it.
+pub fn one_pool(backends: &[SocketAddr]) -> String {
+    let list: Vec<String> = backends.iter().map(|b| format!("\"{b}\"")).collect();
+    format!(
+        r#"
+[pools.app]
+backends = [{}]
+connect-timeout = "500ms"
+read-timeout = "2s"
+
+[[routes]]
+name = "all"
+path = "/{{rest*}}"
+pool = "app"
+"#,
+        list.join(", ")
+    )
+}
+
+/// A running frontdoor child process with its own folder (config, certs, logs).
+pub struct Frontdoor {
+    child: Child,
+    pub dir: tempfile::TempDir,
+    pub ports: Ports,
+    pub ca: TestCa,
+}
+
+impl Frontdoor {
+    /// Writes `config` (from [`config_text`]) and starts `frontdoor run`; waits until the
+    /// admin and HTTPS listeners accept.
+    pub async fn start(ports: Ports, config: &str) -> Frontdoor {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = TestCa::new();
+        ca.issue(dir.path(), "localhost", &["localhost", "127.0.0.1"]);
+        Frontdoor::start_in(dir, ca, ports, config).await
+    }
+
+    /// Like [`Frontdoor::start`] with a prepared folder (extra certificates).
+    pub async fn start_in(
+        dir: tempfile::TempDir,
+        ca: TestCa,
+        ports: Ports,
+        config: &str,
+    ) -> Frontdoor {
+        let config_path = dir.path().join("frontdoor.toml");
+        std::fs::write(&config_path, config).expect("write config");
+        let log = std::fs::File::create(dir.path().join("stderr.log")).expect("log file");
+        let child = Command::new(bin())
+            .arg("run")
+            .arg(&config_path)
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn frontdoor");
+        let fd = Frontdoor {
+            child,
+            dir,
+            ports,
+            ca,
+        };
+        fd.wait_ready().await;
+        fd
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let admin = tokio::net::TcpStream::connect(("127.0.0.1", self.ports.admin))
+                .await
+                .is_ok();
+            let https = tokio::net::TcpStream::connect(("127.0.0.1", self.ports.https))
+                .await
+                .is_ok();
+            if admin && https {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "frontdoor did not start:\n{}",
+                self.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("frontdoor.toml")
+    }
+
+    /// Replaces the config the way an editor does (write aside, rename over).
+    pub fn rewrite_config(&self, config: &str) {
+        let aside = self.dir.path().join("frontdoor.toml.new");
+        std::fs::write(&aside, config).expect("write config");
+        std::fs::rename(&aside, self.config_path()).expect("rename config");
+    }
+
+    pub fn sighup(&self) {
+        self.signal("HUP");
+    }
+
+    /// Sends signal `name` (`HUP`, `TERM`, ...) to the process.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// Waits up to `limit` for the process to exit; its exit code, if it did.
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status.code().unwrap_or(-1));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
+    }
+
+    /// A client trusting the test CA that reaches `localhost` at our HTTPS port.
+    pub fn client(&self) -> reqwest::Client {
+        self.client_builder().build().expect("client")
+    }
+
+    pub fn client_builder(&self) -> reqwest::ClientBuilder {
+        let ca = reqwest::Certificate::from_pem(self.ca.pem().as_bytes()).expect("ca pem");
+        reqwest::Client::builder()
+            .add_root_certificate(ca)
+            .tls_built_in_root_certs(false)
+            .resolve(
+                "localhost",
+                SocketAddr::from(([127, 0, 0, 1], self.ports.https)),
+            )
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(10))
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("https://localhost:{}{}", self.ports.https, path)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.ports.admin, path)
+    }
+
+    /// The `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(self.admin_url("/metrics"))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text")
+    }
+
+    /// The value of one metric sample line, e.g. `frontdoor_config_reloads_total{result="ok"}`.
+    pub async fn metric(&self, sample: &str) -> f64 {
+        self.metrics()
+            .await
+            .lines()
+            .find_map(|l| l.strip_prefix(sample).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or(0.0)
+    }
+}
+
+impl Drop for Frontdoor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- frontdoor stderr ---\n{}", self.stderr());
+        }
+    }
+}
+
+/// Runs `frontdoor` with `args` to completion: (exit code, stdout, stderr).
+pub fn run_cli(args: &[&str], cwd: &Path) -> (i32, String, String) {
+    let out = Command::new(bin())
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("run frontdoor");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The JSON the simulator's `/echo` returns.
+pub struct Echo(pub serde_json::Value);
+
+impl Echo {
+    pub async fn from(response: reqwest::Response) -> Echo {
+        assert_eq!(response.status(), 200, "echo status");
+        Echo(response.json().await.expect("echo json"))
+    }
+
+    /// Every value of header `name` (lowercase) the app received.
+    pub fn headers(&self, name: &str) -> Vec<String> {
+        self.0["headers"]
+            .as_array()
+            .map(|hs| {
+                hs.iter()
+                    .filter(|h| h[0].as_str().is_some_and(|n| n.eq_ignore_ascii_case(name)))
+                    .filter_map(|h| h[1].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        let values = self.headers(name);
+        assert!(
+            values.len() <= 1,
+            "{name} sent {} times: {values:?}",
+            values.len()
+        );
+        values.into_iter().next()
+    }
+
+    pub fn node(&self) -> String {
+        self.0["node"].as_str().unwrap_or_default().to_string()
+    }
+}
