@@ -49,6 +49,13 @@ enum Command {
         #[arg(long, default_value_t = 3000)]
         manual_update_ms: u64,
     },
+    /// Write a self-signed certificate for localhost/127.0.0.1/::1 (what `demo` does on first use).
+    DevCert {
+        /// PEM certificate to write.
+        cert: PathBuf,
+        /// PEM private key to write.
+        key: PathBuf,
+    },
     /// The simulator behind frontdoor with the bundled demo config; makes a dev certificate.
     Demo {
         /// The demo config.
@@ -78,6 +85,12 @@ fn main() -> ExitCode {
                 manual_update_time: Duration::from_millis(manual_update_ms),
             },
         ),
+        Command::DevCert { cert, key } => frontdoor::tls::ensure_dev_certificate(&cert, &key)
+            .map(|made| {
+                let verb = if made { "wrote" } else { "kept the existing" };
+                println!("{verb} {} and {}", cert.display(), key.display());
+            })
+            .map_err(Into::into),
         Command::Demo { config, simulator } => demo(&config, simulator),
     };
     match result {

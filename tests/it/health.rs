@@ -130,10 +130,8 @@ async fn sigterm_lets_in_flight_requests_finish_then_exits() {
     })
     .await;
     let ports = Ports::new();
-    let config = config_text(ports, &one_pool(&[sim.addr])).replace(
-        "grace-period = \"0s\"",
-        "grace-period = \"3s\"",
-    );
+    let config = config_text(ports, &one_pool(&[sim.addr]))
+        .replace("grace-period = \"0s\"", "grace-period = \"3s\"");
     let mut fd = Frontdoor::start(ports, &config).await;
     let client = fd.client();
     let requests: Vec<_> = (0..20)

@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# End-to-end load: frontdoor (release build) in front of the Dashboard simulator, against the
+# simulator alone. Prints requests/s, p50/p99 latency and frontdoor CPU per 1,000 requests for
+# small dynamic responses (the simulator's /echo, ~0.6 KB of JSON, answered without a worker
+# slot so the app is never the bottleneck) over HTTP/1.1+TLS (wrk) and h2 (h2load), the
+# latency frontdoor adds at low concurrency, and what the access log costs.
+#
+#   bash benches/load.sh            # 3 rounds of 15 s runs, medians (about 8 minutes)
+#   bash benches/load.sh --quick    # 1 round of 4 s runs (about a minute)
+#
+# Pinning on 2 cores: frontdoor alone on core 0; the load generator and the upstream
+# simulator on core 1. The direct baseline puts a second simulator alone on core 0, so both
+# sides of the comparison have core 0 to themselves. Only 127.0.0.1 is used.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+rounds=3; secs=15
+if [ "${1:-}" = "--quick" ]; then rounds=1; secs=4; fi
+
+bash .ci/setup wrk:wrk nghttp2-client:h2load util-linux:taskset
+cargo build --release --locked --quiet
+bin="${CARGO_TARGET_DIR:-target}/release/frontdoor"
+tmp=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"; }
+trap cleanup EXIT
+
+free_port() {
+  local p
+  while :; do
+    p=$((20000 + RANDOM % 30000))
+    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+  done
+}
+wait_port() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+clk=$(getconf CLK_TCK)
+
+sim_up=$(free_port); sim_direct=$(free_port)
+taskset -c 1 "$bin" simulate --listen "127.0.0.1:$sim_up" --workers 256 --service-ms 0 >/dev/null & pids+=($!)
+taskset -c 0 "$bin" simulate --listen "127.0.0.1:$sim_direct" --workers 256 --service-ms 0 >/dev/null & pids+=($!)
+"$bin" dev-cert "$tmp/cert.pem" "$tmp/key.pem" >/dev/null
+
+fd_pid=""
+# start_frontdoor ACCESS_LOG: (re)starts frontdoor on core 0, one worker thread.
+start_frontdoor() {
+  [ -n "$fd_pid" ] && { kill "$fd_pid"; wait "$fd_pid" 2>/dev/null || true; }
+  https=$(free_port); admin=$(free_port)
+  cat > "$tmp/fd.toml" <<TOML
+[server]
+threads = 1
+grace-period = "0s"
+graceful-shutdown-timeout = "1s"
+access-log = "$1"
+[listen]
+https = "127.0.0.1:$https"
+admin = "127.0.0.1:$admin"
+[[tls.certificates]]
+cert = "cert.pem"
+key = "key.pem"
+[pools.app]
+backends = ["127.0.0.1:$sim_up"]
+[[routes]]
+name = "all"
+path = "/{rest*}"
+pool = "app"
+TOML
+  RUST_LOG=warn taskset -c 0 "$bin" run "$tmp/fd.toml" 2>"$tmp/fd.err" & fd_pid=$!; pids+=($fd_pid)
+  wait_port "$https"; wait_port "$admin"
+}
+
+# Each measurement prints: rps p50_ms p99_ms [cpu_ms_per_1k]
+to_ms() { awk '{ v=$1; if (v ~ /us$/) { sub(/us$/,"",v); v/=1000 } else if (v ~ /ms$/) { sub(/ms$/,"",v) } else if (v ~ /s$/) { sub(/s$/,"",v); v*=1000 } printf "%.3f", v }' <<<"$1"; }
+run_wrk() { # URL CONNECTIONS PID-or-empty
+  local before after out rps p50 p99 reqs
+  [ -n "$3" ] && before=$(cpu_ticks "$3")
+  out=$(taskset -c 1 wrk -t1 -c"$2" -d"${secs}s" --latency "$1")
+  [ -n "$3" ] && after=$(cpu_ticks "$3")
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  reqs=$(awk '/requests in/ {print $1}' <<<"$out")
+  p50=$(to_ms "$(awk '$1=="50%" {print $2}' <<<"$out")")
+  p99=$(to_ms "$(awk '$1=="99%" {print $2}' <<<"$out")")
+  if grep -q "Non-2xx\|Socket errors" <<<"$out"; then echo "wrk reported errors:" >&2; grep "Non-2xx\|Socket errors" <<<"$out" >&2; fi
+  if [ -n "$3" ]; then echo "$rps $p50 $p99 $(awk -v t=$((after - before)) -v c="$clk" -v n="$reqs" 'BEGIN { printf "%.1f", t / c * 1000 / n * 1000 }')"
+  else echo "$rps $p50 $p99"; fi
+}
+run_h2load() { # URL PID
+  local before after out rps reqs lat
+  before=$(cpu_ticks "$2")
+  out=$(taskset -c 1 h2load -c32 -m10 -D "$secs" --log-file="$tmp/h2.log" "$1" 2>&1)
+  after=$(cpu_ticks "$2")
+  rps=$(awk '/^finished in/ {print $4}' <<<"$out")
+  reqs=$(awk '/^requests:/ {print $8}' <<<"$out") # succeeded
+  grep -q "0 failed, 0 errored" <<<"$out" || { echo "h2load reported failures:" >&2; grep "^requests:" <<<"$out" >&2; }
+  lat=$(awk '{print $3 / 1000}' "$tmp/h2.log" | sort -n | awk '{a[NR]=$1} END {printf "%.3f %.3f", a[int(NR*0.5)+1], a[int(NR*0.99)+1]}')
+  echo "$rps $lat $(awk -v t=$((after - before)) -v c="$clk" -v n="$reqs" 'BEGIN { printf "%.1f", t / c * 1000 / n * 1000 }')"
+}
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+col() { awk -v c="$1" '{print $c}'; }
+
+declare -A results
+record() { results["$1"]+="$2"$'\n'; }
+
+for round in $(seq "$rounds"); do
+  echo "round $round/$rounds ..." >&2
+  start_frontdoor off
+  record direct_h1 "$(run_wrk "http://127.0.0.1:$sim_direct/echo" 32 "")"
+  record fd_h1 "$(run_wrk "https://127.0.0.1:$https/echo" 32 "$fd_pid")"
+  record fd_h2 "$(run_h2load "https://127.0.0.1:$https/echo" "$fd_pid")"
+  record direct_c4 "$(run_wrk "http://127.0.0.1:$sim_direct/echo" 4 "")"
+  record fd_c4 "$(run_wrk "https://127.0.0.1:$https/echo" 4 "$fd_pid")"
+  start_frontdoor "$tmp/access.log"
+  record fd_h1_logged "$(run_wrk "https://127.0.0.1:$https/echo" 32 "$fd_pid")"
+done
+
+summary() { # NAME LABEL
+  local rows=${results[$1]}
+  printf "%-44s %9s req/s  p50 %7s ms  p99 %7s ms" "$2" \
+    "$(col 1 <<<"$rows" | median)" "$(col 2 <<<"$rows" | median)" "$(col 3 <<<"$rows" | median)"
+  local cpu; cpu=$(col 4 <<<"$rows" | grep . | median || true)
+  [ -n "$cpu" ] && printf "  frontdoor CPU %6s ms/1k req" "$cpu"
+  echo
+}
+echo
+echo "frontdoor load benchmark: $rounds round(s) of ${secs}s, medians; $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+summary direct_h1    "simulator direct, HTTP/1.1, 32 conns"
+summary fd_h1        "frontdoor, HTTP/1.1+TLS, 32 conns"
+summary fd_h2        "frontdoor, h2 (32 conns x 10 streams)"
+summary fd_h1_logged "frontdoor, HTTP/1.1+TLS, 32 conns, access log"
+summary direct_c4    "simulator direct, HTTP/1.1, 4 conns"
+summary fd_c4        "frontdoor, HTTP/1.1+TLS, 4 conns"
+added=$(awk -v a="$(col 2 <<<"${results[fd_c4]}" | median)" -v b="$(col 2 <<<"${results[direct_c4]}" | median)" 'BEGIN {printf "%.3f", a - b}')
+echo "latency frontdoor adds at 4 connections (p50 through frontdoor - p50 direct): ${added} ms"
+echo "access log lines written: $(wc -l < "$tmp/access.log")"
