@@ -294,7 +294,7 @@ impl ProxyHttp for Frontdoor {
             proto = if session.is_http2() { "h2" } else { "http/1.1" },
             status,
             route,
-            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            duration_ms = %format_args!("{:.3}", elapsed.as_secs_f64() * 1000.0),
             attempts = ctx.attempts.made,
             request_id = %ctx.request_id,
             error = error.map(|e| e.etype().as_str()),

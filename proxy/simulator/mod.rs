@@ -147,6 +147,8 @@ impl Simulator {
             self.count(&path);
         }
         let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        // HEAD is GET without a body, as Rack does it (hyper drops the body).
+        let read = matches!(*request.method(), Method::GET | Method::HEAD);
         let mut reply = match segments.as_slice() {
             ["healthz"] => text(StatusCode::OK, "ok\n"),
             ["_sim", "stats"] => self.stats(),
@@ -162,22 +164,22 @@ impl Simulator {
                 )
                 .await
             }
-            [] if request.method() == Method::GET => {
+            [] if read => {
                 let page = self.assets.index_page("Dashboard");
                 self.work(&request, arrival, self.options.service_time, html(page))
                     .await
             }
-            ["training"] if request.method() == Method::GET => {
+            ["training"] if read => {
                 let page = self.assets.index_page("Training");
                 self.work(&request, arrival, self.options.service_time, html(page))
                     .await
             }
-            ["courses", school, title] if request.method() == Method::GET => {
+            ["courses", school, title] if read => {
                 let page = self.assets.course_page(school, title);
                 self.work(&request, arrival, self.options.service_time, html(page))
                     .await
             }
-            ["courses", school, title, doc] if request.method() == Method::GET => {
+            ["courses", school, title, doc] if read => {
                 match doc
                     .strip_suffix(".json")
                     .filter(|k| ["course", "users", "timeline", "campaigns"].contains(k))
@@ -190,7 +192,7 @@ impl Simulator {
                     None => text(StatusCode::NOT_FOUND, "not found\n"),
                 }
             }
-            ["assets", _] if request.method() == Method::GET => {
+            ["assets", _] if read => {
                 match self.assets.by_path.get(&path) {
                     Some(asset) => {
                         let mut reply = Response::new(Full::new(asset.body.clone()));

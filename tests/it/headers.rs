@@ -129,4 +129,12 @@ async fn the_app_reports_queue_time_measured_from_x_request_start() {
     assert!(timing.starts_with("queue;dur="), "{timing}");
     assert!(response.headers().get("connection").is_none());
     assert!(response.headers().get("keep-alive").is_none());
+    let head = fd
+        .client()
+        .head(fd.url("/courses/mit/physics"))
+        .send()
+        .await
+        .expect("HEAD");
+    assert_eq!(head.status(), 200);
+    assert!(head.headers().contains_key("server-timing"));
 }

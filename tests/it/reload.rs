@@ -162,9 +162,8 @@ async fn a_bad_reload_is_rejected_and_the_old_rules_keep_serving() {
         fd.stderr()
     );
 
-    // Fixing the file applies it.
+    // Fixing the file applies it, without a signal: the watcher sees the new contents.
     fd.rewrite_config(&good.replace("pool = \"b\"", "pool = \"a\""));
-    fd.sighup();
     let mut switched = false;
     for _ in 0..100 {
         if served_by(&fd, &client).await == a.addr.to_string() {
@@ -173,5 +172,5 @@ async fn a_bad_reload_is_rejected_and_the_old_rules_keep_serving() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(switched, "a good reload applies");
+    assert!(switched, "a good file applies on change alone");
 }
