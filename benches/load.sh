@@ -3,7 +3,9 @@
 # simulator alone. Prints requests/s, p50/p99 latency and frontdoor CPU per 1,000 requests for
 # small dynamic responses (the simulator's /echo, ~0.6 KB of JSON, answered without a worker
 # slot so the app is never the bottleneck) over HTTP/1.1+TLS (wrk) and h2 (h2load), the
-# latency frontdoor adds at low concurrency, and what the access log costs.
+# latency frontdoor adds at low concurrency, and what the access log costs. nginx (Debian's
+# nginx-light, one worker, same certificate, same upstream keep-alive, access log off) runs
+# the same loads as the reference.
 #
 #   bash benches/load.sh            # 3 rounds of 15 s runs, medians (about 8 minutes)
 #   bash benches/load.sh --quick    # 1 round of 4 s runs (about a minute)
@@ -17,7 +19,7 @@ cd "$(dirname "$0")/.."
 rounds=3; secs=15
 if [ "${1:-}" = "--quick" ]; then rounds=1; secs=4; fi
 
-bash .ci/setup wrk:wrk nghttp2-client:h2load util-linux:taskset
+bash .ci/setup wrk:wrk nghttp2-client:h2load util-linux:taskset nginx-light:nginx
 cargo build --release --locked --quiet
 bin="${CARGO_TARGET_DIR:-target}/release/frontdoor"
 tmp=$(mktemp -d)
@@ -28,11 +30,11 @@ trap cleanup EXIT
 free_port() {
   local p
   while :; do
-    p=$((20000 + RANDOM % 30000))
+    p=$((20000 + RANDOM % 12000))   # below the kernel's ephemeral range: no client socket (or its TIME_WAIT) can hold it
     (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
   done
 }
-wait_port() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
+wait_port() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.05; done; echo "port $1 never opened" >&2; ps aux | grep -E "frontdoor|nginx" | grep -v grep >&2; cat "$tmp"/*.err "$tmp"/nginx/error.log 2>/dev/null >&2; exit 1; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 clk=$(getconf CLK_TCK)
 
@@ -40,6 +42,43 @@ sim_up=$(free_port); sim_direct=$(free_port)
 taskset -c 1 "$bin" simulate --listen "127.0.0.1:$sim_up" --workers 256 --service-ms 0 >/dev/null & pids+=($!)
 taskset -c 0 "$bin" simulate --listen "127.0.0.1:$sim_direct" --workers 256 --service-ms 0 >/dev/null & pids+=($!)
 "$bin" dev-cert "$tmp/cert.pem" "$tmp/key.pem" >/dev/null
+
+nginx_port=$(free_port)
+mkdir -p "$tmp/nginx/logs"
+cat > "$tmp/nginx/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $tmp/nginx/nginx.pid;
+error_log $tmp/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $tmp/nginx/body;
+  proxy_temp_path $tmp/nginx/proxy;
+  fastcgi_temp_path $tmp/nginx/fastcgi;
+  uwsgi_temp_path $tmp/nginx/uwsgi;
+  scgi_temp_path $tmp/nginx/scgi;
+  upstream app { server 127.0.0.1:$sim_up; keepalive 256; }
+  server {
+    listen 127.0.0.1:$nginx_port ssl http2;
+    ssl_certificate $tmp/cert.pem;
+    ssl_certificate_key $tmp/key.pem;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    keepalive_requests 100000;
+    location / {
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header X-Request-Start "t=\$msec";
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto https;
+    }
+  }
+}
+CONF
+taskset -c 0 nginx -p "$tmp/nginx" -c "$tmp/nginx/nginx.conf" & nginx_pid=$!; pids+=($nginx_pid)
+wait_port "$nginx_port"
+nginx_worker=$(pgrep -P "$nginx_pid" | head -1)
 
 fd_pid=""
 # start_frontdoor ACCESS_LOG: (re)starts frontdoor on core 0, one worker thread.
@@ -67,6 +106,7 @@ pool = "app"
 TOML
   RUST_LOG=warn taskset -c 0 "$bin" run "$tmp/fd.toml" 2>"$tmp/fd.err" & fd_pid=$!; pids+=($fd_pid)
   wait_port "$https"; wait_port "$admin"
+  echo "frontdoor $fd_pid on $https (access log: $1)" >&2
 }
 
 # Each measurement prints: rps p50_ms p99_ms [cpu_ms_per_1k]
@@ -95,7 +135,7 @@ run_h2load() { # URL PID
   lat=$(awk '{print $3 / 1000}' "$tmp/h2.log" | sort -n | awk '{a[NR]=$1} END {printf "%.3f %.3f", a[int(NR*0.5)+1], a[int(NR*0.99)+1]}')
   echo "$rps $lat $(awk -v t=$((after - before)) -v c="$clk" -v n="$reqs" 'BEGIN { printf "%.1f", t / c * 1000 / n * 1000 }')"
 }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+median() { grep . | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 col() { awk -v c="$1" '{print $c}'; }
 
 declare -A results
@@ -107,6 +147,8 @@ for round in $(seq "$rounds"); do
   record direct_h1 "$(run_wrk "http://127.0.0.1:$sim_direct/echo" 32 "")"
   record fd_h1 "$(run_wrk "https://127.0.0.1:$https/echo" 32 "$fd_pid")"
   record fd_h2 "$(run_h2load "https://127.0.0.1:$https/echo" "$fd_pid")"
+  record nginx_h1 "$(run_wrk "https://127.0.0.1:$nginx_port/echo" 32 "$nginx_worker")"
+  record nginx_h2 "$(run_h2load "https://127.0.0.1:$nginx_port/echo" "$nginx_worker")"
   record direct_c4 "$(run_wrk "http://127.0.0.1:$sim_direct/echo" 4 "")"
   record fd_c4 "$(run_wrk "https://127.0.0.1:$https/echo" 4 "$fd_pid")"
   start_frontdoor "$tmp/access.log"
@@ -115,10 +157,10 @@ done
 
 summary() { # NAME LABEL
   local rows=${results[$1]}
-  printf "%-44s %9s req/s  p50 %7s ms  p99 %7s ms" "$2" \
+  printf "%-46s %9s req/s  p50 %7s ms  p99 %7s ms" "$2" \
     "$(col 1 <<<"$rows" | median)" "$(col 2 <<<"$rows" | median)" "$(col 3 <<<"$rows" | median)"
-  local cpu; cpu=$(col 4 <<<"$rows" | grep . | median || true)
-  [ -n "$cpu" ] && printf "  frontdoor CPU %6s ms/1k req" "$cpu"
+  local cpu; cpu=$(col 4 <<<"$rows" | median || true)
+  [ -n "$cpu" ] && printf "  proxy CPU %6s ms/1k req" "$cpu"
   echo
 }
 echo
@@ -127,6 +169,8 @@ summary direct_h1    "simulator direct, HTTP/1.1, 32 conns"
 summary fd_h1        "frontdoor, HTTP/1.1+TLS, 32 conns"
 summary fd_h2        "frontdoor, h2 (32 conns x 10 streams)"
 summary fd_h1_logged "frontdoor, HTTP/1.1+TLS, 32 conns, access log"
+summary nginx_h1     "nginx, HTTP/1.1+TLS, 32 conns"
+summary nginx_h2     "nginx, h2 (32 conns x 10 streams)"
 summary direct_c4    "simulator direct, HTTP/1.1, 4 conns"
 summary fd_c4        "frontdoor, HTTP/1.1+TLS, 4 conns"
 added=$(awk -v a="$(col 2 <<<"${results[fd_c4]}" | median)" -v b="$(col 2 <<<"${results[direct_c4]}" | median)" 'BEGIN {printf "%.3f", a - b}')

@@ -9,6 +9,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use frontdoor::config::{file::ConfigFile, Config};
+
+/// mimalloc instead of glibc's malloc: the proxy path allocates small, short-lived buffers
+/// per request, and glibc's allocator was ~11% of frontdoor's CPU under load (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use frontdoor::simulator::{self, SimulatorOptions};
 
 #[derive(Parser)]

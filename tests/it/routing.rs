@@ -91,3 +91,46 @@ async fn a_request_no_route_matches_gets_404_from_frontdoor() {
         1.0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_gets_one_access_log_line() {
+    let (a, b) = (Sim::quick().await, Sim::quick().await);
+    let ports = Ports::new();
+    let config = config_text(ports, &two_pools(a.addr, b.addr)).replace(
+        "access-log = \"access.log\"",
+        "access-log = \"access.log\"\naccess-log-format = \"json\"",
+    );
+    let fd = Frontdoor::start(ports, &config).await;
+    let client = fd.client();
+    let mut ids = Vec::new();
+    for path in ["/echo/courses/mit/physics", "/not/routed"] {
+        let response = client.get(fd.url(path)).send().await.expect("request");
+        ids.push(
+            response.headers()["x-request-id"]
+                .to_str()
+                .expect("ascii")
+                .to_string(),
+        );
+    }
+    // The writer thread is asynchronous: give it a moment.
+    let mut lines = Vec::new();
+    for _ in 0..100 {
+        let text = std::fs::read_to_string(fd.dir.path().join("access.log")).unwrap_or_default();
+        lines = text.lines().map(str::to_string).collect();
+        if lines.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let parsed: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert_eq!(parsed[0]["route"], "course");
+    assert_eq!(parsed[0]["status"], 200);
+    assert_eq!(parsed[0]["request_id"], ids[0].as_str());
+    assert_eq!(parsed[0]["proto"], "h2");
+    assert_eq!(parsed[1]["route"], "none");
+    assert_eq!(parsed[1]["status"], 404);
+}
