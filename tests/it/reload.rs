@@ -7,14 +7,9 @@ use std::time::Duration;
 
 /// Both variants route `/echo/...` somewhere valid; they differ in which pool serves it.
 fn variant(a: std::net::SocketAddr, b: std::net::SocketAddr, to: &str) -> String {
+    let pools = pools_a_b(a, b);
     format!(
-        r#"
-[pools.a]
-backends = ["{a}"]
-
-[pools.b]
-backends = ["{b}"]
-
+        r#"{pools}
 [[routes]]
 name = "echo"
 path = "/echo/{{rest*}}"

@@ -3,14 +3,9 @@
 use crate::common::*;
 
 fn two_pools(a: std::net::SocketAddr, b: std::net::SocketAddr) -> String {
+    let pools = pools_a_b(a, b);
     format!(
-        r#"
-[pools.a]
-backends = ["{a}"]
-
-[pools.b]
-backends = ["{b}"]
-
+        r#"{pools}
 [[routes]]
 name = "course"
 path = "/echo/courses/{{school}}/{{title}}"

@@ -156,6 +156,11 @@ key = "localhost.key"
     )
 }
 
+/// Pools `a` and `b` of one backend each (routes are the caller's).
+pub fn pools_a_b(a: SocketAddr, b: SocketAddr) -> String {
+    format!("\n[pools.a]\nbackends = [\"{a}\"]\n\n[pools.b]\nbackends = [\"{b}\"]\n")
+}
+
 /// One pool `app` with `backends`, and a catch-all route to it.
 pub fn one_pool(backends: &[SocketAddr]) -> String {
     let list: Vec<String> = backends.iter().map(|b| format!("\"{b}\"")).collect();
