@@ -138,3 +138,26 @@ async fn the_app_reports_queue_time_measured_from_x_request_start() {
     assert_eq!(head.status(), 200);
     assert!(head.headers().contains_key("server-timing"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hop_by_hop_request_fields_do_not_reach_the_app() {
+    let sim = Sim::quick().await;
+    let ports = Ports::new();
+    let fd = Frontdoor::start(ports, &config_text(ports, &one_pool(&[sim.addr]))).await;
+    let client = fd.client_builder().http1_only().build().expect("client");
+    let response = client
+        .get(fd.url("/echo"))
+        .header("Connection", "keep-alive, X-Secret")
+        .header("X-Secret", "must not pass")
+        .header("Keep-Alive", "timeout=5")
+        .header("Proxy-Connection", "keep-alive")
+        .header("X-Kept", "passes")
+        .send()
+        .await
+        .expect("request");
+    let echo = Echo::from(response).await;
+    for name in ["x-secret", "keep-alive", "proxy-connection"] {
+        assert_eq!(echo.header(name), None, "{name} reached the app");
+    }
+    assert_eq!(echo.header("x-kept").as_deref(), Some("passes"));
+}
