@@ -16,6 +16,7 @@ fn route(name: String, host: Option<&str>, methods: Option<Vec<Method>>, path: &
         methods,
         template: PathTemplate::parse(path).expect("template"),
         pool: Arc::from("app"),
+        assets: None,
     }
 }
 

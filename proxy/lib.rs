@@ -7,6 +7,7 @@
 //! # Modules
 //! - [`config`]: TOML file types → validated domain [`config::Config`]; errors carry file:line:col.
 //! - [`routing`]: route templates (`/courses/{school}/{title}`, `{rest*}`) compiled into a [`routing::RouteTable`].
+//! - [`assets`]: fingerprinted assets from memory: single-flight fill, pre-compression, negotiation, ETag/304, Range.
 //! - [`tls`]: certificate loading and validation, the SNI resolver, dev-certificate generation.
 //! - [`upstream`]: pools of backends and peer selection.
 //! - [`headers`]: `X-Request-Start`, `X-Forwarded-*`, `X-Request-Id`, hop-by-hop handling.
@@ -35,6 +36,7 @@
 
 pub mod accesslog;
 pub mod admin;
+pub mod assets;
 pub mod config;
 pub mod headers;
 pub mod metrics;

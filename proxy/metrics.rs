@@ -4,8 +4,8 @@
 //! `route="none"`), status is a class (`2xx`), never a raw path or code.
 
 use prometheus::{
-    exponential_buckets, Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    exponential_buckets, Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Opts, Registry, TextEncoder,
 };
 use std::time::Duration;
 
@@ -19,6 +19,11 @@ pub struct Metrics {
     in_flight: IntGauge,
     config_reloads: IntCounterVec,
     tls_handshakes: IntCounterVec,
+    asset_requests: IntCounterVec,
+    asset_bytes: IntGauge,
+    asset_evictions: IntCounter,
+    asset_compressions: IntCounterVec,
+    asset_bytes_saved: IntCounterVec,
 }
 
 /// The route label of a request that matched no route.
@@ -75,6 +80,40 @@ impl Metrics {
             ),
             &["protocol"],
         )?;
+        let asset_requests = IntCounterVec::new(
+            Opts::new(
+                "asset_requests_total",
+                "Asset requests by route and result (hit, miss, bypass).",
+            ),
+            &["route", "result"],
+        )?;
+        let asset_bytes = IntGauge::new(
+            "asset_cache_bytes",
+            "Bytes held by the asset cache, all encodings.",
+        )?;
+        let asset_evictions = IntCounter::new(
+            "asset_evictions_total",
+            "Assets evicted to stay within capacity.",
+        )?;
+        let asset_compressions = IntCounterVec::new(
+            Opts::new(
+                "asset_compressions_total",
+                "Asset variants compressed and kept, by encoding.",
+            ),
+            &["encoding"],
+        )?;
+        let asset_bytes_saved = IntCounterVec::new(
+            Opts::new(
+                "asset_compression_saved_bytes_total",
+                "Bytes a compressed variant saves over identity, per asset compressed, by encoding.",
+            ),
+            &["encoding"],
+        )?;
+        registry.register(Box::new(asset_requests.clone()))?;
+        registry.register(Box::new(asset_bytes.clone()))?;
+        registry.register(Box::new(asset_evictions.clone()))?;
+        registry.register(Box::new(asset_compressions.clone()))?;
+        registry.register(Box::new(asset_bytes_saved.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(request_duration.clone()))?;
         registry.register(Box::new(upstream_response.clone()))?;
@@ -91,6 +130,11 @@ impl Metrics {
             in_flight,
             config_reloads,
             tls_handshakes,
+            asset_requests,
+            asset_bytes,
+            asset_evictions,
+            asset_compressions,
+            asset_bytes_saved,
         })
     }
 
@@ -141,6 +185,32 @@ impl Metrics {
             _ => "other",
         };
         self.tls_handshakes.with_label_values(&[protocol]).inc();
+    }
+
+    /// An asset request of `route` was a `hit`, `miss` or `bypass` (proxied).
+    pub fn asset_request(&self, route: &str, result: &'static str) {
+        self.asset_requests
+            .with_label_values(&[route, result])
+            .inc();
+    }
+
+    /// The asset cache now holds `bytes`.
+    pub fn asset_bytes(&self, bytes: u64) {
+        self.asset_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+
+    /// An asset was evicted for capacity.
+    pub fn asset_evicted(&self) {
+        self.asset_evictions.inc();
+    }
+
+    /// A variant in `encoding` was kept, `saved` bytes smaller than identity.
+    pub fn asset_compressed(&self, encoding: &str, saved: usize) {
+        self.asset_compressions.with_label_values(&[encoding]).inc();
+        self.asset_bytes_saved
+            .with_label_values(&[encoding])
+            .inc_by(saved as u64);
     }
 
     /// The Prometheus text exposition of every family.

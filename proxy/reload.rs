@@ -55,6 +55,9 @@ impl Reloader {
         if config.server != current.config.server {
             restart_only.push("server");
         }
+        if config.cache != current.config.cache {
+            restart_only.push("cache");
+        }
         self.shared.install(config);
         Ok(if restart_only.is_empty() {
             ReloadOutcome::Applied

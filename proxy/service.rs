@@ -11,6 +11,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
+use crate::assets;
 use crate::headers::{self, Forwarding, HeaderEdit};
 use crate::metrics::NO_ROUTE;
 use crate::routing::RouteMatch;
@@ -97,6 +98,49 @@ async fn respond(
         .await
 }
 
+impl Frontdoor {
+    /// A fingerprinted GET/HEAD on an asset route is answered from memory (`Ok(true)`);
+    /// anything else, or an asset the cache bypasses, is left to the proxy (`Ok(false)`).
+    async fn serve_asset(&self, session: &mut Session, ctx: &RequestCtx) -> Result<bool> {
+        let (Some(matched), Some(pool)) = (&ctx.route, &ctx.pool) else {
+            return Ok(false);
+        };
+        let Some(asset_route) = &matched.route.assets else {
+            return Ok(false);
+        };
+        let head = session.req_header();
+        let readable = head.method == http::Method::GET || head.method == http::Method::HEAD;
+        if !readable || !assets::is_fingerprinted(head.uri.path()) {
+            return Ok(false);
+        }
+        let path = head.uri.path().to_string();
+        let host = request_host(head);
+        let name = &matched.route.name;
+        match self
+            .shared
+            .assets
+            .get(name, asset_route, &path, host.as_deref(), pool)
+            .await
+        {
+            Ok((asset, status)) => {
+                let result = if status == assets::CacheStatus::Hit {
+                    "hit"
+                } else {
+                    "miss"
+                };
+                self.shared.metrics.asset_request(name, result);
+                assets::respond(session, &asset, status, &ctx.request_id).await?;
+                Ok(true)
+            }
+            Err(bypass) => {
+                self.shared.metrics.asset_request(name, "bypass");
+                tracing::debug!("asset {path} proxied: {bypass}");
+                Ok(false)
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl ProxyHttp for Frontdoor {
     type CTX = RequestCtx;
@@ -154,7 +198,7 @@ impl ProxyHttp for Frontdoor {
             respond(session, 404, "no route for this request\n", &ctx.request_id).await?;
             return Ok(true);
         }
-        Ok(false)
+        self.serve_asset(session, ctx).await
     }
 
     /// The next backend of the route's pool (round robin; the following one on a retry).

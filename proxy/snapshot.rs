@@ -8,6 +8,7 @@ use ipnet::IpNet;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::assets::AssetCache;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::routing::RouteTable;
@@ -55,6 +56,8 @@ pub struct Shared {
     pub certs: Arc<ArcSwap<CertStore>>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// Fingerprinted assets in memory; sized at start and kept across reloads.
+    pub assets: Arc<AssetCache>,
 }
 
 impl Shared {
@@ -63,10 +66,12 @@ impl Shared {
         let certs = Arc::new(ArcSwap::from_pointee(CertStore::new(
             config.certificates.clone(),
         )));
+        let assets = Arc::new(AssetCache::new(&config.cache, metrics.clone()));
         Shared {
             snapshot: ArcSwap::from_pointee(Snapshot::new(config)),
             certs,
             metrics,
+            assets,
         }
     }
 

@@ -28,6 +28,56 @@ pub struct ConfigFile {
     /// Routing rules; order matters only to break ties (see `routing`).
     #[serde(default)]
     pub routes: Vec<RouteSection>,
+    /// In-memory caches.
+    #[serde(default)]
+    pub cache: CacheSection,
+}
+
+/// `[cache]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct CacheSection {
+    /// Bytes of fingerprinted assets (all stored encodings) held in memory.
+    #[serde(default = "default_assets_capacity")]
+    pub assets_capacity: Spanned<String>,
+    /// Blocking threads that pre-compress assets (Brotli quality 11 is slow).
+    #[serde(default = "default_compression_threads")]
+    pub compression_threads: Spanned<i64>,
+}
+
+impl Default for CacheSection {
+    fn default() -> Self {
+        CacheSection {
+            assets_capacity: default_assets_capacity(),
+            compression_threads: default_compression_threads(),
+        }
+    }
+}
+
+fn default_assets_capacity() -> Spanned<String> {
+    unspanned("256MiB".to_string())
+}
+fn default_compression_threads() -> Spanned<i64> {
+    unspanned(1)
+}
+
+/// `[routes.assets]`: serve the route's fingerprinted files from memory.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AssetsSection {
+    /// `"upstream"` (read through the route's pool) or a directory (the app's `public/`).
+    #[serde(default = "default_assets_source")]
+    pub source: Spanned<String>,
+    /// Larger files are proxied, never held.
+    #[serde(default = "default_max_object_size")]
+    pub max_object_size: Spanned<String>,
+}
+
+fn default_assets_source() -> Spanned<String> {
+    unspanned("upstream".to_string())
+}
+fn default_max_object_size() -> Spanned<String> {
+    unspanned("16MiB".to_string())
 }
 
 /// `[server]`
@@ -193,4 +243,6 @@ pub struct RouteSection {
     pub path: Spanned<String>,
     /// The pool requests of this route go to.
     pub pool: Spanned<String>,
+    /// Serve fingerprinted assets of this route from memory.
+    pub assets: Option<AssetsSection>,
 }

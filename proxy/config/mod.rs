@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use toml::Spanned;
 
+use crate::assets::{AssetRoute, AssetSource};
 use crate::routing::{HostPattern, PathTemplate, Route, RouteTable};
 use crate::tls::{load_certified_key, Certificate};
 
@@ -41,6 +42,17 @@ pub struct Config {
     pub pools: BTreeMap<String, PoolSettings>,
     /// Routes in file order (the route table sorts them).
     pub routes: Vec<Route>,
+    /// The asset cache (sized at start; a reload that changes it warns).
+    pub cache: CacheSettings,
+}
+
+/// `[cache]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheSettings {
+    /// Bytes of assets held, all encodings counted.
+    pub assets_capacity: u64,
+    /// Threads pre-compressing assets.
+    pub compression_threads: NonZeroUsize,
 }
 
 /// Access log destination.
@@ -223,6 +235,7 @@ impl Validator<'_> {
         let trusted_proxies = self.trusted_proxies(&file.proxy);
         let pools = self.pools(&file.pools);
         let routes = self.routes(&file.routes, &file.pools);
+        let cache = self.cache(&file.cache);
         Some(Config {
             source: self.path.to_path_buf(),
             server: server?,
@@ -231,6 +244,47 @@ impl Validator<'_> {
             trusted_proxies,
             pools,
             routes,
+            cache: cache?,
+        })
+    }
+
+    fn cache(&mut self, c: &file::CacheSection) -> Option<CacheSettings> {
+        let assets_capacity = self.check(&c.assets_capacity, "cache.assets-capacity", |s| {
+            units::parse_size(s)
+        });
+        let compression_threads =
+            self.positive(&c.compression_threads, "cache.compression-threads");
+        Some(CacheSettings {
+            assets_capacity: assets_capacity?,
+            compression_threads: compression_threads?,
+        })
+    }
+
+    fn assets(&mut self, a: &file::AssetsSection, key: &str) -> Option<AssetRoute> {
+        let source = match a.source.get_ref().as_str() {
+            "upstream" => Some(AssetSource::Upstream),
+            dir => {
+                let base = self.base;
+                self.check(&a.source, &format!("{key}.source"), |_| {
+                    let path = base.join(dir);
+                    match std::fs::canonicalize(&path) {
+                        Ok(root) if root.is_dir() => Ok(AssetSource::Directory(root)),
+                        Ok(_) => Err(format!("{} is not a directory", path.display())),
+                        Err(e) => Err(format!(
+                            "{}: {e} (use \"upstream\" or an existing directory)",
+                            path.display()
+                        )),
+                    }
+                })
+            }
+        };
+        let max_object_size =
+            self.check(&a.max_object_size, &format!("{key}.max-object-size"), |s| {
+                units::parse_size(s)
+            });
+        Some(AssetRoute {
+            source: source?,
+            max_object_size: max_object_size?,
         })
     }
 
@@ -475,6 +529,13 @@ impl Validator<'_> {
                 Some(None) => continue,
                 None => None,
             };
+            let assets = match &r.assets {
+                Some(a) => match self.assets(a, &format!("{key}.assets")) {
+                    Some(assets) => Some(assets),
+                    None => continue,
+                },
+                None => None,
+            };
             if let (Some(()), Some(template), Some(())) = (name_ok, template, pool_ok) {
                 out.push(Route {
                     name: Arc::from(name.as_str()),
@@ -482,6 +543,7 @@ impl Validator<'_> {
                     methods,
                     template,
                     pool: Arc::from(r.pool.get_ref().as_str()),
+                    assets,
                 });
             }
         }

@@ -87,6 +87,8 @@ pub struct Route {
     pub template: PathTemplate,
     /// The pool requests go to.
     pub pool: Arc<str>,
+    /// Fingerprinted assets of this route are served from memory.
+    pub assets: Option<crate::assets::AssetRoute>,
 }
 
 /// A route that matched, with what its template captured.
@@ -194,6 +196,7 @@ mod tests {
             methods: methods.map(|m| m.to_vec()),
             template: PathTemplate::parse(path).unwrap_or_else(|e| panic!("{path}: {e}")),
             pool: Arc::from("app"),
+            assets: None,
         }
     }
 

@@ -3,6 +3,7 @@
 
 mod common;
 
+mod assets;
 mod check;
 mod headers;
 mod health;

@@ -70,6 +70,8 @@ impl TestCa {
 /// The simulator running on this test's runtime.
 pub struct Sim {
     pub addr: SocketAddr,
+    /// The simulator's fingerprinted asset paths.
+    pub assets: frontdoor::simulator::AssetPaths,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -81,6 +83,7 @@ impl Sim {
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let simulator = Arc::new(Simulator::new(options));
+        let assets = simulator.asset_paths();
         tokio::spawn(async move {
             let _ = simulator
                 .serve(listener, async move {
@@ -90,6 +93,7 @@ impl Sim {
         });
         Sim {
             addr,
+            assets,
             stop: Some(stop),
         }
     }
@@ -101,6 +105,19 @@ impl Sim {
             manual_update_time: Duration::from_millis(50),
         })
         .await
+    }
+}
+
+impl Sim {
+    /// How many requests for `path` reached the simulator.
+    pub async fn hits(&self, path: &str) -> u64 {
+        let stats: serde_json::Value = reqwest::get(format!("http://{}/_sim/stats", self.addr))
+            .await
+            .expect("stats")
+            .json()
+            .await
+            .expect("stats json");
+        stats["by_path"][path].as_u64().unwrap_or(0)
     }
 }
 

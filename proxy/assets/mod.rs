@@ -1,0 +1,515 @@
+//! Fingerprinted assets served from memory.
+//!
+//! A route with `[routes.assets]` answers GET and HEAD for fingerprinted paths
+//! (`/assets/application-3f9a1c2b.js`, see [`is_fingerprinted`]) from an in-memory cache
+//! (moka: TinyLFU admission, bounded by bytes). A miss fills the entry once however many
+//! requests wait for it (moka coalesces concurrent fills of one key), from the route's pool or
+//! from a directory. Each asset is compressed once, gzip then Brotli 11, on a bounded blocking
+//! pool off the request path; until a variant is ready the best finished one is served.
+//! Responses choose the encoding by q-value and server preference, carry a strong ETag per
+//! encoding, `Cache-Control: public, max-age=31536000, immutable`, and honour `If-None-Match`
+//! (304) and a single `Range` (on the identity bytes).
+//!
+//! What is not served from memory is proxied as usual: non-fingerprinted paths (they may
+//! change in place), other methods, upstream answers other than `200` (never cached as a
+//! success), already-encoded upstream bodies, and files over `max-object-size`.
+
+mod conditional;
+mod negotiate;
+mod variants;
+
+pub use conditional::{none_match, range, RangeRequest};
+pub use negotiate::{negotiate, Encoding};
+pub use variants::{content_hash, is_fingerprinted, Variant};
+
+use bytes::{Bytes, BytesMut};
+use http::header;
+use moka::future::Cache;
+use pingora::connectors::http::Connector;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::proxy::Session;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::SystemTime;
+use tokio::sync::Semaphore;
+
+use crate::config::CacheSettings;
+use crate::metrics::Metrics;
+use crate::upstream::{Attempts, Pool};
+
+/// Where a route's assets come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AssetSource {
+    /// Read through the route's pool (Passenger serving `public/`).
+    Upstream,
+    /// Read from this directory (canonical), URL path below it, like nginx's `root`.
+    Directory(PathBuf),
+}
+
+/// `[routes.assets]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssetRoute {
+    /// The source of the files.
+    pub source: AssetSource,
+    /// Larger files are proxied, never held.
+    pub max_object_size: u64,
+}
+
+/// One cached asset and its encodings.
+#[derive(Debug)]
+pub struct Asset {
+    content_type: Option<http::HeaderValue>,
+    identity: Variant,
+    gzip: OnceLock<Option<Variant>>,
+    brotli: OnceLock<Option<Variant>>,
+}
+
+impl Asset {
+    fn new(body: Bytes, content_type: Option<http::HeaderValue>) -> Self {
+        Asset {
+            content_type,
+            identity: Variant::identity(body),
+            gzip: OnceLock::new(),
+            brotli: OnceLock::new(),
+        }
+    }
+
+    /// The variant for `encoding`, if it is ready (and was worth keeping).
+    pub fn variant(&self, encoding: Encoding) -> Option<&Variant> {
+        match encoding {
+            Encoding::Identity => Some(&self.identity),
+            Encoding::Gzip => self.gzip.get().and_then(Option::as_ref),
+            Encoding::Brotli => self.brotli.get().and_then(Option::as_ref),
+        }
+    }
+
+    /// Encodings ready to serve, most preferred first.
+    pub fn available(&self) -> Vec<Encoding> {
+        Encoding::PREFERENCE
+            .into_iter()
+            .filter(|e| self.variant(*e).is_some())
+            .collect()
+    }
+
+    /// Bytes held, all variants (moka's weight; saturates at 4 GiB).
+    fn weight(&self) -> u32 {
+        let bytes: usize = Encoding::PREFERENCE
+            .iter()
+            .filter_map(|e| self.variant(*e))
+            .map(|v| v.body.len())
+            .sum();
+        u32::try_from(bytes).unwrap_or(u32::MAX)
+    }
+}
+
+/// Why a request is proxied instead of answered from memory. Expected outcomes, not faults.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Bypass {
+    /// The upstream did not answer 200.
+    #[error("upstream answered {0}")]
+    Status(u16),
+    /// Over `max-object-size`.
+    #[error("larger than max-object-size")]
+    TooLarge,
+    /// The upstream sent a content-coded body; we only store what we encode ourselves.
+    #[error("already encoded by the upstream")]
+    Encoded,
+    /// No such file in the directory.
+    #[error("no such file")]
+    NotFound,
+    /// A path that could leave the directory (`..`, encoded bytes, NUL, backslash).
+    #[error("path not allowed")]
+    BadPath,
+    /// The fill failed (connect, read, I/O).
+    #[error("fill failed: {0}")]
+    Failed(String),
+}
+
+/// Whether a lookup found the asset in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheStatus {
+    /// Served from memory.
+    Hit,
+    /// Filled now (or waited for another request's fill).
+    Miss,
+}
+
+impl CacheStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            CacheStatus::Hit => "HIT",
+            CacheStatus::Miss => "MISS",
+        }
+    }
+}
+
+/// The asset cache, shared by every request and kept across reloads.
+pub struct AssetCache {
+    cache: Cache<String, Arc<Asset>>,
+    connector: Connector,
+    compression: Arc<Semaphore>,
+    metrics: Arc<Metrics>,
+}
+
+impl AssetCache {
+    /// A cache holding at most `settings.assets_capacity` bytes.
+    pub fn new(settings: &CacheSettings, metrics: Arc<Metrics>) -> Self {
+        let evictions = metrics.clone();
+        let cache = Cache::builder()
+            .max_capacity(settings.assets_capacity)
+            .weigher(|_key: &String, asset: &Arc<Asset>| asset.weight())
+            .eviction_listener(move |_key, _asset, cause| {
+                if cause == moka::notification::RemovalCause::Size {
+                    evictions.asset_evicted();
+                }
+            })
+            .build();
+        AssetCache {
+            cache,
+            connector: Connector::new(None),
+            compression: Arc::new(Semaphore::new(settings.compression_threads.get())),
+            metrics,
+        }
+    }
+
+    /// Bytes held now (all variants).
+    pub fn bytes_held(&self) -> u64 {
+        self.cache.weighted_size()
+    }
+
+    /// The asset at `path` of `route_name`, from memory or filled now.
+    pub async fn get(
+        self: &Arc<Self>,
+        route_name: &str,
+        route: &AssetRoute,
+        path: &str,
+        host: Option<&str>,
+        pool: &Pool,
+    ) -> Result<(Arc<Asset>, CacheStatus), Arc<Bypass>> {
+        let key = format!("{route_name}\u{0}{path}");
+        if let Some(asset) = self.cache.get(&key).await {
+            return Ok((asset, CacheStatus::Hit));
+        }
+        let fill = async {
+            let (body, content_type) = match &route.source {
+                AssetSource::Upstream => {
+                    self.fetch(path, host, pool, route.max_object_size).await?
+                }
+                AssetSource::Directory(root) => {
+                    read_file(root, path, route.max_object_size).await?
+                }
+            };
+            let asset = Arc::new(Asset::new(body, content_type));
+            self.precompress(key.clone(), asset.clone());
+            Ok::<_, Bypass>(asset)
+        };
+        // The byte gauge is updated by the compression task, which re-inserts the entry.
+        let asset = self.cache.try_get_with(key.clone(), fill).await?;
+        Ok((asset, CacheStatus::Miss))
+    }
+
+    /// GET from a backend of `pool`, asking for identity so that we encode it ourselves.
+    async fn fetch(
+        &self,
+        path: &str,
+        host: Option<&str>,
+        pool: &Pool,
+        max: u64,
+    ) -> Result<(Bytes, Option<http::HeaderValue>), Bypass> {
+        let failed = |e: Box<pingora::Error>| Bypass::Failed(e.to_string());
+        let peer = pool.peer(&mut Attempts::default());
+        let mut request = RequestHeader::build("GET", path.as_bytes(), None).map_err(failed)?;
+        request
+            .insert_header(header::HOST, host.unwrap_or("localhost"))
+            .map_err(failed)?;
+        request
+            .insert_header(header::ACCEPT_ENCODING, "identity")
+            .map_err(failed)?;
+        request
+            .insert_header(
+                crate::headers::X_REQUEST_START,
+                crate::headers::request_start_value(SystemTime::now()),
+            )
+            .map_err(failed)?;
+        request
+            .insert_header(crate::headers::X_FORWARDED_PROTO, "https")
+            .map_err(failed)?;
+        let (mut session, _reused) = self
+            .connector
+            .get_http_session(&*peer)
+            .await
+            .map_err(failed)?;
+        session
+            .write_request_header(Box::new(request))
+            .await
+            .map_err(failed)?;
+        session.finish_request_body().await.map_err(failed)?;
+        session.read_response_header().await.map_err(failed)?;
+        let head = session
+            .response_header()
+            .ok_or_else(|| Bypass::Failed("no response head".into()))?;
+        if head.status != http::StatusCode::OK {
+            return Err(Bypass::Status(head.status.as_u16()));
+        }
+        let encoded = head
+            .headers
+            .get(header::CONTENT_ENCODING)
+            .is_some_and(|e| !e.as_bytes().eq_ignore_ascii_case(b"identity"));
+        if encoded {
+            return Err(Bypass::Encoded);
+        }
+        let declared = head
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > max) {
+            return Err(Bypass::TooLarge);
+        }
+        let content_type = head.headers.get(header::CONTENT_TYPE).cloned();
+        let mut body = BytesMut::new();
+        while let Some(chunk) = session.read_response_body().await.map_err(failed)? {
+            if (body.len() + chunk.len()) as u64 > max {
+                return Err(Bypass::TooLarge);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        self.connector
+            .release_http_session(session, &*peer, Some(pool.settings().idle_timeout))
+            .await;
+        Ok((body.freeze(), content_type))
+    }
+
+    /// Compresses `asset` (gzip, then Brotli) on the bounded pool, then re-inserts it so the
+    /// cache weighs the new variants.
+    fn precompress(self: &Arc<Self>, key: String, asset: Arc<Asset>) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let Ok(permit) = this.compression.clone().acquire_owned().await else {
+                return;
+            };
+            let work = asset.clone();
+            let metrics = this.metrics.clone();
+            let done = tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                for (slot, encoding) in [
+                    (&work.gzip, Encoding::Gzip),
+                    (&work.brotli, Encoding::Brotli),
+                ] {
+                    let variant =
+                        Variant::compressed(&work.identity, encoding).unwrap_or_else(|e| {
+                            tracing::warn!("{} compression failed: {e}", encoding.token());
+                            None
+                        });
+                    if let Some(v) = &variant {
+                        metrics.asset_compressed(
+                            encoding.token(),
+                            work.identity.body.len() - v.body.len(),
+                        );
+                    }
+                    let _ = slot.set(variant);
+                }
+            })
+            .await;
+            if done.is_ok() && this.cache.contains_key(&key) {
+                this.cache.insert(key, asset).await;
+                // Sizes settle in moka's maintenance; run it so the gauge is current (fills are rare).
+                this.cache.run_pending_tasks().await;
+                this.metrics.asset_bytes(this.cache.weighted_size());
+            }
+        });
+    }
+}
+
+/// `root` + the URL path, refusing anything that could name a file outside `root`.
+async fn read_file(
+    root: &Path,
+    path: &str,
+    max: u64,
+) -> Result<(Bytes, Option<http::HeaderValue>), Bypass> {
+    let mut file = root.to_path_buf();
+    for segment in path.split('/').filter(|s| !s.is_empty()) {
+        let unsafe_segment = segment == ".."
+            || segment == "."
+            || segment.contains(['%', '\\', '\0'])
+            || segment.starts_with('.');
+        if unsafe_segment {
+            return Err(Bypass::BadPath);
+        }
+        file.push(segment);
+    }
+    // Symlinks inside the root may point out of it: compare canonical paths.
+    let canonical = tokio::fs::canonicalize(&file)
+        .await
+        .map_err(|_| Bypass::NotFound)?;
+    if !canonical.starts_with(root) {
+        return Err(Bypass::BadPath);
+    }
+    let metadata = tokio::fs::metadata(&canonical)
+        .await
+        .map_err(|_| Bypass::NotFound)?;
+    if !metadata.is_file() {
+        return Err(Bypass::NotFound);
+    }
+    if metadata.len() > max {
+        return Err(Bypass::TooLarge);
+    }
+    let body = tokio::fs::read(&canonical)
+        .await
+        .map_err(|e| Bypass::Failed(e.to_string()))?;
+    let content_type = content_type_for(&canonical).map(http::HeaderValue::from_static);
+    Ok((Bytes::from(body), content_type))
+}
+
+/// The `Content-Type` of common web asset extensions.
+fn content_type_for(path: &Path) -> Option<&'static str> {
+    let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+    Some(match ext.as_str() {
+        "js" | "mjs" => "application/javascript",
+        "css" => "text/css",
+        "map" | "json" => "application/json",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "avif" => "image/avif",
+        "ico" => "image/x-icon",
+        "woff" => "font/woff",
+        "woff2" => "font/woff2",
+        "ttf" => "font/ttf",
+        "txt" => "text/plain; charset=utf-8",
+        "html" => "text/html; charset=utf-8",
+        "wasm" => "application/wasm",
+        _ => return None,
+    })
+}
+
+/// A year: the longest `max-age` caches honour; the fingerprint changes when the bytes do.
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+
+/// Writes the response for `asset` to the client: encoding by negotiation, 304, 206/416, HEAD.
+/// Returns the status sent.
+pub async fn respond(
+    session: &mut Session,
+    asset: &Asset,
+    status: CacheStatus,
+    request_id: &str,
+) -> pingora::Result<u16> {
+    let request = session.req_header();
+    let head_only = request.method == http::Method::HEAD;
+    let header_str =
+        |name: header::HeaderName| request.headers.get(name).and_then(|v| v.to_str().ok());
+    let wants_range = header_str(header::RANGE);
+    let encoding = if wants_range.is_some() {
+        // Ranges address the identity bytes; a compressed slice would be useless.
+        Encoding::Identity
+    } else {
+        negotiate(header_str(header::ACCEPT_ENCODING), &asset.available())
+            .unwrap_or(Encoding::Identity)
+    };
+    let variant = asset.variant(encoding).unwrap_or(&asset.identity);
+    let not_modified =
+        header_str(header::IF_NONE_MATCH).is_some_and(|inm| none_match(inm, &variant.etag));
+    let len = variant.body.len() as u64;
+    let (code, body) = if not_modified {
+        (304, None)
+    } else {
+        match wants_range.map(|r| range(r, len)) {
+            Some(RangeRequest::Partial(r)) => {
+                let (start, end) = (*r.start(), *r.end());
+                let slice = variant.body.slice(start as usize..=end as usize);
+                (
+                    206,
+                    Some((slice, Some(format!("bytes {start}-{end}/{len}")))),
+                )
+            }
+            Some(RangeRequest::Unsatisfiable) => {
+                (416, Some((Bytes::new(), Some(format!("bytes */{len}")))))
+            }
+            _ => (200, Some((variant.body.clone(), None))),
+        }
+    };
+    let mut response = ResponseHeader::build(code, Some(10))?;
+    response.insert_header(header::ETAG, variant.etag.as_str())?;
+    response.insert_header(header::CACHE_CONTROL, IMMUTABLE)?;
+    response.insert_header(header::VARY, "Accept-Encoding")?;
+    response.insert_header("x-cache", status.as_str())?;
+    response.insert_header(crate::headers::X_REQUEST_ID, request_id)?;
+    if let Some(content_type) = &asset.content_type {
+        response.insert_header(header::CONTENT_TYPE, content_type.clone())?;
+    }
+    if encoding != Encoding::Identity {
+        response.insert_header(header::CONTENT_ENCODING, encoding.token())?;
+    }
+    if let Some((bytes, content_range)) = &body {
+        response.insert_header(header::ACCEPT_RANGES, "bytes")?;
+        response.insert_header(header::CONTENT_LENGTH, bytes.len().to_string())?;
+        if let Some(content_range) = content_range {
+            response.insert_header(header::CONTENT_RANGE, content_range.as_str())?;
+        }
+    }
+    let body = body
+        .map(|(bytes, _)| bytes)
+        .filter(|b| !head_only && !b.is_empty());
+    session
+        .write_response_header(Box::new(response), body.is_none())
+        .await?;
+    if let Some(bytes) = body {
+        session.write_response_body(Some(bytes), true).await?;
+    }
+    Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn directory_reads_cannot_leave_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("public");
+        std::fs::create_dir_all(root.join("assets")).unwrap();
+        std::fs::write(dir.path().join("secret-0123456789.txt"), "secret").unwrap();
+        std::fs::write(root.join("assets/ok-0123456789.js"), "ok").unwrap();
+        std::os::unix::fs::symlink(
+            dir.path().join("secret-0123456789.txt"),
+            root.join("assets/link-0123456789.txt"),
+        )
+        .unwrap();
+        let root = std::fs::canonicalize(&root).unwrap();
+        let read = |path: &'static str| {
+            let root = root.clone();
+            async move { read_file(&root, path, 1 << 20).await.map(|(body, _)| body) }
+        };
+        assert_eq!(
+            read("/assets/ok-0123456789.js").await,
+            Ok(Bytes::from_static(b"ok"))
+        );
+        for attack in [
+            "/../secret-0123456789.txt",
+            "/assets/../../secret-0123456789.txt",
+            "/assets/%2e%2e/%2e%2e/secret-0123456789.txt",
+            "/assets/..\\..\\secret-0123456789.txt",
+            "/assets/ok-0123456789.js\0.png",
+            "/assets/.hidden-0123456789",
+            "/assets/link-0123456789.txt",
+        ] {
+            assert_eq!(read(attack).await, Err(Bypass::BadPath), "{attack:?}");
+        }
+        assert_eq!(
+            read("/assets/missing-0123456789.js").await,
+            Err(Bypass::NotFound)
+        );
+        assert_eq!(
+            read("/assets").await,
+            Err(Bypass::NotFound),
+            "a directory is not a file"
+        );
+        assert_eq!(
+            read_file(&root, "/assets/ok-0123456789.js", 1)
+                .await
+                .map(|_| ()),
+            Err(Bypass::TooLarge)
+        );
+    }
+}

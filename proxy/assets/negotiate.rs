@@ -1,0 +1,185 @@
+//! Content-coding negotiation (RFC 9110 §12.5.3) with q-values.
+//!
+//! Pingora's compression module takes the client's first listed encoding; browsers list gzip
+//! before br, so it would pick gzip. Here the highest q-value wins and ties (every browser
+//! sends no q-values) go to the server's preference: br, then gzip, then identity.
+
+/// A content coding frontdoor can serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Encoding {
+    /// `br`
+    Brotli,
+    /// `gzip`
+    Gzip,
+    /// No content coding.
+    Identity,
+}
+
+impl Encoding {
+    /// Every coding, most preferred first.
+    pub const PREFERENCE: [Encoding; 3] = [Encoding::Brotli, Encoding::Gzip, Encoding::Identity];
+
+    /// The `Content-Encoding` token (`identity` is never sent as a header).
+    pub fn token(self) -> &'static str {
+        match self {
+            Encoding::Brotli => "br",
+            Encoding::Gzip => "gzip",
+            Encoding::Identity => "identity",
+        }
+    }
+}
+
+/// The q-value (in thousandths) the client gives each coding, and what `*` gives the rest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Accepted {
+    brotli: Option<u16>,
+    gzip: Option<u16>,
+    identity: Option<u16>,
+    wildcard: Option<u16>,
+}
+
+/// Parses `0`, `0.5`, `1.000` into thousandths; `None` for anything malformed.
+fn parse_q(text: &str) -> Option<u16> {
+    let text = text.trim();
+    let (whole, frac) = text.split_once('.').unwrap_or((text, ""));
+    if frac.len() > 3 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let frac_value: u16 = format!("{frac:0<3}").parse().ok()?;
+    match whole {
+        "0" => Some(frac_value),
+        "1" if frac_value == 0 => Some(1000),
+        _ => None,
+    }
+}
+
+fn parse(header: &str) -> Accepted {
+    let mut accepted = Accepted {
+        brotli: None,
+        gzip: None,
+        identity: None,
+        wildcard: None,
+    };
+    for entry in header.split(',') {
+        let mut parts = entry.split(';');
+        let coding = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let mut q = Some(1000);
+        for param in parts {
+            if let Some((name, value)) = param.split_once('=') {
+                if name.trim().eq_ignore_ascii_case("q") {
+                    q = parse_q(value);
+                }
+            }
+        }
+        // A malformed q-value makes the entry meaningless; it is ignored, not trusted.
+        let Some(q) = q else { continue };
+        let slot = match coding.as_str() {
+            "br" => &mut accepted.brotli,
+            "gzip" | "x-gzip" => &mut accepted.gzip,
+            "identity" => &mut accepted.identity,
+            "*" => &mut accepted.wildcard,
+            _ => continue,
+        };
+        // The same coding listed twice: the most favourable wins.
+        *slot = Some(slot.map_or(q, |old| old.max(q)));
+    }
+    accepted
+}
+
+/// The coding to send, among `available`, for an `Accept-Encoding` header (`None`: absent).
+/// `None` when the client accepts none of them (it refused identity with `q=0`); callers
+/// answer with identity anyway, as nginx does, rather than 406.
+pub fn negotiate(accept_encoding: Option<&str>, available: &[Encoding]) -> Option<Encoding> {
+    let Some(header) = accept_encoding.filter(|h| !h.trim().is_empty()) else {
+        // No header (or an empty one): only identity is known to be understood.
+        return available
+            .contains(&Encoding::Identity)
+            .then_some(Encoding::Identity);
+    };
+    let accepted = parse(header);
+    let q_of = |encoding: Encoding| -> u16 {
+        let listed = match encoding {
+            Encoding::Brotli => accepted.brotli,
+            Encoding::Gzip => accepted.gzip,
+            Encoding::Identity => accepted.identity,
+        };
+        match (listed, encoding) {
+            (Some(q), _) => q,
+            // Unlisted identity is acceptable (unless `*;q=0`), but ranks below anything the
+            // client asked for by name.
+            (None, Encoding::Identity) => accepted.wildcard.unwrap_or(1),
+            (None, _) => accepted.wildcard.unwrap_or(0),
+        }
+    };
+    Encoding::PREFERENCE
+        .iter()
+        .copied()
+        .filter(|e| available.contains(e))
+        .map(|e| (q_of(e), e))
+        .filter(|(q, _)| *q > 0)
+        // Highest q wins; among equals the earlier, i.e. preferred, coding stays.
+        .fold(None, |best: Option<(u16, Encoding)>, (q, e)| match best {
+            Some((best_q, _)) if best_q >= q => best,
+            _ => Some((q, e)),
+        })
+        .map(|(_, e)| e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Encoding::*;
+
+    const ALL: &[Encoding] = &[Brotli, Gzip, Identity];
+
+    #[test]
+    fn browsers_get_brotli_even_when_gzip_is_listed_first() {
+        assert_eq!(
+            negotiate(Some("gzip, deflate, br, zstd"), ALL),
+            Some(Brotli)
+        );
+        assert_eq!(negotiate(Some("gzip, deflate"), ALL), Some(Gzip));
+        assert_eq!(negotiate(Some("br"), &[Gzip, Identity]), Some(Identity));
+    }
+
+    #[test]
+    fn q_values_rank_and_q_zero_refuses() {
+        assert_eq!(negotiate(Some("br;q=0.5, gzip"), ALL), Some(Gzip));
+        assert_eq!(negotiate(Some("br;q=0, gzip;q=0.1"), ALL), Some(Gzip));
+        assert_eq!(negotiate(Some("br;q=0"), ALL), Some(Identity));
+        assert_eq!(
+            negotiate(Some("br;q=0.9, gzip;q=0.9, identity;q=0.1"), ALL),
+            Some(Brotli)
+        );
+        assert_eq!(
+            negotiate(Some("gzip;q=0, identity;q=0"), &[Gzip, Identity]),
+            None
+        );
+        assert_eq!(negotiate(Some("BR;Q=1.0"), ALL), Some(Brotli));
+    }
+
+    #[test]
+    fn wildcard_covers_unlisted_codings_and_can_refuse_identity() {
+        assert_eq!(negotiate(Some("*"), ALL), Some(Brotli));
+        assert_eq!(negotiate(Some("gzip;q=1, *;q=0"), ALL), Some(Gzip));
+        assert_eq!(negotiate(Some("*;q=0"), ALL), None);
+        assert_eq!(negotiate(Some("*;q=0, identity"), ALL), Some(Identity));
+    }
+
+    #[test]
+    fn absent_empty_or_malformed_headers_mean_identity() {
+        assert_eq!(negotiate(None, ALL), Some(Identity));
+        assert_eq!(negotiate(Some(""), ALL), Some(Identity));
+        assert_eq!(negotiate(Some("br;q=2, gzip;q=abc"), ALL), Some(Identity));
+        assert_eq!(negotiate(None, &[Brotli]), None);
+    }
+
+    #[test]
+    fn q_values_parse_to_thousandths() {
+        assert_eq!(parse_q("1"), Some(1000));
+        assert_eq!(parse_q("0.5"), Some(500));
+        assert_eq!(parse_q("0.125"), Some(125));
+        assert_eq!(parse_q("1.001"), None);
+        assert_eq!(parse_q("0.1234"), None);
+    }
+}

@@ -1,0 +1,163 @@
+//! The stored forms of one asset: identity always, gzip and Brotli when they are smaller, each
+//! with its own strong ETag. Compression here is slow on purpose (Brotli quality 11) and runs
+//! once per asset, off the request path (see [`super`]).
+
+use bytes::Bytes;
+use std::io::Write;
+
+use super::negotiate::Encoding;
+
+/// One stored form of an asset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Variant {
+    /// How `body` is encoded.
+    pub encoding: Encoding,
+    /// The bytes sent.
+    pub body: Bytes,
+    /// Strong ETag, quoted: differs per encoding, since the bytes differ.
+    pub etag: String,
+}
+
+/// Brotli at its densest: an asset is compressed once and served many times.
+const BROTLI_QUALITY: u32 = 11;
+/// Brotli window (log2): 4 MiB, past any single JS bundle we expect.
+const BROTLI_WINDOW: u32 = 22;
+
+/// 64-bit FNV-1a: deterministic on every node and every version, so two frontdoor nodes give
+/// the same ETag for the same bytes.
+pub fn content_hash(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| {
+        (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+impl Variant {
+    /// The identity form of `body`.
+    pub fn identity(body: Bytes) -> Self {
+        let etag = format!("\"{:016x}\"", content_hash(&body));
+        Variant {
+            encoding: Encoding::Identity,
+            body,
+            etag,
+        }
+    }
+
+    /// `identity` compressed with `encoding`, if that is smaller.
+    pub fn compressed(identity: &Variant, encoding: Encoding) -> std::io::Result<Option<Variant>> {
+        let body = match encoding {
+            Encoding::Identity => return Ok(None),
+            Encoding::Gzip => {
+                let mut encoder =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+                encoder.write_all(&identity.body)?;
+                encoder.finish()?
+            }
+            Encoding::Brotli => {
+                let mut out = Vec::new();
+                {
+                    let mut writer = brotli::CompressorWriter::new(
+                        &mut out,
+                        64 * 1024,
+                        BROTLI_QUALITY,
+                        BROTLI_WINDOW,
+                    );
+                    writer.write_all(&identity.body)?;
+                    writer.flush()?;
+                }
+                out
+            }
+        };
+        if body.len() >= identity.body.len() {
+            return Ok(None);
+        }
+        let tag = identity.etag.trim_matches('"');
+        Ok(Some(Variant {
+            encoding,
+            body: Bytes::from(body),
+            etag: format!("\"{tag}-{}\"", encoding.token()),
+        }))
+    }
+}
+
+/// Whether the last path segment carries a content fingerprint, as Rails (Sprockets,
+/// Propshaft, Webpacker/Shakapacker) and webpack write them: a run of 8 or more hex digits
+/// between `-` or `.` separators, after the name and before the extension
+/// (`application-3f9a1c2b.js`, `main.3f9a1c2b.chunk.js`).
+pub fn is_fingerprinted(path: &str) -> bool {
+    let file = path.rsplit('/').next().unwrap_or(path);
+    let tokens: Vec<&str> = file.split(['-', '.']).collect();
+    tokens.len() >= 3
+        && tokens[1..tokens.len() - 1]
+            .iter()
+            .any(|t| t.len() >= 8 && t.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn sample() -> Bytes {
+        Bytes::from(
+            (0..2_000)
+                .map(|i| format!("function f{i}() {{ return {i}; }}\n"))
+                .collect::<String>(),
+        )
+    }
+
+    #[test]
+    fn compressed_variants_round_trip_and_are_smaller() {
+        let identity = Variant::identity(sample());
+        let br = Variant::compressed(&identity, Encoding::Brotli)
+            .unwrap()
+            .unwrap();
+        let gz = Variant::compressed(&identity, Encoding::Gzip)
+            .unwrap()
+            .unwrap();
+        assert!(br.body.len() < gz.body.len() && gz.body.len() < identity.body.len());
+
+        let mut decoded = Vec::new();
+        brotli::Decompressor::new(&br.body[..], 4096)
+            .read_to_end(&mut decoded)
+            .unwrap();
+        assert_eq!(decoded, identity.body);
+        let mut decoded = Vec::new();
+        flate2::read::GzDecoder::new(&gz.body[..])
+            .read_to_end(&mut decoded)
+            .unwrap();
+        assert_eq!(decoded, identity.body);
+
+        let tags = [&identity.etag, &br.etag, &gz.etag];
+        assert!(tags.iter().all(|t| t.starts_with('"') && t.ends_with('"')));
+        assert!(br.etag.ends_with("-br\"") && gz.etag.ends_with("-gzip\""));
+    }
+
+    #[test]
+    fn incompressible_bodies_keep_only_identity() {
+        let noise: Vec<u8> = (0..4096).map(|_| rand::random::<u8>()).collect();
+        let identity = Variant::identity(Bytes::from(noise));
+        assert_eq!(
+            Variant::compressed(&identity, Encoding::Gzip).unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn fingerprints_are_recognised_in_rails_and_webpack_names() {
+        assert!(is_fingerprinted("/assets/application-3f9a1c2b4d5e6f70.js"));
+        assert!(is_fingerprinted("/packs/js/main.3f9a1c2b.chunk.js"));
+        assert!(is_fingerprinted(
+            "/assets/application-4b1f6e4ad94cfa1ae4d4a3bc0fd1d2b2bd4c5d7b9d1c1e0f1a2b3c4d5e6f7a8b.css"
+        ));
+        assert!(!is_fingerprinted("/assets/application.js"));
+        assert!(!is_fingerprinted("/assets/logo-header.png"));
+        assert!(
+            !is_fingerprinted("/assets/3f9a1c2b4d5e6f70.js"),
+            "a bare hash is a name, not a fingerprint"
+        );
+        assert!(
+            !is_fingerprinted("/assets/app-3f9a1c2.js"),
+            "7 digits are too few"
+        );
+    }
+}
