@@ -8,6 +8,7 @@
 //! - [`config`]: TOML file types → validated domain [`config::Config`]; errors carry file:line:col.
 //! - [`routing`]: route templates (`/courses/{school}/{title}`, `{rest*}`) compiled into a [`routing::RouteTable`].
 //! - [`assets`]: fingerprinted assets from memory: single-flight fill, pre-compression, negotiation, ETag/304, Range.
+//! - [`compression`]: on-the-fly Brotli/gzip of dynamic text responses.
 //! - [`tls`]: certificate loading and validation, the SNI resolver, dev-certificate generation.
 //! - [`upstream`]: pools of backends and peer selection.
 //! - [`headers`]: `X-Request-Start`, `X-Forwarded-*`, `X-Request-Id`, hop-by-hop handling.
@@ -28,7 +29,8 @@
 //!   request_filter           route match (one snapshot load); request id
 //!   upstream_peer            pick a backend of the route's pool
 //!   upstream_request_filter  X-Request-Start, X-Forwarded-*, X-Request-Id; strip hop-by-hop
-//!   response_filter          X-Request-Id back to the client; strip hop-by-hop
+//!   response_filter          X-Request-Id back to the client; choose compression
+//!   response_body_filter     compress dynamic text
 //!   logging                  metrics, access log
 //! ```
 
@@ -37,6 +39,7 @@
 pub mod accesslog;
 pub mod admin;
 pub mod assets;
+pub mod compression;
 pub mod config;
 pub mod headers;
 pub mod metrics;

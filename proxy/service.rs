@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use crate::assets;
+use crate::compression::{self, Compressor};
 use crate::headers::{self, Forwarding, HeaderEdit};
 use crate::metrics::NO_ROUTE;
 use crate::routing::RouteMatch;
@@ -40,6 +41,8 @@ pub struct RequestCtx {
     upstream_started: Option<Instant>,
     /// Whether `request_started` was counted (so `logging` balances it exactly once).
     counted: bool,
+    /// Compresses the response body when the upstream sent compressible text.
+    compressor: Option<Compressor>,
 }
 
 /// The proxy service.
@@ -157,6 +160,7 @@ impl ProxyHttp for Frontdoor {
             attempts: Attempts::default(),
             upstream_started: None,
             counted: false,
+            compressor: None,
         }
     }
 
@@ -270,15 +274,58 @@ impl ProxyHttp for Frontdoor {
         Ok(())
     }
 
-    /// Returns the request id to the client.
+    /// Returns the request id to the client; chooses compression for dynamic text.
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         response.set(headers::X_REQUEST_ID, &ctx.request_id);
+        let request = session.req_header();
+        let accept = request
+            .headers
+            .get(http::header::ACCEPT_ENCODING)
+            .and_then(|v| v.to_str().ok());
+        if let Some(encoding) =
+            compression::choose(request.method == http::Method::HEAD, accept, response)
+        {
+            compression::rewrite_head(response, encoding);
+            ctx.compressor = Compressor::new(encoding);
+        }
         Ok(())
+    }
+
+    /// Compresses the body chosen in `response_filter`, chunk by chunk.
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<std::time::Duration>> {
+        let Some(compressor) = ctx.compressor.as_mut() else {
+            return Ok(None);
+        };
+        let failed = |e: std::io::Error| {
+            Error::because(ErrorType::InternalError, "compressing the response", e)
+        };
+        let mut out = match body.take() {
+            Some(chunk) => compressor.push(&chunk).map_err(failed)?,
+            None => Bytes::new(),
+        };
+        if end_of_stream {
+            if let Some(compressor) = ctx.compressor.take() {
+                let rest = compressor.finish().map_err(failed)?;
+                out = if out.is_empty() {
+                    rest
+                } else {
+                    [out, rest].concat().into()
+                };
+            }
+        }
+        *body = (!out.is_empty() || end_of_stream).then_some(out);
+        Ok(None)
     }
 
     /// Errors before a response: 504 for upstream timeouts (as nginx), 502 for other upstream

@@ -288,3 +288,47 @@ async fn a_directory_source_serves_files_below_its_root_only() {
     assert_eq!(status, 404);
     assert_eq!(sim.hits("/assets/gone-0123456789abcdef.js").await, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_budget_evicts_and_counts_it() {
+    let sim = Sim::quick().await;
+    let ports = Ports::new();
+    let config = config_text(ports, &asset_route(sim.addr, "")).replace("64MiB", "40KiB");
+    let fd = Frontdoor::start(ports, &config).await;
+    let client = fd.client();
+    // The page names the five ~12 KB vendor scripts; with their variants they need ~90 KiB.
+    let page = client
+        .get(fd.url("/"))
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("html");
+    let scripts: Vec<String> = page
+        .split("<script src=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next().map(str::to_string))
+        .filter(|src| !src.contains("application-"))
+        .collect();
+    assert_eq!(scripts.len(), 5, "{page}");
+    let mut evicted = 0.0;
+    for round in 0..20 {
+        for src in &scripts {
+            let response = client
+                .get(fd.url(src))
+                .header("accept-encoding", CHROME)
+                .send()
+                .await
+                .expect("asset");
+            assert_eq!(response.status(), 200, "round {round}: {src}");
+        }
+        evicted = fd.metric("frontdoor_asset_evictions_total").await;
+        if evicted > 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(evicted > 0.0, "evictions counted");
+    assert!(fd.metric("frontdoor_asset_cache_bytes").await <= 40.0 * 1024.0);
+}

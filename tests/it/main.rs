@@ -5,6 +5,7 @@ mod common;
 
 mod assets;
 mod check;
+mod compression;
 mod headers;
 mod health;
 mod reload;

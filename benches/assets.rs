@@ -1,0 +1,73 @@
+//! The asset hit path: encoding negotiation and a cache lookup, what every asset request
+//! pays before its bytes are written. `cargo bench --bench assets`; figures in BENCHMARKS.md.
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use frontdoor::assets::{negotiate, AssetCache, AssetRoute, AssetSource, Encoding};
+use frontdoor::config::{CacheSettings, PoolSettings};
+use frontdoor::metrics::Metrics;
+use frontdoor::upstream::Pool;
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn negotiation(c: &mut Criterion) {
+    let all = Encoding::PREFERENCE;
+    c.bench_function("negotiate_chrome", |b| {
+        b.iter(|| negotiate(black_box(Some("gzip, deflate, br, zstd")), black_box(&all)))
+    });
+    c.bench_function("negotiate_q_values", |b| {
+        b.iter(|| {
+            negotiate(
+                black_box(Some("br;q=0.5, gzip;q=0.8, identity;q=0.1, *;q=0")),
+                black_box(&all),
+            )
+        })
+    });
+}
+
+fn cache_hit(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = std::fs::canonicalize(dir.path()).expect("root");
+    std::fs::create_dir_all(root.join("assets")).expect("mkdir");
+    let path = "/assets/application-3f9a1c2b4d5e6f70.js";
+    std::fs::write(root.join(&path[1..]), "x".repeat(500_000)).expect("write");
+    let settings = CacheSettings {
+        assets_capacity: 64 << 20,
+        compression_threads: NonZeroUsize::MIN,
+    };
+    let metrics = Arc::new(Metrics::new().expect("metrics"));
+    let cache = Arc::new(AssetCache::new(&settings, metrics));
+    let route = AssetRoute {
+        source: AssetSource::Directory(root),
+        max_object_size: 16 << 20,
+    };
+    let pool = Pool::new(
+        "app",
+        PoolSettings {
+            backends: vec!["127.0.0.1:9".parse().expect("addr")],
+            connect_timeout: Duration::from_secs(1),
+            read_timeout: Duration::from_secs(1),
+            write_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(1),
+            connect_retries: 0,
+        },
+    );
+    runtime
+        .block_on(cache.get("assets", &route, path, None, &pool))
+        .expect("filled");
+    c.bench_function("asset_cache_hit", |b| {
+        b.to_async(&runtime)
+            .iter(|| cache.get("assets", &route, black_box(path), None, &pool))
+    });
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().measurement_time(Duration::from_secs(2)).warm_up_time(Duration::from_millis(500));
+    targets = negotiation, cache_hit
+}
+criterion_main!(benches);

@@ -1,0 +1,91 @@
+//! Dynamic text from the app is compressed on the fly, by negotiation.
+
+use crate::common::*;
+use std::io::Read;
+
+fn decode(encoding: Option<&str>, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    match encoding {
+        Some("br") => brotli::Decompressor::new(body, 4096)
+            .read_to_end(&mut out)
+            .expect("brotli"),
+        Some("gzip") => flate2::read::GzDecoder::new(body)
+            .read_to_end(&mut out)
+            .expect("gzip"),
+        None => return body.to_vec(),
+        Some(other) => panic!("unexpected encoding {other}"),
+    };
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_and_html_are_compressed_per_accept_encoding_over_h1_and_h2() {
+    let sim = Sim::quick().await;
+    let ports = Ports::new();
+    let fd = Frontdoor::start(ports, &config_text(ports, &one_pool(&[sim.addr]))).await;
+    let h2 = fd.client();
+    let h1 = fd.client_builder().http1_only().build().expect("client");
+    for path in ["/courses/mit/physics/users.json", "/courses/mit/physics"] {
+        let direct = reqwest::get(format!("http://{}{path}", sim.addr))
+            .await
+            .expect("direct");
+        let original = direct.bytes().await.expect("body").to_vec();
+        assert!(original.len() > 1024, "{path} is worth compressing");
+        for client in [&h2, &h1] {
+            for (accept, expected) in [
+                (Some("gzip, deflate, br, zstd"), Some("br")),
+                (Some("gzip"), Some("gzip")),
+                (Some("br;q=0, gzip;q=0"), None),
+                (None, None),
+            ] {
+                let mut request = client.get(fd.url(path));
+                if let Some(accept) = accept {
+                    request = request.header("accept-encoding", accept);
+                }
+                let response = request.send().await.expect("request");
+                assert_eq!(response.status(), 200);
+                let headers = response.headers().clone();
+                let encoding = headers
+                    .get("content-encoding")
+                    .and_then(|v| v.to_str().ok());
+                assert_eq!(encoding, expected, "{path} with {accept:?}");
+                let body = response.bytes().await.expect("body");
+                assert_eq!(decode(encoding, &body), original, "{path} with {accept:?}");
+                if expected.is_some() {
+                    assert_eq!(headers["vary"], "Accept-Encoding");
+                    assert!(body.len() < original.len());
+                } else {
+                    assert_eq!(
+                        headers["content-length"],
+                        original.len().to_string().as_str()
+                    );
+                }
+            }
+        }
+    }
+    // HEAD is never compressed: its Content-Length must describe the GET body.
+    let head = h1
+        .head(fd.url("/courses/mit/physics/users.json"))
+        .header("accept-encoding", "br")
+        .send()
+        .await;
+    let head = head.expect("HEAD");
+    assert!(head.headers().get("content-encoding").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_and_binary_responses_are_sent_as_they_are() {
+    let sim = Sim::quick().await;
+    let ports = Ports::new();
+    let fd = Frontdoor::start(ports, &config_text(ports, &one_pool(&[sim.addr]))).await;
+    // `/healthz` is 3 bytes of text: under the minimum size.
+    let response = fd
+        .client()
+        .get(fd.url("/healthz"))
+        .header("accept-encoding", "br")
+        .send()
+        .await
+        .expect("request");
+    assert!(response.headers().get("content-encoding").is_none());
+    assert_eq!(response.text().await.expect("body"), "ok\n");
+}
