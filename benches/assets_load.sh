@@ -23,6 +23,7 @@ fi
 cargo build --release --locked --quiet
 bin="${CARGO_TARGET_DIR:-target}/release/frontdoor"
 tmp=$(mktemp -d)
+chmod 755 "$tmp"   # nginx workers run as nobody and must read $tmp/public
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"; }
 trap cleanup EXIT
