@@ -44,6 +44,7 @@ fn cache_hit(c: &mut Criterion) {
     let route = AssetRoute {
         source: AssetSource::Directory(root),
         max_object_size: 16 << 20,
+        x_cache_header: true,
     };
     let pool = Pool::new(
         "app",

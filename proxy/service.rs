@@ -132,7 +132,8 @@ impl Frontdoor {
                     "miss"
                 };
                 self.shared.metrics.asset_request(name, result);
-                assets::respond(session, &asset, status, &ctx.request_id).await?;
+                let x_cache = asset_route.x_cache_header.then_some(status);
+                assets::respond(session, &asset, x_cache, &ctx.request_id).await?;
                 Ok(true)
             }
             Err(bypass) => {

@@ -53,6 +53,8 @@ pub struct AssetRoute {
     pub source: AssetSource,
     /// Larger files are proxied, never held.
     pub max_object_size: u64,
+    /// Whether responses say `X-Cache: HIT|MISS`.
+    pub x_cache_header: bool,
 }
 
 /// One cached asset and its encodings.
@@ -387,12 +389,12 @@ fn content_type_for(path: &Path) -> Option<&'static str> {
 /// A year: the longest `max-age` caches honour; the fingerprint changes when the bytes do.
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
-/// Writes the response for `asset` to the client: encoding by negotiation, 304, 206/416, HEAD.
-/// Returns the status sent.
+/// Writes the response for `asset` to the client: encoding by negotiation, 304, 206/416, HEAD;
+/// `X-Cache` when `status` is given. Returns the status code sent.
 pub async fn respond(
     session: &mut Session,
     asset: &Asset,
-    status: CacheStatus,
+    status: Option<CacheStatus>,
     request_id: &str,
 ) -> pingora::Result<u16> {
     let request = session.req_header();
@@ -433,7 +435,9 @@ pub async fn respond(
     response.insert_header(header::ETAG, variant.etag.as_str())?;
     response.insert_header(header::CACHE_CONTROL, IMMUTABLE)?;
     response.insert_header(header::VARY, "Accept-Encoding")?;
-    response.insert_header("x-cache", status.as_str())?;
+    if let Some(status) = status {
+        response.insert_header("x-cache", status.as_str())?;
+    }
     response.insert_header(crate::headers::X_REQUEST_ID, request_id)?;
     if let Some(content_type) = &asset.content_type {
         response.insert_header(header::CONTENT_TYPE, content_type.clone())?;

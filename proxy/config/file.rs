@@ -71,6 +71,13 @@ pub struct AssetsSection {
     /// Larger files are proxied, never held.
     #[serde(default = "default_max_object_size")]
     pub max_object_size: Spanned<String>,
+    /// Send `X-Cache: HIT|MISS` on responses from memory.
+    #[serde(default = "default_true")]
+    pub x_cache_header: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_assets_source() -> Spanned<String> {

@@ -285,6 +285,7 @@ impl Validator<'_> {
         Some(AssetRoute {
             source: source?,
             max_object_size: max_object_size?,
+            x_cache_header: a.x_cache_header,
         })
     }
 

@@ -267,7 +267,10 @@ async fn a_directory_source_serves_files_below_its_root_only() {
     std::fs::create_dir_all(public.path().join("assets")).expect("mkdir");
     let js = "console.log('from disk');\n".repeat(200);
     std::fs::write(public.path().join("assets/app-0123456789abcdef.js"), &js).expect("write");
-    let extra = format!("source = \"{}\"", public.path().display());
+    let extra = format!(
+        "source = \"{}\"\nx-cache-header = false",
+        public.path().display()
+    );
     let fd = Frontdoor::start(ports, &config_text(ports, &asset_route(sim.addr, &extra))).await;
     let client = fd.client();
     let (status, headers, body) =
@@ -278,6 +281,7 @@ async fn a_directory_source_serves_files_below_its_root_only() {
         header(&headers, "content-type"),
         Some("application/javascript")
     );
+    assert_eq!(header(&headers, "x-cache"), None, "x-cache-header = false");
     assert_eq!(
         sim.hits("/assets/app-0123456789abcdef.js").await,
         0,
