@@ -22,19 +22,7 @@ if [ ! -e /usr/lib/nginx/modules/ngx_http_brotli_static_module.so ]; then
 fi
 cargo build --release --locked --quiet
 bin="${CARGO_TARGET_DIR:-target}/release/frontdoor"
-tmp=$(mktemp -d)
-chmod 755 "$tmp"   # nginx workers run as nobody and must read $tmp/public
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"; }
-trap cleanup EXIT
-
-free_port() { # below the kernel's ephemeral range, so no client socket can hold it
-  local p
-  while :; do p=$((20000 + RANDOM % 12000)); (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }; done
-}
-wait_port() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-clk=$(getconf CLK_TCK)
+source benches/common.sh
 chrome="gzip, deflate, br, zstd"
 
 sim=$(free_port); https=$(free_port); admin=$(free_port); nginx_port=$(free_port)
@@ -86,11 +74,7 @@ events { worker_connections 4096; }
 http {
   access_log off;
   sendfile on;
-  client_body_temp_path $tmp/nginx/body;
-  proxy_temp_path $tmp/nginx/proxy;
-  fastcgi_temp_path $tmp/nginx/fastcgi;
-  uwsgi_temp_path $tmp/nginx/uwsgi;
-  scgi_temp_path $tmp/nginx/scgi;
+$(nginx_temp_paths)
   types { application/javascript js; }
   server {
     listen 127.0.0.1:$nginx_port ssl http2;
@@ -110,8 +94,6 @@ nginx_worker=$(pgrep -P "$nginx_pid" | head -1)
 nginx_enc=$(curl -sk -o /dev/null -D - -H "accept-encoding: $chrome" "https://127.0.0.1:$nginx_port$asset" | tr -d '\r' | awk -F': ' 'tolower($1)=="content-encoding" {print $2}')
 [ "$nginx_enc" = "br" ] || { echo "nginx does not serve the br file (got '$nginx_enc')" >&2; exit 1; }
 
-to_ms() { awk '{ v=$1; if (v ~ /us$/) { sub(/us$/,"",v); v/=1000 } else if (v ~ /ms$/) { sub(/ms$/,"",v) } else if (v ~ /s$/) { sub(/s$/,"",v); v*=1000 } printf "%.3f", v }' <<<"$1"; }
-to_bytes() { awk '{ v=$1; m=1; if (v ~ /KB$/) m=1024; else if (v ~ /MB$/) m=1048576; else if (v ~ /GB$/) m=1073741824; sub(/[KMG]?B$/,"",v); printf "%.0f", v*m }' <<<"$1"; }
 run_wrk() { # URL PID -> rps p99 bytes/resp cpu/1k
   local before after out reqs
   before=$(cpu_ticks "$2")
@@ -120,7 +102,7 @@ run_wrk() { # URL PID -> rps p99 bytes/resp cpu/1k
   reqs=$(awk '/requests in/ {print $1}' <<<"$out")
   echo "$(awk '/Requests\/sec/ {print $2}' <<<"$out") $(to_ms "$(awk '$1=="99%" {print $2}' <<<"$out")") \
 $(awk -v b="$(to_bytes "$(awk '/requests in/ {print $5}' <<<"$out" | tr -d ,)")" -v n="$reqs" 'BEGIN {printf "%.0f", b/n}') \
-$(awk -v t=$((after - before)) -v c="$clk" -v n="$reqs" 'BEGIN { printf "%.1f", t / c * 1000 / n * 1000 }')"
+$(cpu_per_1k $((after - before)) "$reqs")"
 }
 run_h2load() { # URL PID
   local before after out reqs
@@ -130,14 +112,10 @@ run_h2load() { # URL PID
   reqs=$(awk '/^requests:/ {print $8}' <<<"$out")
   grep -q "0 failed, 0 errored" <<<"$out" || { echo "h2load reported failures:" >&2; grep "^requests:" <<<"$out" >&2; }
   echo "$(awk '/^finished in/ {print $4}' <<<"$out") \
-$(awk '{print $3 / 1000}' "$tmp/h2.log" | sort -n | awk '{a[NR]=$1} END {printf "%.3f", a[int(NR*0.99)+1]}') \
+$(h2_percentiles "$tmp/h2.log" | col 2) \
 $(awk '/^traffic:/ {print $2}' <<<"$out" | awk -v n="$reqs" '{ v=$1; m=1; if (v ~ /KB$/) m=1024; else if (v ~ /MB$/) m=1048576; else if (v ~ /GB$/) m=1073741824; sub(/[KMG]?B$/,"",v); printf "%.0f", v*m/n }') \
-$(awk -v t=$((after - before)) -v c="$clk" -v n="$reqs" 'BEGIN { printf "%.1f", t / c * 1000 / n * 1000 }')"
+$(cpu_per_1k $((after - before)) "$reqs")"
 }
-median() { grep . | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-col() { awk -v c="$1" '{print $c}'; }
-declare -A results
-record() { results["$1"]+="$2"$'\n'; }
 
 for round in $(seq "$rounds"); do
   echo "round $round/$rounds ..." >&2

@@ -22,21 +22,7 @@ if [ "${1:-}" = "--quick" ]; then rounds=1; secs=4; fi
 bash .ci/setup wrk:wrk nghttp2-client:h2load util-linux:taskset nginx-light:nginx
 cargo build --release --locked --quiet
 bin="${CARGO_TARGET_DIR:-target}/release/frontdoor"
-tmp=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"; }
-trap cleanup EXIT
-
-free_port() {
-  local p
-  while :; do
-    p=$((20000 + RANDOM % 12000))   # below the kernel's ephemeral range: no client socket (or its TIME_WAIT) can hold it
-    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
-  done
-}
-wait_port() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.05; done; echo "port $1 never opened" >&2; ps aux | grep -E "frontdoor|nginx" | grep -v grep >&2; cat "$tmp"/*.err "$tmp"/nginx/error.log 2>/dev/null >&2; exit 1; }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-clk=$(getconf CLK_TCK)
+source benches/common.sh
 
 sim_up=$(free_port); sim_direct=$(free_port)
 taskset -c 1 "$bin" simulate --listen "127.0.0.1:$sim_up" --workers 256 --service-ms 0 >/dev/null & pids+=($!)
@@ -53,11 +39,7 @@ error_log $tmp/nginx/error.log warn;
 events { worker_connections 4096; }
 http {
   access_log off;
-  client_body_temp_path $tmp/nginx/body;
-  proxy_temp_path $tmp/nginx/proxy;
-  fastcgi_temp_path $tmp/nginx/fastcgi;
-  uwsgi_temp_path $tmp/nginx/uwsgi;
-  scgi_temp_path $tmp/nginx/scgi;
+$(nginx_temp_paths)
   upstream app { server 127.0.0.1:$sim_up; keepalive 256; }
   server {
     listen 127.0.0.1:$nginx_port ssl http2;
@@ -110,7 +92,6 @@ TOML
 }
 
 # Each measurement prints: rps p50_ms p99_ms [cpu_ms_per_1k]
-to_ms() { awk '{ v=$1; if (v ~ /us$/) { sub(/us$/,"",v); v/=1000 } else if (v ~ /ms$/) { sub(/ms$/,"",v) } else if (v ~ /s$/) { sub(/s$/,"",v); v*=1000 } printf "%.3f", v }' <<<"$1"; }
 run_wrk() { # URL CONNECTIONS PID-or-empty
   local before after out rps p50 p99 reqs
   [ -n "$3" ] && before=$(cpu_ticks "$3")
@@ -121,7 +102,7 @@ run_wrk() { # URL CONNECTIONS PID-or-empty
   p50=$(to_ms "$(awk '$1=="50%" {print $2}' <<<"$out")")
   p99=$(to_ms "$(awk '$1=="99%" {print $2}' <<<"$out")")
   if grep -q "Non-2xx\|Socket errors" <<<"$out"; then echo "wrk reported errors:" >&2; grep "Non-2xx\|Socket errors" <<<"$out" >&2; fi
-  if [ -n "$3" ]; then echo "$rps $p50 $p99 $(awk -v t=$((after - before)) -v c="$clk" -v n="$reqs" 'BEGIN { printf "%.1f", t / c * 1000 / n * 1000 }')"
+  if [ -n "$3" ]; then echo "$rps $p50 $p99 $(cpu_per_1k $((after - before)) "$reqs")"
   else echo "$rps $p50 $p99"; fi
 }
 run_h2load() { # URL PID
@@ -132,14 +113,10 @@ run_h2load() { # URL PID
   rps=$(awk '/^finished in/ {print $4}' <<<"$out")
   reqs=$(awk '/^requests:/ {print $8}' <<<"$out") # succeeded
   grep -q "0 failed, 0 errored" <<<"$out" || { echo "h2load reported failures:" >&2; grep "^requests:" <<<"$out" >&2; }
-  lat=$(awk '{print $3 / 1000}' "$tmp/h2.log" | sort -n | awk '{a[NR]=$1} END {printf "%.3f %.3f", a[int(NR*0.5)+1], a[int(NR*0.99)+1]}')
-  echo "$rps $lat $(awk -v t=$((after - before)) -v c="$clk" -v n="$reqs" 'BEGIN { printf "%.1f", t / c * 1000 / n * 1000 }')"
+  lat=$(h2_percentiles "$tmp/h2.log")
+  echo "$rps $lat $(cpu_per_1k $((after - before)) "$reqs")"
 }
-median() { grep . | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-col() { awk -v c="$1" '{print $c}'; }
 
-declare -A results
-record() { results["$1"]+="$2"$'\n'; }
 
 for round in $(seq "$rounds"); do
   echo "round $round/$rounds ..." >&2

@@ -1,7 +1,6 @@
 //! Fingerprinted assets from memory: pre-compressed, negotiated, conditional, single-flight.
 
 use crate::common::*;
-use std::io::Read;
 use std::time::Duration;
 
 const CHROME: &str = "gzip, deflate, br, zstd";
@@ -28,21 +27,6 @@ path = "/{{rest*}}"
 pool = "app"
 "#
     )
-}
-
-fn decode(encoding: Option<&str>, body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    match encoding {
-        Some("br") => brotli::Decompressor::new(body, 4096)
-            .read_to_end(&mut out)
-            .expect("brotli"),
-        Some("gzip") => flate2::read::GzDecoder::new(body)
-            .read_to_end(&mut out)
-            .expect("gzip"),
-        None => return body.to_vec(),
-        Some(other) => panic!("unexpected encoding {other}"),
-    };
-    out
 }
 
 async fn fetch(

@@ -1,22 +1,6 @@
 //! Dynamic text from the app is compressed on the fly, by negotiation.
 
 use crate::common::*;
-use std::io::Read;
-
-fn decode(encoding: Option<&str>, body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    match encoding {
-        Some("br") => brotli::Decompressor::new(body, 4096)
-            .read_to_end(&mut out)
-            .expect("brotli"),
-        Some("gzip") => flate2::read::GzDecoder::new(body)
-            .read_to_end(&mut out)
-            .expect("gzip"),
-        None => return body.to_vec(),
-        Some(other) => panic!("unexpected encoding {other}"),
-    };
-    out
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_and_html_are_compressed_per_accept_encoding_over_h1_and_h2() {

@@ -412,3 +412,20 @@ impl Echo {
         self.0["node"].as_str().unwrap_or_default().to_string()
     }
 }
+
+/// A body decoded from its `Content-Encoding` (`None`: as sent).
+pub fn decode(encoding: Option<&str>, body: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    match encoding {
+        Some("br") => brotli::Decompressor::new(body, 4096)
+            .read_to_end(&mut out)
+            .expect("brotli"),
+        Some("gzip") => flate2::read::GzDecoder::new(body)
+            .read_to_end(&mut out)
+            .expect("gzip"),
+        None => return body.to_vec(),
+        Some(other) => panic!("unexpected encoding {other}"),
+    };
+    out
+}

@@ -1,0 +1,52 @@
+# Helpers shared by the load scripts (sourced, not run). Defines $tmp (removed on exit, with
+# every process whose pid is added to `pids`), port helpers, CPU accounting and medians.
+
+tmp=$(mktemp -d)
+chmod 755 "$tmp" # nginx workers run as nobody and must read files below it
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"; }
+trap cleanup EXIT
+
+# A free loopback port below the kernel's ephemeral range (32768+), so that no client socket,
+# nor its TIME_WAIT, can hold it when the server binds.
+free_port() {
+  local p
+  while :; do
+    p=$((20000 + RANDOM % 12000))
+    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+  done
+}
+
+# Waits up to 10 s for a listener; on failure shows what ran and the servers' error logs.
+wait_port() {
+  for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.05; done
+  echo "port $1 never opened" >&2
+  ps aux | grep -E "frontdoor|nginx" | grep -v grep >&2
+  cat "$tmp"/*.err "$tmp"/nginx/error.log 2>/dev/null >&2
+  exit 1
+}
+
+# User + system CPU of a process, in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+clk=$(getconf CLK_TCK)
+# cpu_per_1k TICKS REQUESTS: CPU milliseconds per 1,000 requests.
+cpu_per_1k() { awk -v t="$1" -v c="$clk" -v n="$2" 'BEGIN { printf "%.1f", t / c * 1000 / n * 1000 }'; }
+
+# wrk's "314.00us" / "1.23ms" / "2.00s" in milliseconds.
+to_ms() { awk '{ v=$1; if (v ~ /us$/) { sub(/us$/,"",v); v/=1000 } else if (v ~ /ms$/) { sub(/ms$/,"",v) } else if (v ~ /s$/) { sub(/s$/,"",v); v*=1000 } printf "%.3f", v }' <<<"$1"; }
+# "38.72MB" in bytes.
+to_bytes() { awk '{ v=$1; m=1; if (v ~ /KB$/) m=1024; else if (v ~ /MB$/) m=1048576; else if (v ~ /GB$/) m=1073741824; sub(/[KMG]?B$/,"",v); printf "%.0f", v*m }' <<<"$1"; }
+
+median() { grep . | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+col() { awk -v c="$1" '{print $c}'; }
+# p50 and p99 (ms) of h2load's --log-file (third column: microseconds per request).
+h2_percentiles() { awk '{print $3 / 1000}' "$1" | sort -n | awk '{a[NR]=$1} END {printf "%.3f %.3f", a[int(NR*0.5)+1], a[int(NR*0.99)+1]}'; }
+
+declare -A results
+# record NAME "row": appends one round's measurements; summaries take medians per column.
+record() { results["$1"]+="$2"$'\n'; }
+
+# nginx_temp_paths: the http-block lines that keep nginx's temp files inside $tmp.
+nginx_temp_paths() {
+  for kind in client_body proxy fastcgi uwsgi scgi; do echo "  ${kind}_temp_path $tmp/nginx/$kind;"; done
+}
