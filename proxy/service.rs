@@ -16,7 +16,7 @@ use crate::compression::{self, Compressor};
 use crate::headers::{self, Forwarding, HeaderEdit};
 use crate::metrics::NO_ROUTE;
 use crate::routing::RouteMatch;
-use crate::snapshot::{Shared, Snapshot};
+use crate::snapshot::Shared;
 use crate::upstream::{Attempts, Pool};
 
 /// Per-request facts, computed once.
@@ -25,8 +25,8 @@ pub struct RequestCtx {
     arrival: SystemTime,
     /// Monotonic arrival, for durations.
     started: Instant,
-    /// The snapshot this request follows from start to end.
-    snapshot: Option<Arc<Snapshot>>,
+    /// The requested host, lowercase, without port.
+    host: Option<String>,
     /// The matched route and its parameters.
     route: Option<RouteMatch>,
     /// The route's pool.
@@ -117,12 +117,11 @@ impl Frontdoor {
             return Ok(false);
         }
         let path = head.uri.path().to_string();
-        let host = request_host(head);
         let name = &matched.route.name;
         match self
             .shared
             .assets
-            .get(name, asset_route, &path, host.as_deref(), pool)
+            .get(name, asset_route, &path, ctx.host.as_deref(), pool)
             .await
         {
             Ok((asset, status)) => {
@@ -153,7 +152,7 @@ impl ProxyHttp for Frontdoor {
         RequestCtx {
             arrival: SystemTime::now(),
             started: Instant::now(),
-            snapshot: None,
+            host: None,
             route: None,
             pool: None,
             request_id: String::new(),
@@ -190,15 +189,14 @@ impl ProxyHttp for Frontdoor {
             .filter(|id| ctx.trusted && headers::acceptable_request_id(id))
             .map_or_else(headers::new_request_id, str::to_string);
         let head = session.req_header();
-        let host = request_host(head);
+        ctx.host = request_host(head);
         ctx.route = snapshot
             .routes
-            .lookup(host.as_deref(), &head.method, head.uri.path());
+            .lookup(ctx.host.as_deref(), &head.method, head.uri.path());
         ctx.pool = ctx
             .route
             .as_ref()
             .and_then(|m| snapshot.pools.get(m.route.pool.as_ref()).cloned());
-        ctx.snapshot = Some(snapshot);
         if ctx.pool.is_none() {
             respond(session, 404, "no route for this request\n", &ctx.request_id).await?;
             return Ok(true);
@@ -244,13 +242,12 @@ impl ProxyHttp for Frontdoor {
         upstream: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let host = request_host(session.req_header());
         Forwarding {
             peer: peer_ip(session),
             trusted: ctx.trusted,
             arrival: ctx.arrival,
             scheme: "https",
-            host: host.as_deref(),
+            host: ctx.host.as_deref(),
             request_id: &ctx.request_id,
         }
         .apply(upstream);

@@ -1,7 +1,8 @@
 //! What the request path reads, built whole from a [`Config`] and swapped whole on reload.
 //!
-//! A request does one `load()` of the current snapshot in `request_filter` and keeps that
-//! `Arc` for its whole life, so a reload never changes the rules under a request in flight.
+//! A request does one `load()` of the current snapshot in `request_filter` and keeps what it
+//! took from it (its route and pool, both `Arc`s) for its whole life, so a reload never
+//! changes the rules under a request in flight.
 
 use arc_swap::ArcSwap;
 use ipnet::IpNet;
