@@ -106,53 +106,84 @@ pub fn rewrite_head(response: &mut ResponseHeader, encoding: Encoding) {
     }
 }
 
-/// A streaming compressor for one response body.
-pub enum Compressor {
-    /// gzip.
+/// A streaming compressor for one response body, counting what goes in and out.
+pub struct Compressor {
+    stream: Stream,
+    encoding: Encoding,
+    bytes_in: u64,
+    bytes_out: u64,
+}
+
+enum Stream {
     Gzip(flate2::write::GzEncoder<Vec<u8>>),
-    /// Brotli.
     Brotli(Box<brotli::CompressorWriter<Vec<u8>>>),
+}
+
+/// What one compressed body came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    /// The encoding used.
+    pub encoding: Encoding,
+    /// Bytes received from the upstream.
+    pub bytes_in: u64,
+    /// Bytes sent to the client.
+    pub bytes_out: u64,
 }
 
 impl Compressor {
     /// A compressor for `encoding` (identity has none).
     pub fn new(encoding: Encoding) -> Option<Self> {
-        match encoding {
-            Encoding::Gzip => Some(Compressor::Gzip(flate2::write::GzEncoder::new(
+        let stream = match encoding {
+            Encoding::Gzip => Stream::Gzip(flate2::write::GzEncoder::new(
                 Vec::new(),
                 flate2::Compression::new(GZIP_LEVEL),
-            ))),
-            Encoding::Brotli => Some(Compressor::Brotli(Box::new(brotli::CompressorWriter::new(
+            )),
+            Encoding::Brotli => Stream::Brotli(Box::new(brotli::CompressorWriter::new(
                 Vec::new(),
                 16 * 1024,
                 BROTLI_QUALITY,
                 BROTLI_WINDOW,
-            )))),
-            Encoding::Identity => None,
-        }
+            ))),
+            Encoding::Identity => return None,
+        };
+        Some(Compressor {
+            stream,
+            encoding,
+            bytes_in: 0,
+            bytes_out: 0,
+        })
     }
 
     /// Feeds `chunk`; returns what the compressor has output so far (often nothing: it
     /// buffers until a block is worth emitting, and [`Compressor::finish`] flushes the rest).
     pub fn push(&mut self, chunk: &[u8]) -> std::io::Result<Bytes> {
-        match self {
-            Compressor::Gzip(encoder) => {
+        self.bytes_in += chunk.len() as u64;
+        let out = match &mut self.stream {
+            Stream::Gzip(encoder) => {
                 encoder.write_all(chunk)?;
-                Ok(Bytes::from(std::mem::take(encoder.get_mut())))
+                std::mem::take(encoder.get_mut())
             }
-            Compressor::Brotli(writer) => {
+            Stream::Brotli(writer) => {
                 writer.write_all(chunk)?;
-                Ok(Bytes::from(std::mem::take(writer.get_mut())))
+                std::mem::take(writer.get_mut())
             }
-        }
+        };
+        self.bytes_out += out.len() as u64;
+        Ok(Bytes::from(out))
     }
 
-    /// Ends the stream; returns the remaining output.
-    pub fn finish(self) -> std::io::Result<Bytes> {
-        match self {
-            Compressor::Gzip(encoder) => encoder.finish().map(Bytes::from),
-            Compressor::Brotli(writer) => Ok(Bytes::from(writer.into_inner())),
-        }
+    /// Ends the stream; returns the remaining output and the totals.
+    pub fn finish(self) -> std::io::Result<(Bytes, Outcome)> {
+        let rest = match self.stream {
+            Stream::Gzip(encoder) => encoder.finish()?,
+            Stream::Brotli(writer) => writer.into_inner(),
+        };
+        let outcome = Outcome {
+            encoding: self.encoding,
+            bytes_in: self.bytes_in,
+            bytes_out: self.bytes_out + rest.len() as u64,
+        };
+        Ok((Bytes::from(rest), outcome))
     }
 }
 
@@ -270,7 +301,10 @@ mod tests {
             for chunk in text.chunks(4096) {
                 out.extend_from_slice(&compressor.push(chunk).unwrap());
             }
-            out.extend_from_slice(&compressor.finish().unwrap());
+            let (rest, outcome) = compressor.finish().unwrap();
+            out.extend_from_slice(&rest);
+            assert_eq!(outcome.bytes_in, text.len() as u64);
+            assert_eq!(outcome.bytes_out, out.len() as u64);
             assert!(
                 out.len() * 4 < text.len(),
                 "{encoding:?}: {} of {}",

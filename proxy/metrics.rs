@@ -24,6 +24,9 @@ pub struct Metrics {
     asset_evictions: IntCounter,
     asset_compressions: IntCounterVec,
     asset_bytes_saved: IntCounterVec,
+    compressed_responses: IntCounterVec,
+    compression_bytes_in: IntCounterVec,
+    compression_bytes_out: IntCounterVec,
 }
 
 /// The route label of a request that matched no route.
@@ -109,6 +112,30 @@ impl Metrics {
             ),
             &["encoding"],
         )?;
+        let compressed_responses = IntCounterVec::new(
+            Opts::new(
+                "compressed_responses_total",
+                "Dynamic responses compressed on the fly, by route and encoding.",
+            ),
+            &["route", "encoding"],
+        )?;
+        let compression_bytes_in = IntCounterVec::new(
+            Opts::new(
+                "compression_in_bytes_total",
+                "Bytes of dynamic responses before compression, by route and encoding.",
+            ),
+            &["route", "encoding"],
+        )?;
+        let compression_bytes_out = IntCounterVec::new(
+            Opts::new(
+                "compression_out_bytes_total",
+                "Bytes of dynamic responses after compression, by route and encoding.",
+            ),
+            &["route", "encoding"],
+        )?;
+        registry.register(Box::new(compressed_responses.clone()))?;
+        registry.register(Box::new(compression_bytes_in.clone()))?;
+        registry.register(Box::new(compression_bytes_out.clone()))?;
         registry.register(Box::new(asset_requests.clone()))?;
         registry.register(Box::new(asset_bytes.clone()))?;
         registry.register(Box::new(asset_evictions.clone()))?;
@@ -135,6 +162,9 @@ impl Metrics {
             asset_evictions,
             asset_compressions,
             asset_bytes_saved,
+            compressed_responses,
+            compression_bytes_in,
+            compression_bytes_out,
         })
     }
 
@@ -211,6 +241,18 @@ impl Metrics {
         self.asset_bytes_saved
             .with_label_values(&[encoding])
             .inc_by(saved as u64);
+    }
+
+    /// A dynamic response of `route` was compressed as `outcome` says.
+    pub fn response_compressed(&self, route: &str, outcome: &crate::compression::Outcome) {
+        let labels = [route, outcome.encoding.token()];
+        self.compressed_responses.with_label_values(&labels).inc();
+        self.compression_bytes_in
+            .with_label_values(&labels)
+            .inc_by(outcome.bytes_in);
+        self.compression_bytes_out
+            .with_label_values(&labels)
+            .inc_by(outcome.bytes_out);
     }
 
     /// The Prometheus text exposition of every family.

@@ -314,7 +314,9 @@ impl ProxyHttp for Frontdoor {
         };
         if end_of_stream {
             if let Some(compressor) = ctx.compressor.take() {
-                let rest = compressor.finish().map_err(failed)?;
+                let (rest, outcome) = compressor.finish().map_err(failed)?;
+                let route = ctx.route.as_ref().map_or(NO_ROUTE, |m| &m.route.name);
+                self.shared.metrics.response_compressed(route, &outcome);
                 out = if out.is_empty() {
                     rest
                 } else {

@@ -47,6 +47,23 @@ async fn json_and_html_are_compressed_per_accept_encoding_over_h1_and_h2() {
             }
         }
     }
+    // Two paths, each fetched with br by both clients.
+    let br = "encoding=\"br\",route=\"all\"";
+    assert_eq!(
+        fd.metric(&format!("frontdoor_compressed_responses_total{{{br}}}"))
+            .await,
+        4.0
+    );
+    let bytes_in = fd
+        .metric(&format!("frontdoor_compression_in_bytes_total{{{br}}}"))
+        .await;
+    let bytes_out = fd
+        .metric(&format!("frontdoor_compression_out_bytes_total{{{br}}}"))
+        .await;
+    assert!(
+        bytes_out > 0.0 && bytes_out * 2.0 < bytes_in,
+        "{bytes_out} of {bytes_in}"
+    );
     // HEAD is never compressed: its Content-Length must describe the GET body.
     let head = h1
         .head(fd.url("/courses/mit/physics/users.json"))
