@@ -38,6 +38,7 @@ fn cache_hit(c: &mut Criterion) {
     let settings = CacheSettings {
         assets_capacity: 64 << 20,
         compression_threads: NonZeroUsize::MIN,
+        responses_capacity: 64 << 20,
     };
     let metrics = Arc::new(Metrics::new().expect("metrics"));
     let cache = Arc::new(AssetCache::new(&settings, metrics));

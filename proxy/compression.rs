@@ -25,7 +25,7 @@ const BROTLI_WINDOW: u32 = 18;
 const GZIP_LEVEL: u32 = 5;
 
 /// Content types worth compressing (compared without parameters).
-fn compressible(content_type: &str) -> bool {
+pub fn compressible(content_type: &str) -> bool {
     let media = content_type
         .split(';')
         .next()

@@ -8,6 +8,7 @@
 //! - [`config`]: TOML file types → validated domain [`config::Config`]; errors carry file:line:col.
 //! - [`routing`]: route templates (`/courses/{school}/{title}`, `{rest*}`) compiled into a [`routing::RouteTable`].
 //! - [`assets`]: fingerprinted assets from memory: single-flight fill, pre-compression, negotiation, ETag/304, Range.
+//! - [`edge_cache`]: the app's cacheable responses from memory (fresh, stale-while-revalidate, stale-if-error).
 //! - [`compression`]: on-the-fly Brotli/gzip of dynamic text responses.
 //! - [`tls`]: certificate loading and validation, the SNI resolver, dev-certificate generation.
 //! - [`upstream`]: pools of backends and peer selection.
@@ -41,6 +42,7 @@ pub mod admin;
 pub mod assets;
 pub mod compression;
 pub mod config;
+pub mod edge_cache;
 pub mod headers;
 pub mod metrics;
 pub mod redirect;

@@ -27,6 +27,13 @@ pub struct Metrics {
     compressed_responses: IntCounterVec,
     compression_bytes_in: IntCounterVec,
     compression_bytes_out: IntCounterVec,
+    edge_cache_requests: IntCounterVec,
+    edge_cache_stores: IntCounterVec,
+    edge_cache_uncacheable: IntCounterVec,
+    edge_cache_refreshes: IntCounterVec,
+    edge_cache_bytes: IntGauge,
+    edge_cache_evictions: IntCounter,
+    edge_cache_bytes_saved: IntCounterVec,
 }
 
 /// The route label of a request that matched no route.
@@ -133,6 +140,56 @@ impl Metrics {
             ),
             &["route", "encoding"],
         )?;
+        let edge_cache_requests = IntCounterVec::new(
+            Opts::new(
+                "edge_cache_requests_total",
+                "Requests on edge-cache routes, by route and result (hit, stale, miss, bypass).",
+            ),
+            &["route", "result"],
+        )?;
+        let edge_cache_stores = IntCounterVec::new(
+            Opts::new(
+                "edge_cache_stores_total",
+                "Responses stored in the edge cache (fills and refreshes), by route.",
+            ),
+            &["route"],
+        )?;
+        let edge_cache_uncacheable = IntCounterVec::new(
+            Opts::new(
+                "edge_cache_uncacheable_total",
+                "App responses on edge-cache routes not stored, by route and reason.",
+            ),
+            &["route", "reason"],
+        )?;
+        let edge_cache_refreshes = IntCounterVec::new(
+            Opts::new(
+                "edge_cache_refreshes_total",
+                "Refreshes of stale entries, by route and result (stored, uncacheable, error).",
+            ),
+            &["route", "result"],
+        )?;
+        let edge_cache_bytes = IntGauge::new(
+            "edge_cache_bytes",
+            "Bytes held by the edge cache, all encodings.",
+        )?;
+        let edge_cache_evictions = IntCounter::new(
+            "edge_cache_evictions_total",
+            "Edge-cache entries evicted to stay within capacity.",
+        )?;
+        let edge_cache_bytes_saved = IntCounterVec::new(
+            Opts::new(
+                "edge_cache_compression_saved_bytes_total",
+                "Bytes a compressed variant saves over identity, per entry stored, by encoding.",
+            ),
+            &["encoding"],
+        )?;
+        registry.register(Box::new(edge_cache_requests.clone()))?;
+        registry.register(Box::new(edge_cache_stores.clone()))?;
+        registry.register(Box::new(edge_cache_uncacheable.clone()))?;
+        registry.register(Box::new(edge_cache_refreshes.clone()))?;
+        registry.register(Box::new(edge_cache_bytes.clone()))?;
+        registry.register(Box::new(edge_cache_evictions.clone()))?;
+        registry.register(Box::new(edge_cache_bytes_saved.clone()))?;
         registry.register(Box::new(compressed_responses.clone()))?;
         registry.register(Box::new(compression_bytes_in.clone()))?;
         registry.register(Box::new(compression_bytes_out.clone()))?;
@@ -165,6 +222,13 @@ impl Metrics {
             compressed_responses,
             compression_bytes_in,
             compression_bytes_out,
+            edge_cache_requests,
+            edge_cache_stores,
+            edge_cache_uncacheable,
+            edge_cache_refreshes,
+            edge_cache_bytes,
+            edge_cache_evictions,
+            edge_cache_bytes_saved,
         })
     }
 
@@ -253,6 +317,51 @@ impl Metrics {
         self.compression_bytes_out
             .with_label_values(&labels)
             .inc_by(outcome.bytes_out);
+    }
+
+    /// A request of edge-cache `route` was a `hit`, `stale`, `miss` or `bypass`.
+    pub fn edge_cache_request(&self, route: &str, result: &'static str) {
+        self.edge_cache_requests
+            .with_label_values(&[route, result])
+            .inc();
+    }
+
+    /// A response of `route` was stored.
+    pub fn edge_cache_stored(&self, route: &str) {
+        self.edge_cache_stores.with_label_values(&[route]).inc();
+    }
+
+    /// A response of `route` was not stored, for `reason` (a fixed word, see
+    /// `edge_cache::Uncacheable`).
+    pub fn edge_cache_uncacheable(&self, route: &str, reason: &str) {
+        self.edge_cache_uncacheable
+            .with_label_values(&[route, reason])
+            .inc();
+    }
+
+    /// A refresh of a stale entry of `route` ended with `result`.
+    pub fn edge_cache_refreshed(&self, route: &str, result: &'static str) {
+        self.edge_cache_refreshes
+            .with_label_values(&[route, result])
+            .inc();
+    }
+
+    /// The edge cache now holds `bytes`.
+    pub fn edge_cache_bytes(&self, bytes: u64) {
+        self.edge_cache_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+
+    /// An edge-cache entry was evicted for capacity.
+    pub fn edge_cache_evicted(&self) {
+        self.edge_cache_evictions.inc();
+    }
+
+    /// A stored response's `encoding` variant was kept, `saved` bytes smaller than identity.
+    pub fn edge_cache_compressed(&self, encoding: &str, saved: usize) {
+        self.edge_cache_bytes_saved
+            .with_label_values(&[encoding])
+            .inc_by(saved as u64);
     }
 
     /// The Prometheus text exposition of every family.

@@ -13,6 +13,7 @@ use std::time::{Instant, SystemTime};
 
 use crate::assets;
 use crate::compression::{self, Compressor};
+use crate::edge_cache::{self, EdgeCache, Fill, Origin};
 use crate::headers::{self, Forwarding, HeaderEdit};
 use crate::metrics::NO_ROUTE;
 use crate::routing::RouteMatch;
@@ -43,6 +44,10 @@ pub struct RequestCtx {
     counted: bool,
     /// Compresses the response body when the upstream sent compressible text.
     compressor: Option<Compressor>,
+    /// The edge-cache key of a GET that missed: its answer is stored if storable.
+    cache_key: Option<String>,
+    /// The answer being copied into the edge cache.
+    fill: Option<Fill>,
 }
 
 /// The proxy service.
@@ -144,6 +149,67 @@ impl Frontdoor {
     }
 }
 
+impl Frontdoor {
+    /// Appends a chunk of the upstream's answer to the fill; stores it at the end of the body.
+    fn fill_cache(&self, chunk: Option<&Bytes>, end_of_stream: bool, ctx: &mut RequestCtx) {
+        let (Some(fill), Some(matched)) = (ctx.fill.as_mut(), &ctx.route) else {
+            return;
+        };
+        let name = &matched.route.name;
+        if chunk.is_some_and(|c| !fill.push(c)) {
+            let too_large = edge_cache::Uncacheable::TooLarge.to_string();
+            self.shared.metrics.edge_cache_uncacheable(name, &too_large);
+            ctx.fill = None;
+        } else if end_of_stream {
+            if let Some(fill) = ctx.fill.take() {
+                self.shared.edge_cache.finish_fill(name, fill);
+            }
+        }
+    }
+
+    /// A GET/HEAD on an edge-cache route answered from memory (`Ok(true)`); a GET that
+    /// misses is marked for filling and proxied (`Ok(false)`).
+    async fn serve_cached(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let (Some(matched), Some(pool)) = (&ctx.route, &ctx.pool) else {
+            return Ok(false);
+        };
+        let Some(rules) = &matched.route.cache else {
+            return Ok(false);
+        };
+        let name = &matched.route.name;
+        let head = session.req_header();
+        if edge_cache::policy::request(rules, &head.method, &head.headers).is_err() {
+            self.shared.metrics.edge_cache_request(name, "bypass");
+            return Ok(false);
+        }
+        let path_and_query = head.uri.path_and_query().map_or("/", |p| p.as_str());
+        let key = EdgeCache::key(name, rules, ctx.host.as_deref(), path_and_query);
+        let origin = || Origin {
+            route_name: name.clone(),
+            route: rules.clone(),
+            pool: pool.clone(),
+            host: ctx.host.clone(),
+            path_and_query: path_and_query.to_string(),
+        };
+        let Some((entry, status)) = self.shared.edge_cache.find(&key, origin).await else {
+            self.shared.metrics.edge_cache_request(name, "miss");
+            if head.method == http::Method::GET {
+                ctx.cache_key = Some(key);
+            }
+            return Ok(false);
+        };
+        let result = match status {
+            assets::CacheStatus::Hit => "hit",
+            assets::CacheStatus::Stale => "stale",
+            assets::CacheStatus::Miss => "miss",
+        };
+        self.shared.metrics.edge_cache_request(name, result);
+        let x_cache = rules.x_cache_header.then_some(status);
+        edge_cache::respond(session, &entry, x_cache, &ctx.request_id).await?;
+        Ok(true)
+    }
+}
+
 #[async_trait]
 impl ProxyHttp for Frontdoor {
     type CTX = RequestCtx;
@@ -161,6 +227,8 @@ impl ProxyHttp for Frontdoor {
             upstream_started: None,
             counted: false,
             compressor: None,
+            cache_key: None,
+            fill: None,
         }
     }
 
@@ -177,7 +245,8 @@ impl ProxyHttp for Frontdoor {
         Ok(())
     }
 
-    /// Routes the request. `Ok(true)` = a response was already written (no route: 404).
+    /// Routes the request. `Ok(true)` = a response was already written: no route (404), an
+    /// asset or an edge-cache entry from memory.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let snapshot = self.shared.snapshot.load_full();
         ctx.trusted = headers::is_trusted(peer_ip(session), snapshot.trusted_proxies());
@@ -201,7 +270,10 @@ impl ProxyHttp for Frontdoor {
             respond(session, 404, "no route for this request\n", &ctx.request_id).await?;
             return Ok(true);
         }
-        self.serve_asset(session, ctx).await
+        if self.serve_asset(session, ctx).await? {
+            return Ok(true);
+        }
+        self.serve_cached(session, ctx).await
     }
 
     /// The next backend of the route's pool (round robin; the following one on a retry).
@@ -251,6 +323,11 @@ impl ProxyHttp for Frontdoor {
             request_id: &ctx.request_id,
         }
         .apply(upstream);
+        if ctx.cache_key.is_some() {
+            // A fill needs the whole answer, not a 304 or a slice for this one client (as nginx's
+            // proxy_cache does).
+            edge_cache::policy::strip_conditionals(upstream);
+        }
         Ok(())
     }
 
@@ -272,7 +349,8 @@ impl ProxyHttp for Frontdoor {
         Ok(())
     }
 
-    /// Returns the request id to the client; chooses compression for dynamic text.
+    /// Returns the request id to the client; starts an edge-cache fill of a storable answer;
+    /// chooses compression for dynamic text.
     async fn response_filter(
         &self,
         session: &mut Session,
@@ -280,6 +358,17 @@ impl ProxyHttp for Frontdoor {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         response.set(headers::X_REQUEST_ID, &ctx.request_id);
+        if let (Some(key), Some(matched)) = (ctx.cache_key.take(), &ctx.route) {
+            if let Some(rules) = &matched.route.cache {
+                ctx.fill =
+                    self.shared
+                        .edge_cache
+                        .begin_fill(&matched.route.name, rules, key, response);
+                if rules.x_cache_header {
+                    response.set("x-cache", assets::CacheStatus::Miss.as_str());
+                }
+            }
+        }
         let request = session.req_header();
         let accept = request
             .headers
@@ -294,7 +383,8 @@ impl ProxyHttp for Frontdoor {
         Ok(())
     }
 
-    /// Compresses the body chosen in `response_filter`, chunk by chunk.
+    /// Copies a storable answer into the edge cache; compresses the body chosen in
+    /// `response_filter`, chunk by chunk.
     fn response_body_filter(
         &self,
         _session: &mut Session,
@@ -302,6 +392,7 @@ impl ProxyHttp for Frontdoor {
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<std::time::Duration>> {
+        self.fill_cache(body.as_ref(), end_of_stream, ctx);
         let Some(compressor) = ctx.compressor.as_mut() else {
             return Ok(None);
         };

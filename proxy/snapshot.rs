@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use crate::assets::AssetCache;
 use crate::config::Config;
+use crate::edge_cache::EdgeCache;
 use crate::metrics::Metrics;
 use crate::routing::RouteTable;
 use crate::tls::CertStore;
@@ -59,6 +60,9 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Fingerprinted assets in memory; sized at start and kept across reloads.
     pub assets: Arc<AssetCache>,
+    /// The app's cacheable responses in memory; sized at start and kept across reloads (a
+    /// route's `version` keys its entries).
+    pub edge_cache: Arc<EdgeCache>,
 }
 
 impl Shared {
@@ -68,11 +72,13 @@ impl Shared {
             config.certificates.clone(),
         )));
         let assets = Arc::new(AssetCache::new(&config.cache, metrics.clone()));
+        let edge_cache = Arc::new(EdgeCache::new(&config.cache, metrics.clone()));
         Shared {
             snapshot: ArcSwap::from_pointee(Snapshot::new(config)),
             certs,
             metrics,
             assets,
+            edge_cache,
         }
     }
 

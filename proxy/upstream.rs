@@ -4,10 +4,13 @@
 //! backend (at most `connect-retries` times). Keep-alive connections are pooled by Pingora
 //! per backend address (`server.upstream-keepalive-pool-size` in all).
 
+use bytes::{Bytes, BytesMut};
+use pingora::connectors::http::Connector;
+use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::upstreams::peer::HttpPeer;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::config::PoolSettings;
 
@@ -78,6 +81,74 @@ impl Pool {
         }
         false
     }
+}
+
+/// Why a request frontdoor makes on its own behalf got no usable answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FetchError {
+    /// The body (declared or read) is over the caller's limit.
+    #[error("larger than the limit")]
+    TooLarge,
+    /// Connect, write or read failed.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// A GET that frontdoor sends on its own behalf (an asset fill, a cache refresh): the
+/// forwarding headers a proxied request would carry, and `Accept-Encoding: identity`, since
+/// frontdoor stores identity and compresses itself.
+pub fn own_request(path_and_query: &str, host: Option<&str>) -> pingora::Result<RequestHeader> {
+    let mut request = RequestHeader::build("GET", path_and_query.as_bytes(), None)?;
+    request.insert_header(http::header::HOST, host.unwrap_or("localhost"))?;
+    request.insert_header(http::header::ACCEPT_ENCODING, "identity")?;
+    request.insert_header(
+        crate::headers::X_REQUEST_START,
+        crate::headers::request_start_value(SystemTime::now()),
+    )?;
+    request.insert_header(crate::headers::X_FORWARDED_PROTO, "https")?;
+    Ok(request)
+}
+
+/// Sends `request` to the next backend of `pool` through `connector` (its keep-alive pool)
+/// and reads the whole answer, refusing bodies over `max` bytes. The connection goes back to
+/// the pool only after a complete answer.
+pub async fn fetch(
+    connector: &Connector,
+    pool: &Pool,
+    request: RequestHeader,
+    max: u64,
+) -> Result<(Box<ResponseHeader>, Bytes), FetchError> {
+    let failed = |e: Box<pingora::Error>| FetchError::Failed(e.to_string());
+    let peer = pool.peer(&mut Attempts::default());
+    let (mut session, _reused) = connector.get_http_session(&*peer).await.map_err(failed)?;
+    session
+        .write_request_header(Box::new(request))
+        .await
+        .map_err(failed)?;
+    session.finish_request_body().await.map_err(failed)?;
+    session.read_response_header().await.map_err(failed)?;
+    let head = session
+        .response_header()
+        .ok_or_else(|| FetchError::Failed("no response head".into()))?
+        .clone();
+    let declared = head
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return Err(FetchError::TooLarge);
+    }
+    let mut body = BytesMut::new();
+    while let Some(chunk) = session.read_response_body().await.map_err(failed)? {
+        if (body.len() + chunk.len()) as u64 > max {
+            return Err(FetchError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    connector
+        .release_http_session(session, &*peer, Some(pool.settings().idle_timeout))
+        .await;
+    Ok((Box::new(head), body.freeze()))
 }
 
 async fn reachable(addr: SocketAddr, timeout: Duration) -> bool {

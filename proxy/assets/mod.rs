@@ -20,22 +20,21 @@ mod variants;
 
 pub use conditional::{none_match, range, RangeRequest};
 pub use negotiate::{negotiate, Encoding};
-pub use variants::{content_hash, is_fingerprinted, Variant};
+pub use variants::{content_hash, is_fingerprinted, Effort, Variant};
 
-use bytes::{Bytes, BytesMut};
-use http::header;
+use bytes::Bytes;
+use http::{header, HeaderName, HeaderValue};
 use moka::future::Cache;
 use pingora::connectors::http::Connector;
-use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
-use std::time::SystemTime;
 use tokio::sync::Semaphore;
 
 use crate::config::CacheSettings;
 use crate::metrics::Metrics;
-use crate::upstream::{Attempts, Pool};
+use crate::upstream::{self, FetchError, Pool};
 
 /// Where a route's assets come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,17 +56,18 @@ pub struct AssetRoute {
     pub x_cache_header: bool,
 }
 
-/// One cached asset and its encodings.
+/// One stored body and its encodings: a fingerprinted asset, or a response in the edge cache.
 #[derive(Debug)]
 pub struct Asset {
-    content_type: Option<http::HeaderValue>,
+    content_type: Option<HeaderValue>,
     identity: Variant,
     gzip: OnceLock<Option<Variant>>,
     brotli: OnceLock<Option<Variant>>,
 }
 
 impl Asset {
-    fn new(body: Bytes, content_type: Option<http::HeaderValue>) -> Self {
+    /// `body` as identity only, until [`Asset::compress`] adds the other encodings.
+    pub fn new(body: Bytes, content_type: Option<HeaderValue>) -> Self {
         Asset {
             content_type,
             identity: Variant::identity(body),
@@ -93,8 +93,30 @@ impl Asset {
             .collect()
     }
 
+    /// Compresses the identity body (gzip, then Brotli) at `effort`, keeping each variant that
+    /// is smaller; returns the bytes each kept variant saves. CPU-bound: call it on a blocking
+    /// thread. A second call changes nothing.
+    pub fn compress(&self, effort: Effort) -> Vec<(Encoding, usize)> {
+        let mut saved = Vec::new();
+        for (slot, encoding) in [
+            (&self.gzip, Encoding::Gzip),
+            (&self.brotli, Encoding::Brotli),
+        ] {
+            let variant =
+                Variant::compressed(&self.identity, encoding, effort).unwrap_or_else(|e| {
+                    tracing::warn!("{} compression failed: {e}", encoding.token());
+                    None
+                });
+            if let Some(v) = &variant {
+                saved.push((encoding, self.identity.body.len() - v.body.len()));
+            }
+            let _ = slot.set(variant);
+        }
+        saved
+    }
+
     /// Bytes held, all variants (moka's weight; saturates at 4 GiB).
-    fn weight(&self) -> u32 {
+    pub fn weight(&self) -> u32 {
         let bytes: usize = Encoding::PREFERENCE
             .iter()
             .filter_map(|e| self.variant(*e))
@@ -134,13 +156,17 @@ pub enum CacheStatus {
     Hit,
     /// Filled now (or waited for another request's fill).
     Miss,
+    /// Served past its fresh time (`stale-while-revalidate`, `stale-if-error`).
+    Stale,
 }
 
 impl CacheStatus {
-    fn as_str(self) -> &'static str {
+    /// The `X-Cache` value.
+    pub fn as_str(self) -> &'static str {
         match self {
             CacheStatus::Hit => "HIT",
             CacheStatus::Miss => "MISS",
+            CacheStatus::Stale => "STALE",
         }
     }
 }
@@ -218,38 +244,14 @@ impl AssetCache {
         pool: &Pool,
         max: u64,
     ) -> Result<(Bytes, Option<http::HeaderValue>), Bypass> {
-        let failed = |e: Box<pingora::Error>| Bypass::Failed(e.to_string());
-        let peer = pool.peer(&mut Attempts::default());
-        let mut request = RequestHeader::build("GET", path.as_bytes(), None).map_err(failed)?;
-        request
-            .insert_header(header::HOST, host.unwrap_or("localhost"))
-            .map_err(failed)?;
-        request
-            .insert_header(header::ACCEPT_ENCODING, "identity")
-            .map_err(failed)?;
-        request
-            .insert_header(
-                crate::headers::X_REQUEST_START,
-                crate::headers::request_start_value(SystemTime::now()),
-            )
-            .map_err(failed)?;
-        request
-            .insert_header(crate::headers::X_FORWARDED_PROTO, "https")
-            .map_err(failed)?;
-        let (mut session, _reused) = self
-            .connector
-            .get_http_session(&*peer)
+        let request =
+            upstream::own_request(path, host).map_err(|e| Bypass::Failed(e.to_string()))?;
+        let (head, body) = upstream::fetch(&self.connector, pool, request, max)
             .await
-            .map_err(failed)?;
-        session
-            .write_request_header(Box::new(request))
-            .await
-            .map_err(failed)?;
-        session.finish_request_body().await.map_err(failed)?;
-        session.read_response_header().await.map_err(failed)?;
-        let head = session
-            .response_header()
-            .ok_or_else(|| Bypass::Failed("no response head".into()))?;
+            .map_err(|e| match e {
+                FetchError::TooLarge => Bypass::TooLarge,
+                FetchError::Failed(why) => Bypass::Failed(why),
+            })?;
         if head.status != http::StatusCode::OK {
             return Err(Bypass::Status(head.status.as_u16()));
         }
@@ -260,25 +262,7 @@ impl AssetCache {
         if encoded {
             return Err(Bypass::Encoded);
         }
-        let declared = head
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > max) {
-            return Err(Bypass::TooLarge);
-        }
-        let content_type = head.headers.get(header::CONTENT_TYPE).cloned();
-        let mut body = BytesMut::new();
-        while let Some(chunk) = session.read_response_body().await.map_err(failed)? {
-            if (body.len() + chunk.len()) as u64 > max {
-                return Err(Bypass::TooLarge);
-            }
-            body.extend_from_slice(&chunk);
-        }
-        self.connector
-            .release_http_session(session, &*peer, Some(pool.settings().idle_timeout))
-            .await;
-        Ok((body.freeze(), content_type))
+        Ok((body, head.headers.get(header::CONTENT_TYPE).cloned()))
     }
 
     /// Compresses `asset` (gzip, then Brotli) on the bounded pool, then re-inserts it so the
@@ -293,22 +277,8 @@ impl AssetCache {
             let metrics = this.metrics.clone();
             let done = tokio::task::spawn_blocking(move || {
                 let _permit = permit;
-                for (slot, encoding) in [
-                    (&work.gzip, Encoding::Gzip),
-                    (&work.brotli, Encoding::Brotli),
-                ] {
-                    let variant =
-                        Variant::compressed(&work.identity, encoding).unwrap_or_else(|e| {
-                            tracing::warn!("{} compression failed: {e}", encoding.token());
-                            None
-                        });
-                    if let Some(v) = &variant {
-                        metrics.asset_compressed(
-                            encoding.token(),
-                            work.identity.body.len() - v.body.len(),
-                        );
-                    }
-                    let _ = slot.set(variant);
+                for (encoding, saved) in work.compress(Effort::Max) {
+                    metrics.asset_compressed(encoding.token(), saved);
                 }
             })
             .await;
@@ -389,19 +359,47 @@ fn content_type_for(path: &Path) -> Option<&'static str> {
 /// A year: the longest `max-age` caches honour; the fingerprint changes when the bytes do.
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
-/// Writes the response for `asset` to the client: encoding by negotiation, 304, 206/416, HEAD;
-/// `X-Cache` when `status` is given. Returns the status code sent.
+/// What differs between answering with an asset and with a cached response.
+#[derive(Debug)]
+pub struct Answer<'a> {
+    /// The stored status; 304 and Range apply to 200 only.
+    pub status: u16,
+    /// Fields sent as they are (`Cache-Control`, `Age`, the app's own fields).
+    pub headers: &'a [(HeaderName, HeaderValue)],
+    /// `X-Cache`, when the route wants it.
+    pub x_cache: Option<CacheStatus>,
+}
+
+/// Writes the response for `asset`: immutable caching, `X-Cache` when `status` is given.
 pub async fn respond(
     session: &mut Session,
     asset: &Asset,
     status: Option<CacheStatus>,
     request_id: &str,
 ) -> pingora::Result<u16> {
+    let immutable = [(header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE))];
+    let answer = Answer {
+        status: 200,
+        headers: &immutable,
+        x_cache: status,
+    };
+    respond_stored(session, asset, &answer, request_id).await
+}
+
+/// Writes a stored body to the client: encoding by negotiation, 304, 206/416, HEAD. Returns
+/// the status code sent.
+pub async fn respond_stored(
+    session: &mut Session,
+    asset: &Asset,
+    answer: &Answer<'_>,
+    request_id: &str,
+) -> pingora::Result<u16> {
     let request = session.req_header();
     let head_only = request.method == http::Method::HEAD;
     let header_str =
         |name: header::HeaderName| request.headers.get(name).and_then(|v| v.to_str().ok());
-    let wants_range = header_str(header::RANGE);
+    let ok = answer.status == 200;
+    let wants_range = header_str(header::RANGE).filter(|_| ok);
     let encoding = if wants_range.is_some() {
         // Ranges address the identity bytes; a compressed slice would be useless.
         Encoding::Identity
@@ -411,7 +409,7 @@ pub async fn respond(
     };
     let variant = asset.variant(encoding).unwrap_or(&asset.identity);
     let not_modified =
-        header_str(header::IF_NONE_MATCH).is_some_and(|inm| none_match(inm, &variant.etag));
+        ok && header_str(header::IF_NONE_MATCH).is_some_and(|inm| none_match(inm, &variant.etag));
     let len = variant.body.len() as u64;
     let (code, body) = if not_modified {
         (304, None)
@@ -428,14 +426,16 @@ pub async fn respond(
             Some(RangeRequest::Unsatisfiable) => {
                 (416, Some((Bytes::new(), Some(format!("bytes */{len}")))))
             }
-            _ => (200, Some((variant.body.clone(), None))),
+            _ => (answer.status, Some((variant.body.clone(), None))),
         }
     };
-    let mut response = ResponseHeader::build(code, Some(10))?;
+    let mut response = ResponseHeader::build(code, Some(10 + answer.headers.len()))?;
+    for (name, value) in answer.headers {
+        response.append_header(name.clone(), value.clone())?;
+    }
     response.insert_header(header::ETAG, variant.etag.as_str())?;
-    response.insert_header(header::CACHE_CONTROL, IMMUTABLE)?;
     response.insert_header(header::VARY, "Accept-Encoding")?;
-    if let Some(status) = status {
+    if let Some(status) = answer.x_cache {
         response.insert_header("x-cache", status.as_str())?;
     }
     response.insert_header(crate::headers::X_REQUEST_ID, request_id)?;
@@ -446,7 +446,9 @@ pub async fn respond(
         response.insert_header(header::CONTENT_ENCODING, encoding.token())?;
     }
     if let Some((bytes, content_range)) = &body {
-        response.insert_header(header::ACCEPT_RANGES, "bytes")?;
+        if ok {
+            response.insert_header(header::ACCEPT_RANGES, "bytes")?;
+        }
         response.insert_header(header::CONTENT_LENGTH, bytes.len().to_string())?;
         if let Some(content_range) = content_range {
             response.insert_header(header::CONTENT_RANGE, content_range.as_str())?;

@@ -1,6 +1,7 @@
 //! The stored forms of one asset: identity always, gzip and Brotli when they are smaller, each
-//! with its own strong ETag. Compression here is slow on purpose (Brotli quality 11) and runs
-//! once per asset, off the request path (see [`super`]).
+//! with its own strong ETag. Compression runs once per stored body, off the request path (see
+//! [`super`]): at full effort (Brotli 11) for fingerprinted assets, which live for a year, and
+//! at streaming effort for edge-cached responses, which live for seconds or minutes.
 
 use bytes::Bytes;
 use std::io::Write;
@@ -18,10 +19,25 @@ pub struct Variant {
     pub etag: String,
 }
 
-/// Brotli at its densest: an asset is compressed once and served many times.
-const BROTLI_QUALITY: u32 = 11;
-/// Brotli window (log2): 4 MiB, past any single JS bundle we expect.
-const BROTLI_WINDOW: u32 = 22;
+/// How hard to compress a stored body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effort {
+    /// Brotli 11 with a 4 MiB window, gzip 9: an asset is compressed once and served for a year.
+    Max,
+    /// Brotli 5 with a 1 MiB window, gzip 6: a cached response lives for seconds or minutes,
+    /// so its compression must cost about what streaming it would.
+    Fast,
+}
+
+impl Effort {
+    /// (Brotli quality, Brotli window log2, gzip level).
+    fn settings(self) -> (u32, u32, u32) {
+        match self {
+            Effort::Max => (11, 22, 9),
+            Effort::Fast => (5, 20, 6),
+        }
+    }
+}
 
 /// 64-bit FNV-1a: deterministic on every node and every version, so two frontdoor nodes give
 /// the same ETag for the same bytes.
@@ -42,13 +58,18 @@ impl Variant {
         }
     }
 
-    /// `identity` compressed with `encoding`, if that is smaller.
-    pub fn compressed(identity: &Variant, encoding: Encoding) -> std::io::Result<Option<Variant>> {
+    /// `identity` compressed with `encoding` at `effort`, if that is smaller.
+    pub fn compressed(
+        identity: &Variant,
+        encoding: Encoding,
+        effort: Effort,
+    ) -> std::io::Result<Option<Variant>> {
+        let (brotli_quality, brotli_window, gzip_level) = effort.settings();
         let body = match encoding {
             Encoding::Identity => return Ok(None),
             Encoding::Gzip => {
                 let mut encoder =
-                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(gzip_level));
                 encoder.write_all(&identity.body)?;
                 encoder.finish()?
             }
@@ -58,8 +79,8 @@ impl Variant {
                     let mut writer = brotli::CompressorWriter::new(
                         &mut out,
                         64 * 1024,
-                        BROTLI_QUALITY,
-                        BROTLI_WINDOW,
+                        brotli_quality,
+                        brotli_window,
                     );
                     writer.write_all(&identity.body)?;
                     writer.flush()?;
@@ -108,10 +129,10 @@ mod tests {
     #[test]
     fn compressed_variants_round_trip_and_are_smaller() {
         let identity = Variant::identity(sample());
-        let br = Variant::compressed(&identity, Encoding::Brotli)
+        let br = Variant::compressed(&identity, Encoding::Brotli, Effort::Max)
             .unwrap()
             .unwrap();
-        let gz = Variant::compressed(&identity, Encoding::Gzip)
+        let gz = Variant::compressed(&identity, Encoding::Gzip, Effort::Max)
             .unwrap()
             .unwrap();
         assert!(br.body.len() < gz.body.len() && gz.body.len() < identity.body.len());
@@ -137,7 +158,7 @@ mod tests {
         let noise: Vec<u8> = (0..4096).map(|_| rand::random::<u8>()).collect();
         let identity = Variant::identity(Bytes::from(noise));
         assert_eq!(
-            Variant::compressed(&identity, Encoding::Gzip).unwrap(),
+            Variant::compressed(&identity, Encoding::Gzip, Effort::Max).unwrap(),
             None
         );
     }

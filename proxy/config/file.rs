@@ -40,9 +40,13 @@ pub struct CacheSection {
     /// Bytes of fingerprinted assets (all stored encodings) held in memory.
     #[serde(default = "default_assets_capacity")]
     pub assets_capacity: Spanned<String>,
-    /// Blocking threads that pre-compress assets (Brotli quality 11 is slow).
+    /// Blocking threads that pre-compress assets (Brotli quality 11 is slow), and as many
+    /// again for edge-cached responses.
     #[serde(default = "default_compression_threads")]
     pub compression_threads: Spanned<i64>,
+    /// Bytes of edge-cached dynamic responses (all stored encodings) held in memory.
+    #[serde(default = "default_responses_capacity")]
+    pub responses_capacity: Spanned<String>,
 }
 
 impl Default for CacheSection {
@@ -50,8 +54,50 @@ impl Default for CacheSection {
         CacheSection {
             assets_capacity: default_assets_capacity(),
             compression_threads: default_compression_threads(),
+            responses_capacity: default_responses_capacity(),
         }
     }
+}
+
+fn default_responses_capacity() -> Spanned<String> {
+    unspanned("64MiB".to_string())
+}
+
+/// `[routes.cache]`: keep the app's cacheable answers of this route in memory.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RouteCacheSection {
+    /// Part of every key; bump it and reload to make every old entry a miss (purge).
+    #[serde(default = "default_version")]
+    pub version: Spanned<i64>,
+    /// Larger responses are proxied, never held.
+    #[serde(default = "default_response_max_object_size")]
+    pub max_object_size: Spanned<String>,
+    /// Requests carrying `Cookie` may use the cache (off: they always go to the app).
+    #[serde(default)]
+    pub allow_cookies: bool,
+    /// Requests carrying `Authorization` may use the cache.
+    #[serde(default)]
+    pub allow_authorization: bool,
+    /// When the app's `Cache-Control` names no `stale-while-revalidate`.
+    #[serde(default = "default_zero_duration")]
+    pub stale_while_revalidate: Spanned<String>,
+    /// When the app's `Cache-Control` names no `stale-if-error`.
+    #[serde(default = "default_zero_duration")]
+    pub stale_if_error: Spanned<String>,
+    /// Send `X-Cache: HIT|MISS|STALE`.
+    #[serde(default = "default_true")]
+    pub x_cache_header: bool,
+}
+
+fn default_version() -> Spanned<i64> {
+    unspanned(0)
+}
+fn default_response_max_object_size() -> Spanned<String> {
+    unspanned("1MiB".to_string())
+}
+fn default_zero_duration() -> Spanned<String> {
+    unspanned("0s".to_string())
 }
 
 fn default_assets_capacity() -> Spanned<String> {
@@ -252,4 +298,6 @@ pub struct RouteSection {
     pub pool: Spanned<String>,
     /// Serve fingerprinted assets of this route from memory.
     pub assets: Option<AssetsSection>,
+    /// Keep the app's cacheable answers of this route in memory.
+    pub cache: Option<RouteCacheSection>,
 }

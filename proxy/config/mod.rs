@@ -22,6 +22,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 use crate::assets::{AssetRoute, AssetSource};
+use crate::edge_cache::CacheRoute;
 use crate::routing::{HostPattern, PathTemplate, Route, RouteTable};
 use crate::tls::{load_certified_key, Certificate};
 
@@ -51,8 +52,10 @@ pub struct Config {
 pub struct CacheSettings {
     /// Bytes of assets held, all encodings counted.
     pub assets_capacity: u64,
-    /// Threads pre-compressing assets.
+    /// Threads pre-compressing assets (and as many for edge-cached responses).
     pub compression_threads: NonZeroUsize,
+    /// Bytes of edge-cached responses held, all encodings counted.
+    pub responses_capacity: u64,
 }
 
 /// Access log destination.
@@ -254,9 +257,38 @@ impl Validator<'_> {
         });
         let compression_threads =
             self.positive(&c.compression_threads, "cache.compression-threads");
+        let responses_capacity =
+            self.check(&c.responses_capacity, "cache.responses-capacity", |s| {
+                units::parse_size(s)
+            });
         Some(CacheSettings {
             assets_capacity: assets_capacity?,
             compression_threads: compression_threads?,
+            responses_capacity: responses_capacity?,
+        })
+    }
+
+    fn route_cache(&mut self, c: &file::RouteCacheSection, key: &str) -> Option<CacheRoute> {
+        let version = self.check(&c.version, &format!("{key}.version"), |v| {
+            u64::try_from(*v).map_err(|_| format!("must be 0 or more, not {v}"))
+        });
+        let max_object_size =
+            self.check(&c.max_object_size, &format!("{key}.max-object-size"), |s| {
+                units::parse_size(s)
+            });
+        let stale_while_revalidate = self.duration(
+            &c.stale_while_revalidate,
+            &format!("{key}.stale-while-revalidate"),
+        );
+        let stale_if_error = self.duration(&c.stale_if_error, &format!("{key}.stale-if-error"));
+        Some(CacheRoute {
+            version: version?,
+            max_object_size: max_object_size?,
+            allow_cookies: c.allow_cookies,
+            allow_authorization: c.allow_authorization,
+            stale_while_revalidate: stale_while_revalidate?,
+            stale_if_error: stale_if_error?,
+            x_cache_header: c.x_cache_header,
         })
     }
 
@@ -537,6 +569,13 @@ impl Validator<'_> {
                 },
                 None => None,
             };
+            let cache = match &r.cache {
+                Some(c) => match self.route_cache(c, &format!("{key}.cache")) {
+                    Some(cache) => Some(cache),
+                    None => continue,
+                },
+                None => None,
+            };
             if let (Some(()), Some(template), Some(())) = (name_ok, template, pool_ok) {
                 out.push(Route {
                     name: Arc::from(name.as_str()),
@@ -545,6 +584,7 @@ impl Validator<'_> {
                     template,
                     pool: Arc::from(r.pool.get_ref().as_str()),
                     assets,
+                    cache,
                 });
             }
         }

@@ -29,29 +29,6 @@ pool = "app"
     )
 }
 
-async fn fetch(
-    client: &reqwest::Client,
-    url: &str,
-    headers: &[(&str, &str)],
-) -> (u16, http::HeaderMap, Vec<u8>) {
-    let mut request = client.get(url);
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let response = request.send().await.expect("request");
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    (
-        status,
-        headers,
-        response.bytes().await.expect("body").to_vec(),
-    )
-}
-
-fn header<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fingerprinted_assets_are_served_from_memory_brotli_once_ready() {
     let sim = Sim::quick().await;

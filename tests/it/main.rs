@@ -6,6 +6,7 @@ mod common;
 mod assets;
 mod check;
 mod compression;
+mod edge_cache;
 mod headers;
 mod health;
 mod reload;

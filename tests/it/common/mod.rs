@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+mod origin;
+pub use origin::{OriginReply, ScriptedOrigin};
+
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -352,6 +355,20 @@ impl Frontdoor {
     }
 }
 
+impl Frontdoor {
+    /// Waits (up to 10 s) until the metric `sample` reaches `at_least`; returns its value.
+    pub async fn wait_metric(&self, sample: &str, at_least: f64) -> f64 {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let value = self.metric(sample).await;
+            if value >= at_least || Instant::now() > deadline {
+                return value;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
 impl Drop for Frontdoor {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -428,4 +445,29 @@ pub fn decode(encoding: Option<&str>, body: &[u8]) -> Vec<u8> {
         Some(other) => panic!("unexpected encoding {other}"),
     };
     out
+}
+
+/// GET `url` with `headers`: status, response headers, body.
+pub async fn fetch(
+    client: &reqwest::Client,
+    url: &str,
+    headers: &[(&str, &str)],
+) -> (u16, http::HeaderMap, Vec<u8>) {
+    let mut request = client.get(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    (
+        status,
+        headers,
+        response.bytes().await.expect("body").to_vec(),
+    )
+}
+
+/// A response field as text.
+pub fn header<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
 }
