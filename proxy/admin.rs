@@ -73,11 +73,17 @@ impl ServeHttp for AdminApp {
                 let (status, report) = self.ready().await;
                 response(status, "text/plain", report.into_bytes())
             }
-            "/metrics" => response(
-                StatusCode::OK,
-                "text/plain; version=0.0.4",
-                self.shared.metrics.render(),
-            ),
+            "/metrics" => {
+                // Cache sizes are read at scrape time, when moka's accounting has settled.
+                let metrics = &self.shared.metrics;
+                metrics.asset_bytes(self.shared.assets.bytes_held().await);
+                metrics.edge_cache_bytes(self.shared.edge_cache.bytes_held());
+                response(
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4",
+                    metrics.render(),
+                )
+            }
             _ => response(
                 StatusCode::NOT_FOUND,
                 "text/plain",

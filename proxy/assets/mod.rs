@@ -115,6 +115,25 @@ impl Asset {
         saved
     }
 
+    /// Whether compressing could pay: text, SVG, JSON, fonts that are not compressed already,
+    /// WebAssembly. Images, `woff2`, audio, video and archives are compressed by their format.
+    pub fn worth_compressing(&self) -> bool {
+        self.content_type
+            .as_ref()
+            .and_then(|t| t.to_str().ok())
+            .is_some_and(|t| {
+                let media = t.split(';').next().unwrap_or("").trim();
+                crate::compression::compressible(t)
+                    || matches!(
+                        media,
+                        "font/ttf"
+                            | "font/otf"
+                            | "application/vnd.ms-fontobject"
+                            | "application/wasm"
+                    )
+            })
+    }
+
     /// Bytes held, all variants (moka's weight; saturates at 4 GiB).
     pub fn weight(&self) -> u32 {
         let bytes: usize = Encoding::PREFERENCE
@@ -200,8 +219,9 @@ impl AssetCache {
         }
     }
 
-    /// Bytes held now (all variants).
-    pub fn bytes_held(&self) -> u64 {
+    /// Bytes held now (all variants), after moka's pending maintenance.
+    pub async fn bytes_held(&self) -> u64 {
+        self.cache.run_pending_tasks().await;
         self.cache.weighted_size()
     }
 
@@ -228,10 +248,11 @@ impl AssetCache {
                 }
             };
             let asset = Arc::new(Asset::new(body, content_type));
-            self.precompress(key.clone(), asset.clone());
+            if asset.worth_compressing() {
+                self.precompress(key.clone(), asset.clone());
+            }
             Ok::<_, Bypass>(asset)
         };
-        // The byte gauge is updated by the compression task, which re-inserts the entry.
         let asset = self.cache.try_get_with(key.clone(), fill).await?;
         Ok((asset, CacheStatus::Miss))
     }
@@ -284,9 +305,6 @@ impl AssetCache {
             .await;
             if done.is_ok() && this.cache.contains_key(&key) {
                 this.cache.insert(key, asset).await;
-                // Sizes settle in moka's maintenance; run it so the gauge is current (fills are rare).
-                this.cache.run_pending_tasks().await;
-                this.metrics.asset_bytes(this.cache.weighted_size());
             }
         });
     }
@@ -469,6 +487,24 @@ pub async fn respond_stored(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_formats_that_are_not_compressed_already_are_worth_compressing() {
+        let asset = |t: &'static str| Asset::new(Bytes::new(), Some(HeaderValue::from_static(t)));
+        for t in [
+            "application/javascript",
+            "text/css; charset=utf-8",
+            "image/svg+xml",
+            "font/ttf",
+            "application/wasm",
+        ] {
+            assert!(asset(t).worth_compressing(), "{t}");
+        }
+        for t in ["image/png", "image/webp", "font/woff2", "video/mp4"] {
+            assert!(!asset(t).worth_compressing(), "{t}");
+        }
+        assert!(!Asset::new(Bytes::new(), None).worth_compressing());
+    }
 
     #[tokio::test]
     async fn directory_reads_cannot_leave_the_root() {

@@ -34,7 +34,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
 use crate::assets::{self, Answer, Asset, CacheStatus, Effort};
-use crate::compression;
 use crate::config::CacheSettings;
 use crate::metrics::Metrics;
 use crate::upstream::{self, Pool};
@@ -334,13 +333,8 @@ impl EdgeCache {
         lifetime: Lifetime,
         body: Bytes,
     ) -> Option<Entry> {
-        let compressible = !body.is_empty()
-            && content_type
-                .as_ref()
-                .and_then(|t| t.to_str().ok())
-                .is_some_and(compression::compressible);
         let asset = Asset::new(body, content_type);
-        let asset = if compressible {
+        let asset = if asset.worth_compressing() {
             let permit = self.compression.clone().acquire_owned().await.ok()?;
             let metrics = self.metrics.clone();
             tokio::task::spawn_blocking(move || {
@@ -370,10 +364,6 @@ impl EdgeCache {
         let entry = Arc::new(entry);
         self.cache.insert(key, entry.clone());
         self.metrics.edge_cache_stored(route_name);
-        // Sizes settle in moka's maintenance; run it so the gauge is current (stores are rare
-        // next to hits).
-        self.cache.run_pending_tasks();
-        self.metrics.edge_cache_bytes(self.cache.weighted_size());
         entry
     }
 
@@ -440,8 +430,9 @@ impl EdgeCache {
         }
     }
 
-    /// Bytes held now.
+    /// Bytes held now, after moka's pending maintenance.
     pub fn bytes_held(&self) -> u64 {
+        self.cache.run_pending_tasks();
         self.cache.weighted_size()
     }
 }
