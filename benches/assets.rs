@@ -1,11 +1,14 @@
-//! The asset hit path: encoding negotiation and a cache lookup, what every asset request
-//! pays before its bytes are written. `cargo bench --bench assets`; figures in BENCHMARKS.md.
+//! The hit paths: encoding negotiation, an asset cache lookup and an edge-cache key and lookup,
+//! what every such request pays before its bytes are written. `cargo bench --bench assets`;
+//! figures in BENCHMARKS.md.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use frontdoor::assets::{negotiate, AssetCache, AssetRoute, AssetSource, Encoding};
 use frontdoor::config::{CacheSettings, PoolSettings};
+use frontdoor::edge_cache::{CacheRoute, EdgeCache, Lookup};
 use frontdoor::metrics::Metrics;
 use frontdoor::upstream::Pool;
+use pingora::http::ResponseHeader;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,9 +70,67 @@ fn cache_hit(c: &mut Criterion) {
     });
 }
 
+fn edge_cache_hit(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let settings = CacheSettings {
+        assets_capacity: 1 << 20,
+        compression_threads: NonZeroUsize::MIN,
+        responses_capacity: 64 << 20,
+    };
+    let cache = Arc::new(EdgeCache::new(
+        &settings,
+        Arc::new(Metrics::new().expect("metrics")),
+    ));
+    let route = CacheRoute {
+        version: 1,
+        max_object_size: 1 << 20,
+        allow_cookies: false,
+        allow_authorization: false,
+        stale_while_revalidate: Duration::ZERO,
+        stale_if_error: Duration::ZERO,
+        x_cache_header: true,
+    };
+    let mut head = ResponseHeader::build(200, None).expect("head");
+    head.insert_header("content-type", "application/json")
+        .expect("field");
+    head.insert_header("cache-control", "public, max-age=3600")
+        .expect("field");
+    // A thousand course documents stored, then one looked up by its request.
+    runtime.block_on(async {
+        for i in 0..1000 {
+            let path = format!("/courses/mit/c{i}/course.json");
+            let key = EdgeCache::key("course-json", &route, Some("dashboard.example"), &path);
+            let mut fill = cache
+                .begin_fill("course-json", &route, key, &head)
+                .expect("storable");
+            assert!(fill.push(format!("{{\"course\":{i}}}").as_bytes()));
+            cache.finish_fill("course-json", fill);
+        }
+        while cache.bytes_held() == 0 || !matches!(lookup(&cache, &route, 999), Lookup::Hit(_)) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    c.bench_function("edge_cache_key_and_hit", |b| {
+        b.iter(|| lookup(&cache, &route, black_box(500)))
+    });
+}
+
+fn lookup(cache: &EdgeCache, route: &CacheRoute, i: usize) -> Lookup {
+    let path = format!("/courses/mit/c{i}/course.json");
+    cache.lookup(&EdgeCache::key(
+        "course-json",
+        route,
+        Some("dashboard.example"),
+        &path,
+    ))
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().measurement_time(Duration::from_secs(2)).warm_up_time(Duration::from_millis(500));
-    targets = negotiation, cache_hit
+    targets = negotiation, cache_hit, edge_cache_hit
 }
 criterion_main!(benches);

@@ -73,6 +73,13 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Transparent huge pages under mimalloc's arenas held resident memory at ~1.7× the bytes
+    // the asset cache holds; without them ~1.2× (BENCHMARKS.md, assets_memory.sh). The flag
+    // is inherited by every thread created after this line.
+    #[cfg(target_os = "linux")]
+    if let Err(e) = nix::sys::prctl::set_thp_disable(true) {
+        eprintln!("frontdoor: could not opt out of transparent huge pages: {e}");
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run { config } => run(&config),

@@ -138,7 +138,7 @@ pub async fn fetch(
     if declared.is_some_and(|n| n > max) {
         return Err(FetchError::TooLarge);
     }
-    let mut body = BytesMut::new();
+    let mut body = BytesMut::with_capacity(declared.unwrap_or(0) as usize);
     while let Some(chunk) = session.read_response_body().await.map_err(failed)? {
         if (body.len() + chunk.len()) as u64 > max {
             return Err(FetchError::TooLarge);
@@ -148,7 +148,17 @@ pub async fn fetch(
     connector
         .release_http_session(session, &*peer, Some(pool.settings().idle_timeout))
         .await;
-    Ok((Box::new(head), body.freeze()))
+    Ok((Box::new(head), exact(body)))
+}
+
+/// `buffer`'s bytes in an allocation of their own size. What frontdoor stores lives long, and
+/// a buffer grown by doubling holds up to twice its bytes (`freeze` keeps the capacity).
+pub fn exact(buffer: BytesMut) -> Bytes {
+    if buffer.capacity() > buffer.len() + buffer.len() / 16 {
+        Bytes::copy_from_slice(&buffer)
+    } else {
+        buffer.freeze()
+    }
 }
 
 async fn reachable(addr: SocketAddr, timeout: Duration) -> bool {

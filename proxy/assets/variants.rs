@@ -39,6 +39,13 @@ impl Effort {
     }
 }
 
+/// The smallest Brotli window (log2, 10–24) that covers `len` bytes (a window of `2^n` reaches
+/// back `2^n - 16` bytes).
+fn window_for(len: usize) -> u32 {
+    let bits = usize::BITS - (len + 15).leading_zeros();
+    bits.clamp(10, 24)
+}
+
 /// 64-bit FNV-1a: deterministic on every node and every version, so two frontdoor nodes give
 /// the same ETag for the same bytes.
 pub fn content_hash(bytes: &[u8]) -> u64 {
@@ -76,12 +83,10 @@ impl Variant {
             Encoding::Brotli => {
                 let mut out = Vec::new();
                 {
-                    let mut writer = brotli::CompressorWriter::new(
-                        &mut out,
-                        64 * 1024,
-                        brotli_quality,
-                        brotli_window,
-                    );
+                    // A window past the input's size buys nothing and costs the encoder memory.
+                    let window = window_for(identity.body.len()).min(brotli_window);
+                    let mut writer =
+                        brotli::CompressorWriter::new(&mut out, 64 * 1024, brotli_quality, window);
                     writer.write_all(&identity.body)?;
                     writer.flush()?;
                 }
@@ -91,6 +96,9 @@ impl Variant {
         if body.len() >= identity.body.len() {
             return Ok(None);
         }
+        // Encoders grow their output by doubling; a stored variant keeps only its bytes.
+        let mut body = body;
+        body.shrink_to_fit();
         let tag = identity.etag.trim_matches('"');
         Ok(Some(Variant {
             encoding,
@@ -151,6 +159,15 @@ mod tests {
         let tags = [&identity.etag, &br.etag, &gz.etag];
         assert!(tags.iter().all(|t| t.starts_with('"') && t.ends_with('"')));
         assert!(br.etag.ends_with("-br\"") && gz.etag.ends_with("-gzip\""));
+    }
+
+    #[test]
+    fn the_brotli_window_covers_the_input_and_no_more() {
+        assert_eq!(window_for(0), 10);
+        assert_eq!(window_for(1008), 10);
+        assert_eq!(window_for(1009), 11);
+        assert_eq!(window_for(500_000), 19);
+        assert_eq!(window_for(1 << 30), 24);
     }
 
     #[test]

@@ -316,7 +316,14 @@ impl EdgeCache {
                 ..
             } = fill;
             if let Some(entry) = this
-                .prepare(status, headers, content_type, age, lifetime, body.freeze())
+                .prepare(
+                    status,
+                    headers,
+                    content_type,
+                    age,
+                    lifetime,
+                    upstream::exact(body),
+                )
                 .await
             {
                 this.insert(&route_name, key, entry);
