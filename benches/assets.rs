@@ -59,7 +59,9 @@ fn cache_hit(c: &mut Criterion) {
             write_timeout: Duration::from_secs(1),
             idle_timeout: Duration::from_secs(1),
             connect_retries: 0,
+            admission: None,
         },
+        None,
     );
     runtime
         .block_on(cache.get("assets", &route, path, None, &pool))

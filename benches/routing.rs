@@ -18,6 +18,7 @@ fn route(name: String, host: Option<&str>, methods: Option<Vec<Method>>, path: &
         pool: Arc::from("app"),
         assets: None,
         cache: None,
+        priority: frontdoor::admission::Priority::Normal,
     }
 }
 

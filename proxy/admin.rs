@@ -1,4 +1,5 @@
-//! The admin listener: `/healthz`, `/readyz`, `/metrics`. Loopback by default, and never
+//! The admin listener: `/healthz`, `/readyz`, `/metrics`, `/status` (the capacity view as a
+//! page) and `/status.json`. Loopback by default, and never
 //! reachable through the public listeners (it is a separate listener, not a route).
 //!
 //! `/healthz` is answered from memory whatever the upstream does: it says this process is up
@@ -11,6 +12,7 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use std::sync::Arc;
 
+use crate::admission::status;
 use crate::snapshot::Shared;
 
 /// The admin app.
@@ -78,16 +80,29 @@ impl ServeHttp for AdminApp {
                 let metrics = &self.shared.metrics;
                 metrics.asset_bytes(self.shared.assets.bytes_held().await);
                 metrics.edge_cache_bytes(self.shared.edge_cache.bytes_held());
+                for row in status::report(&self.shared.controllers) {
+                    metrics.capacity(&row.pool, &row.view, row.in_flight);
+                }
                 response(
                     StatusCode::OK,
                     "text/plain; version=0.0.4",
                     metrics.render(),
                 )
             }
+            "/status" => response(
+                StatusCode::OK,
+                "text/html; charset=utf-8",
+                status::PAGE.as_bytes().to_vec(),
+            ),
+            "/status.json" => {
+                let rows = status::report(&self.shared.controllers);
+                let body = serde_json::to_vec(&rows).unwrap_or_default();
+                response(StatusCode::OK, "application/json", body)
+            }
             _ => response(
                 StatusCode::NOT_FOUND,
                 "text/plain",
-                b"not found: try /healthz, /readyz, /metrics\n".to_vec(),
+                b"not found: try /healthz, /readyz, /metrics, /status, /status.json\n".to_vec(),
             ),
         }
     }

@@ -10,6 +10,7 @@
 //! - [`assets`]: fingerprinted assets from memory: single-flight fill, pre-compression, negotiation, ETag/304, Range.
 //! - [`edge_cache`]: the app's cacheable responses from memory (fresh, stale-while-revalidate, stale-if-error).
 //! - [`compression`]: on-the-fly Brotli/gzip of dynamic text responses.
+//! - [`admission`]: slots per backend, the proxy-held queue, CoDel shedding, priorities, the capacity view.
 //! - [`tls`]: certificate loading and validation, the SNI resolver, dev-certificate generation.
 //! - [`upstream`]: pools of backends and peer selection.
 //! - [`headers`]: `X-Request-Start`, `X-Forwarded-*`, `X-Request-Id`, hop-by-hop handling.
@@ -39,6 +40,7 @@
 
 pub mod accesslog;
 pub mod admin;
+pub mod admission;
 pub mod assets;
 pub mod compression;
 pub mod config;

@@ -34,6 +34,12 @@ enum Command {
         /// The TOML config.
         config: PathBuf,
     },
+    /// Print each admission pool's capacity view (from a running frontdoor's admin listener).
+    Status {
+        /// The admin listener's address.
+        #[arg(long, default_value = "127.0.0.1:9901")]
+        admin: SocketAddr,
+    },
     /// Validate a config like `nginx -t`: print the route table, or every error as file:line:col.
     Check {
         /// The TOML config.
@@ -84,6 +90,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run { config } => run(&config),
         Command::Check { config } => return check(&config),
+        Command::Status { admin } => status(admin),
         Command::Simulate {
             listen,
             workers,
@@ -112,6 +119,28 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// GET /status.json from the admin listener (plain HTTP/1.0, loopback) and print the table.
+fn status(admin: SocketAddr) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&admin, Duration::from_secs(2))
+        .with_context(|| format!("cannot reach the admin listener at {admin}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(stream, "GET /status.json HTTP/1.0\r\nHost: {admin}\r\n\r\n")?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    let (head, body) = answer
+        .split_once("\r\n\r\n")
+        .context("a malformed answer from the admin listener")?;
+    anyhow::ensure!(
+        head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200"),
+        "{head}"
+    );
+    let rows: Vec<frontdoor::admission::status::PoolStatus> =
+        serde_json::from_str(body).context("status.json")?;
+    print!("{}", frontdoor::admission::status::table(&rows));
+    Ok(())
 }
 
 fn load(path: &Path) -> anyhow::Result<Config> {

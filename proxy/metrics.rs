@@ -4,8 +4,8 @@
 //! `route="none"`), status is a class (`2xx`), never a raw path or code.
 
 use prometheus::{
-    exponential_buckets, Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    Opts, Registry, TextEncoder,
+    exponential_buckets, Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use std::time::Duration;
 
@@ -34,6 +34,11 @@ pub struct Metrics {
     edge_cache_bytes: IntGauge,
     edge_cache_evictions: IntCounter,
     edge_cache_bytes_saved: IntCounterVec,
+    queue_seconds: HistogramVec,
+    app_queue_seconds: HistogramVec,
+    shed: IntCounterVec,
+    queue_length: IntGaugeVec,
+    capacity: GaugeVec,
 }
 
 /// The route label of a request that matched no route.
@@ -183,6 +188,48 @@ impl Metrics {
             ),
             &["encoding"],
         )?;
+        let queue_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "queue_seconds",
+                "Time from arrival at frontdoor to dispatch to the app, by pool (admission pools).",
+            )
+            .buckets(exponential_buckets(0.0005, 2.0, 15)?),
+            &["pool"],
+        )?;
+        let app_queue_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "app_queue_seconds",
+                "Queue time the app reported (Server-Timing: queue;dur=), by pool.",
+            )
+            .buckets(exponential_buckets(0.0005, 2.0, 15)?),
+            &["pool"],
+        )?;
+        let shed = IntCounterVec::new(
+            Opts::new(
+                "shed_total",
+                "Requests answered 503 by admission control, by pool, priority and reason.",
+            ),
+            &["pool", "priority", "reason"],
+        )?;
+        let queue_length = IntGaugeVec::new(
+            Opts::new("queue_length", "Requests waiting for a slot, by pool."),
+            &["pool"],
+        )?;
+        let capacity = GaugeVec::new(
+            Opts::new(
+                "pool_capacity",
+                "The capacity view over the last 10 s, by pool and measure: arrival_rate and \
+                 throughput (req/s), response_seconds_mean, carried (throughput × mean response \
+                 time), slots, in_flight, utilization (carried / slots), queue_p50_seconds, \
+                 queue_p99_seconds, shed_rate (req/s).",
+            ),
+            &["pool", "measure"],
+        )?;
+        registry.register(Box::new(queue_seconds.clone()))?;
+        registry.register(Box::new(app_queue_seconds.clone()))?;
+        registry.register(Box::new(shed.clone()))?;
+        registry.register(Box::new(queue_length.clone()))?;
+        registry.register(Box::new(capacity.clone()))?;
         registry.register(Box::new(edge_cache_requests.clone()))?;
         registry.register(Box::new(edge_cache_stores.clone()))?;
         registry.register(Box::new(edge_cache_uncacheable.clone()))?;
@@ -229,6 +276,11 @@ impl Metrics {
             edge_cache_bytes,
             edge_cache_evictions,
             edge_cache_bytes_saved,
+            queue_seconds,
+            app_queue_seconds,
+            shed,
+            queue_length,
+            capacity,
         })
     }
 
@@ -362,6 +414,52 @@ impl Metrics {
         self.edge_cache_bytes_saved
             .with_label_values(&[encoding])
             .inc_by(saved as u64);
+    }
+
+    /// A request of `pool` waited `wait` in frontdoor's queue before dispatch.
+    pub fn queue_waited(&self, pool: &str, wait: Duration) {
+        self.queue_seconds
+            .with_label_values(&[pool])
+            .observe(wait.as_secs_f64());
+    }
+
+    /// The app behind `pool` reported that a request queued `wait` inside it.
+    pub fn app_queued(&self, pool: &str, wait: Duration) {
+        self.app_queue_seconds
+            .with_label_values(&[pool])
+            .observe(wait.as_secs_f64());
+    }
+
+    /// A request of `priority` to `pool` was shed for `reason`.
+    pub fn shed(&self, pool: &str, priority: &str, reason: crate::admission::Shed) {
+        self.shed
+            .with_label_values(&[pool, priority, &reason.to_string()])
+            .inc();
+    }
+
+    /// `waiting` requests wait for a slot of `pool`.
+    pub fn queue_length(&self, pool: &str, waiting: usize) {
+        self.queue_length
+            .with_label_values(&[pool])
+            .set(i64::try_from(waiting).unwrap_or(i64::MAX));
+    }
+
+    /// The capacity view of `pool` (set at scrape time).
+    pub fn capacity(&self, pool: &str, view: &crate::admission::CapacityView, in_flight: usize) {
+        for (measure, value) in [
+            ("arrival_rate", view.arrival_rate),
+            ("throughput", view.throughput),
+            ("response_seconds_mean", view.mean_response_secs),
+            ("carried", view.carried),
+            ("slots", view.slots as f64),
+            ("in_flight", in_flight as f64),
+            ("utilization", view.utilization),
+            ("queue_p50_seconds", view.queue_p50_secs),
+            ("queue_p99_seconds", view.queue_p99_secs),
+            ("shed_rate", view.shed_rate),
+        ] {
+            self.capacity.with_label_values(&[pool, measure]).set(value);
+        }
     }
 
     /// The Prometheus text exposition of every family.

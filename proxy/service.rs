@@ -11,6 +11,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
+use crate::admission::{self, Permit};
 use crate::assets;
 use crate::compression::{self, Compressor};
 use crate::edge_cache::{self, EdgeCache, Fill, Origin};
@@ -48,6 +49,8 @@ pub struct RequestCtx {
     cache_key: Option<String>,
     /// The answer being copied into the edge cache.
     fill: Option<Fill>,
+    /// The admission slot held while the app works on the request.
+    permit: Option<Permit>,
 }
 
 /// The proxy service.
@@ -150,6 +153,29 @@ impl Frontdoor {
 }
 
 impl Frontdoor {
+    /// Takes a slot of the route's pool, waiting in its queue if need be (`Ok(false)`), or
+    /// answers 503 when admission control sheds the request (`Ok(true)`).
+    async fn admit(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let (Some(matched), Some(pool)) = (&ctx.route, &ctx.pool) else {
+            return Ok(false);
+        };
+        let Some(admission) = pool.admission() else {
+            return Ok(false);
+        };
+        match admission.admit(matched.route.priority, ctx.started).await {
+            Ok(permit) => {
+                ctx.attempts = Attempts::on_backend(permit.backend());
+                ctx.permit = Some(permit);
+                Ok(false)
+            }
+            Err(shed) => {
+                let retry_after = admission.settings().retry_after;
+                admission::respond_shed(session, shed, retry_after, &ctx.request_id).await?;
+                Ok(true)
+            }
+        }
+    }
+
     /// Appends a chunk of the upstream's answer to the fill; stores it at the end of the body.
     fn fill_cache(&self, chunk: Option<&Bytes>, end_of_stream: bool, ctx: &mut RequestCtx) {
         let (Some(fill), Some(matched)) = (ctx.fill.as_mut(), &ctx.route) else {
@@ -229,6 +255,7 @@ impl ProxyHttp for Frontdoor {
             compressor: None,
             cache_key: None,
             fill: None,
+            permit: None,
         }
     }
 
@@ -258,6 +285,12 @@ impl ProxyHttp for Frontdoor {
             .filter(|id| ctx.trusted && headers::acceptable_request_id(id))
             .map_or_else(headers::new_request_id, str::to_string);
         let head = session.req_header();
+        let health = snapshot.config.health_path.as_deref();
+        let readable = head.method == http::Method::GET || head.method == http::Method::HEAD;
+        if readable && health == Some(head.uri.path()) {
+            respond(session, 200, "ok\n", &ctx.request_id).await?;
+            return Ok(true);
+        }
         ctx.host = request_host(head);
         ctx.route = snapshot
             .routes
@@ -270,10 +303,10 @@ impl ProxyHttp for Frontdoor {
             respond(session, 404, "no route for this request\n", &ctx.request_id).await?;
             return Ok(true);
         }
-        if self.serve_asset(session, ctx).await? {
+        if self.serve_asset(session, ctx).await? || self.serve_cached(session, ctx).await? {
             return Ok(true);
         }
-        self.serve_cached(session, ctx).await
+        self.admit(session, ctx).await
     }
 
     /// The next backend of the route's pool (round robin; the following one on a retry).
@@ -346,6 +379,13 @@ impl ProxyHttp for Frontdoor {
         if upstream.status != http::StatusCode::SWITCHING_PROTOCOLS {
             headers::strip_hop_by_hop(upstream);
         }
+        // Where frontdoor holds the queue it reports queue time itself: the app's own figure
+        // goes to the metrics, not to the client.
+        if let Some(pool) = ctx.pool.as_ref().filter(|p| p.admission().is_some()) {
+            if let Some(queued) = admission::server_timing::take_queue_time(upstream) {
+                self.shared.metrics.app_queued(pool.name(), queued);
+            }
+        }
         Ok(())
     }
 
@@ -393,6 +433,11 @@ impl ProxyHttp for Frontdoor {
         ctx: &mut RequestCtx,
     ) -> Result<Option<std::time::Duration>> {
         self.fill_cache(body.as_ref(), end_of_stream, ctx);
+        if end_of_stream {
+            // The app has answered in full: its slot goes to the next waiter now, not after
+            // the client has read the answer.
+            ctx.permit = None;
+        }
         let Some(compressor) = ctx.compressor.as_mut() else {
             return Ok(None);
         };

@@ -9,6 +9,7 @@ use ipnet::IpNet;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::admission::Controllers;
 use crate::assets::AssetCache;
 use crate::config::Config;
 use crate::edge_cache::EdgeCache;
@@ -29,13 +30,23 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Builds the request-path view of `config`.
-    pub fn new(config: Config) -> Self {
+    /// Builds the request-path view of `config`; pools with slots get their controller from
+    /// `controllers` (the same one across reloads, retuned).
+    pub fn new(config: Config, controllers: &Controllers) -> Self {
         let routes = config.route_table();
         let pools = config
             .pools
             .iter()
-            .map(|(name, settings)| (name.clone(), Arc::new(Pool::new(name, settings.clone()))))
+            .map(|(name, settings)| {
+                let admission = settings
+                    .admission
+                    .as_ref()
+                    .map(|a| controllers.for_pool(name, a, settings.backends.len()));
+                (
+                    name.clone(),
+                    Arc::new(Pool::new(name, settings.clone(), admission)),
+                )
+            })
             .collect();
         Snapshot {
             config,
@@ -63,6 +74,8 @@ pub struct Shared {
     /// The app's cacheable responses in memory; sized at start and kept across reloads (a
     /// route's `version` keys its entries).
     pub edge_cache: Arc<EdgeCache>,
+    /// Admission controllers by pool; kept across reloads.
+    pub controllers: Controllers,
 }
 
 impl Shared {
@@ -73,8 +86,10 @@ impl Shared {
         )));
         let assets = Arc::new(AssetCache::new(&config.cache, metrics.clone()));
         let edge_cache = Arc::new(EdgeCache::new(&config.cache, metrics.clone()));
+        let controllers = Controllers::new(metrics.clone());
         Shared {
-            snapshot: ArcSwap::from_pointee(Snapshot::new(config)),
+            snapshot: ArcSwap::from_pointee(Snapshot::new(config, &controllers)),
+            controllers,
             certs,
             metrics,
             assets,
@@ -86,6 +101,7 @@ impl Shared {
     pub fn install(&self, config: Config) {
         self.certs
             .store(Arc::new(CertStore::new(config.certificates.clone())));
-        self.snapshot.store(Arc::new(Snapshot::new(config)));
+        self.snapshot
+            .store(Arc::new(Snapshot::new(config, &self.controllers)));
     }
 }

@@ -10,16 +10,27 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::upstreams::peer::HttpPeer;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use crate::admission::Admission;
 use crate::config::PoolSettings;
 
 /// One pool of backends.
-#[derive(Debug)]
 pub struct Pool {
     name: String,
     settings: PoolSettings,
     next: AtomicUsize,
+    admission: Option<Arc<Admission>>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("name", &self.name)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Which backend a request uses on which attempt; lives in the request context.
@@ -30,14 +41,30 @@ pub struct Attempts {
     pub made: usize,
 }
 
+impl Attempts {
+    /// Attempts that start on backend `index` (the one an admission slot was taken on).
+    pub fn on_backend(index: usize) -> Self {
+        Attempts {
+            first: Some(index),
+            made: 0,
+        }
+    }
+}
+
 impl Pool {
-    /// A pool named `name`.
-    pub fn new(name: &str, settings: PoolSettings) -> Self {
+    /// A pool named `name`; `admission` is its controller when it has slots.
+    pub fn new(name: &str, settings: PoolSettings, admission: Option<Arc<Admission>>) -> Self {
         Pool {
             name: name.to_string(),
             settings,
             next: AtomicUsize::new(0),
+            admission,
         }
+    }
+
+    /// The admission controller, when the pool has `[pools.NAME.admission]`.
+    pub fn admission(&self) -> Option<&Arc<Admission>> {
+        self.admission.as_ref()
     }
 
     /// The pool's name (the `pool` metrics label).
@@ -180,8 +207,9 @@ mod tests {
             write_timeout: Duration::from_secs(1),
             idle_timeout: Duration::from_secs(1),
             connect_retries: retries,
+            admission: None,
         };
-        Pool::new("app", settings)
+        Pool::new("app", settings, None)
     }
 
     #[test]

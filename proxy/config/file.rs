@@ -250,13 +250,30 @@ pub struct CertificateSection {
 }
 
 /// `[proxy]`
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ProxySection {
     /// Peers (addresses or CIDR ranges) whose X-Forwarded-*, X-Request-Start and
     /// X-Request-Id are believed.
     #[serde(default)]
     pub trusted_proxies: Vec<Spanned<String>>,
+    /// A path frontdoor answers itself on the public listeners (`200 ok`), never queued or
+    /// proxied; `""` for none.
+    #[serde(default = "default_health_path")]
+    pub health_path: Spanned<String>,
+}
+
+impl Default for ProxySection {
+    fn default() -> Self {
+        ProxySection {
+            trusted_proxies: Vec::new(),
+            health_path: default_health_path(),
+        }
+    }
+}
+
+fn default_health_path() -> Spanned<String> {
+    unspanned("/healthz".to_string())
 }
 
 /// `[pools.NAME]`
@@ -280,6 +297,54 @@ pub struct PoolSection {
     /// Further backends tried after a failed connect, for idempotent methods only.
     #[serde(default = "default_connect_retries")]
     pub connect_retries: Spanned<i64>,
+    /// Slots per backend and the queue in front of them; none: unlimited, no queue.
+    pub admission: Option<AdmissionSection>,
+}
+
+/// `[pools.NAME.admission]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AdmissionSection {
+    /// Requests in flight per backend: the app's workers (Passenger pool size, Puma
+    /// workers × threads).
+    pub slots: Spanned<i64>,
+    /// Slots of the pool only `critical` routes may take.
+    #[serde(default = "default_reserved_slots")]
+    pub reserved_slots: Spanned<i64>,
+    /// Requests waiting at most.
+    #[serde(default = "default_queue_length")]
+    pub queue_length: Spanned<i64>,
+    /// Longest wait for a slot.
+    #[serde(default = "default_queue_timeout")]
+    pub queue_timeout: Spanned<String>,
+    /// The wait a healthy queue drains within.
+    #[serde(default = "default_shed_target")]
+    pub target: Spanned<String>,
+    /// How long the minimum wait must stay above target to shed.
+    #[serde(default = "default_shed_interval")]
+    pub interval: Spanned<String>,
+    /// `Retry-After` of a 503, jittered up to twice this.
+    #[serde(default = "default_retry_after")]
+    pub retry_after: Spanned<String>,
+}
+
+fn default_reserved_slots() -> Spanned<i64> {
+    unspanned(0)
+}
+fn default_queue_length() -> Spanned<i64> {
+    unspanned(1024)
+}
+fn default_queue_timeout() -> Spanned<String> {
+    unspanned("5s".to_string())
+}
+fn default_shed_target() -> Spanned<String> {
+    unspanned("20ms".to_string())
+}
+fn default_shed_interval() -> Spanned<String> {
+    unspanned("500ms".to_string())
+}
+fn default_retry_after() -> Spanned<String> {
+    unspanned("2s".to_string())
 }
 
 /// `[[routes]]`
@@ -300,4 +365,6 @@ pub struct RouteSection {
     pub assets: Option<AssetsSection>,
     /// Keep the app's cacheable answers of this route in memory.
     pub cache: Option<RouteCacheSection>,
+    /// `"critical"`, `"normal"` or `"sheddable"`: who waits and who is shed under load.
+    pub priority: Option<Spanned<String>>,
 }

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use toml::Spanned;
 
+use crate::admission::{AdmissionSettings, Priority};
 use crate::assets::{AssetRoute, AssetSource};
 use crate::edge_cache::CacheRoute;
 use crate::routing::{HostPattern, PathTemplate, Route, RouteTable};
@@ -39,6 +40,8 @@ pub struct Config {
     pub certificates: Vec<Certificate>,
     /// Peers whose forwarding headers are believed.
     pub trusted_proxies: Vec<IpNet>,
+    /// Answered `200 ok` by frontdoor on the public listeners; never queued or proxied.
+    pub health_path: Option<String>,
     /// Upstream pools by name.
     pub pools: BTreeMap<String, PoolSettings>,
     /// Routes in file order (the route table sorts them).
@@ -125,6 +128,8 @@ pub struct PoolSettings {
     pub idle_timeout: Duration,
     /// Further backends tried after a connect failure (idempotent methods only).
     pub connect_retries: usize,
+    /// Slots and queue; `None`: unlimited.
+    pub admission: Option<AdmissionSettings>,
 }
 
 impl Config {
@@ -236,6 +241,18 @@ impl Validator<'_> {
         let listen = self.listen(&file.listen);
         let certificates = self.certificates(&file.tls);
         let trusted_proxies = self.trusted_proxies(&file.proxy);
+        let health_path = match file.proxy.health_path.get_ref().as_str() {
+            "" => None,
+            path => self
+                .check(&file.proxy.health_path, "proxy.health-path", |p| {
+                    if p.starts_with('/') {
+                        Ok(Some(path.to_string()))
+                    } else {
+                        Err(format!("`{p}` must start with `/` (or be \"\" for none)"))
+                    }
+                })
+                .flatten(),
+        };
         let pools = self.pools(&file.pools);
         let routes = self.routes(&file.routes, &file.pools);
         let cache = self.cache(&file.cache);
@@ -245,6 +262,7 @@ impl Validator<'_> {
             listen: listen?,
             certificates,
             trusted_proxies,
+            health_path,
             pools,
             routes,
             cache: cache?,
@@ -474,8 +492,16 @@ impl Validator<'_> {
                 .iter()
                 .filter_map(|b| self.socket_addr(b, &format!("{key}.backends")))
                 .collect();
+            let admission = match &p.admission {
+                Some(a) => match self.admission(a, &format!("{key}.admission")) {
+                    Some(a) => Some(a),
+                    None => continue,
+                },
+                None => None,
+            };
             let settings = (|| {
                 Some(PoolSettings {
+                    admission,
                     backends,
                     connect_timeout: self
                         .duration(&p.connect_timeout, &format!("{key}.connect-timeout"))?,
@@ -495,6 +521,39 @@ impl Validator<'_> {
             }
         }
         out
+    }
+
+    fn admission(&mut self, a: &file::AdmissionSection, key: &str) -> Option<AdmissionSettings> {
+        let slots = self.positive(&a.slots, &format!("{key}.slots"));
+        let queue_length = self.positive(&a.queue_length, &format!("{key}.queue-length"));
+        let reserved_slots = self.check(&a.reserved_slots, &format!("{key}.reserved-slots"), |n| {
+            usize::try_from(*n).map_err(|_| format!("must be 0 or more, not {n}"))
+        });
+        let queue_timeout = self.duration(&a.queue_timeout, &format!("{key}.queue-timeout"));
+        let target = self.duration(&a.target, &format!("{key}.target"));
+        let interval = self.duration(&a.interval, &format!("{key}.interval"));
+        let retry_after = self.duration(&a.retry_after, &format!("{key}.retry-after"));
+        let settings = AdmissionSettings {
+            slots: slots?.get(),
+            reserved_slots: reserved_slots?,
+            queue_length: queue_length?.get(),
+            queue_timeout: queue_timeout?,
+            target: target?,
+            interval: interval?,
+            retry_after: retry_after?,
+        };
+        if settings.reserved_slots >= settings.slots {
+            self.error(
+                a.reserved_slots.span(),
+                &format!("{key}.reserved-slots"),
+                format!(
+                    "{} reserved of {} slots would leave none for normal routes",
+                    settings.reserved_slots, settings.slots
+                ),
+            );
+            return None;
+        }
+        Some(settings)
     }
 
     fn routes(
@@ -569,6 +628,15 @@ impl Validator<'_> {
                 },
                 None => None,
             };
+            let priority = match &r.priority {
+                Some(p) => {
+                    match self.check(p, &format!("{key}.priority"), |w| Priority::parse(w)) {
+                        Some(p) => p,
+                        None => continue,
+                    }
+                }
+                None => Priority::Normal,
+            };
             let cache = match &r.cache {
                 Some(c) => match self.route_cache(c, &format!("{key}.cache")) {
                     Some(cache) => Some(cache),
@@ -585,6 +653,7 @@ impl Validator<'_> {
                     pool: Arc::from(r.pool.get_ref().as_str()),
                     assets,
                     cache,
+                    priority,
                 });
             }
         }

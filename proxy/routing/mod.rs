@@ -91,6 +91,8 @@ pub struct Route {
     pub assets: Option<crate::assets::AssetRoute>,
     /// The app's cacheable answers of this route are kept in memory.
     pub cache: Option<crate::edge_cache::CacheRoute>,
+    /// Who waits and who is shed under load.
+    pub priority: crate::admission::Priority,
 }
 
 /// A route that matched, with what its template captured.
@@ -200,6 +202,7 @@ mod tests {
             pool: Arc::from("app"),
             assets: None,
             cache: None,
+            priority: crate::admission::Priority::Normal,
         }
     }
 

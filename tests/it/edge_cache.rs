@@ -112,6 +112,7 @@ async fn cacheable_answers_come_from_memory_compressed_until_they_expire() {
     assert_eq!(header(&headers, "x-cache"), Some("MISS"));
     assert_eq!(body, document("v2").as_bytes());
     assert_eq!(origin.hits(), 3);
+    assert_eq!(fd.wait_metric(STORES, 3.0).await, 3.0);
 
     let hits = fd
         .metric("frontdoor_edge_cache_requests_total{result=\"hit\",route=\"api\"}")

@@ -3,6 +3,7 @@
 
 mod common;
 
+mod admission;
 mod assets;
 mod check;
 mod compression;

@@ -1,0 +1,610 @@
+//! Admission control: frontdoor owns the queue in front of the app.
+//!
+//! Each backend of a pool with `[pools.NAME.admission]` has `slots` (its worker count): at
+//! most that many requests are in flight to it. The rest wait in the pool's queue, bounded in
+//! length and in time, where frontdoor measures their wait exactly (arrival at frontdoor to
+//! dispatch). A request takes a slot on the least-busy backend (which keeps every backend
+//! within its slots, since the pool's total is).
+//!
+//! Overload is decided on that wait by CoDel's rule ([`codel`]): when the minimum wait stays
+//! above `target` for an `interval`, a standing queue exists. Then new `normal` and
+//! `sheddable` requests are refused at once (503 in well under a millisecond), waiters older
+//! than [`EXPIRE_TARGETS`] targets are expired, and the queue is served LIFO so that those
+//! still admitted meet their deadline; `critical` requests still queue and may use
+//! `reserved-slots` no other priority can take. Out of overload the queue is FIFO.
+//!
+//! The controllers live across reloads (keyed by pool name): a reload retunes them and never
+//! forgets a request in flight.
+
+pub mod capacity;
+pub mod codel;
+pub mod server_timing;
+mod shed;
+pub mod status;
+
+pub use capacity::CapacityView;
+pub use shed::respond_shed;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+use crate::metrics::Metrics;
+use capacity::Window;
+use codel::Codel;
+
+/// Waiters older than this many targets are expired during overload.
+pub const EXPIRE_TARGETS: u32 = 5;
+
+/// `[pools.NAME.admission]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdmissionSettings {
+    /// Requests in flight per backend (the app's worker count).
+    pub slots: usize,
+    /// Slots per pool only `critical` routes may take.
+    pub reserved_slots: usize,
+    /// Requests waiting at most, over all priorities.
+    pub queue_length: usize,
+    /// Longest wait in the queue (then 503).
+    pub queue_timeout: Duration,
+    /// CoDel target: the wait a healthy queue drains within.
+    pub target: Duration,
+    /// CoDel interval: how long the minimum wait must stay above target to be overload.
+    pub interval: Duration,
+    /// `Retry-After` of a 503 (jittered between 1× and 2×).
+    pub retry_after: Duration,
+}
+
+/// How a route's requests are treated under load (`priority` of a route).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Priority {
+    /// Never shed before the others; may use the reserved slots.
+    Critical = 0,
+    /// The default.
+    Normal = 1,
+    /// First to go: bots, prefetches.
+    Sheddable = 2,
+    /// Replays of offloaded jobs: below everything.
+    Replay = 3,
+}
+
+impl Priority {
+    /// The metrics label and config word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Critical => "critical",
+            Priority::Normal => "normal",
+            Priority::Sheddable => "sheddable",
+            Priority::Replay => "replay",
+        }
+    }
+
+    /// Parses the config word.
+    pub fn parse(word: &str) -> Result<Self, String> {
+        match word {
+            "critical" => Ok(Priority::Critical),
+            "normal" => Ok(Priority::Normal),
+            "sheddable" => Ok(Priority::Sheddable),
+            other => Err(format!(
+                "`{other}` is not a priority: use \"critical\", \"normal\" or \"sheddable\""
+            )),
+        }
+    }
+}
+
+/// Why a request was refused. Expected outcomes, not faults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Shed {
+    /// A standing queue exists and the request is not critical.
+    #[error("overload")]
+    Overload,
+    /// The queue is at `queue-length`.
+    #[error("queue-full")]
+    QueueFull,
+    /// It waited `queue-timeout`, or was expired during overload.
+    #[error("queue-timeout")]
+    Timeout,
+}
+
+struct Waiter {
+    id: u64,
+    arrival: Instant,
+    priority: Priority,
+    send: oneshot::Sender<Permit>,
+}
+
+struct State {
+    settings: AdmissionSettings,
+    backends: usize,
+    in_flight: Vec<usize>,
+    queues: [VecDeque<Waiter>; 4],
+    codel: Codel,
+    window: Window,
+    next_waiter: u64,
+}
+
+impl State {
+    fn total_in_flight(&self) -> usize {
+        self.in_flight.iter().sum()
+    }
+
+    fn total_slots(&self) -> usize {
+        self.settings.slots * self.backends
+    }
+
+    fn queued(&self) -> usize {
+        self.queues.iter().map(VecDeque::len).sum()
+    }
+
+    /// How long the oldest waiter has waited.
+    fn oldest_wait(&self, now: Instant) -> Duration {
+        self.queues
+            .iter()
+            .filter_map(|q| q.front())
+            .map(|w| now.saturating_duration_since(w.arrival))
+            .max()
+            .unwrap_or_default()
+    }
+
+    /// CoDel's sample: the wait of a request just dispatched, or longer if someone still
+    /// waits longer (a critical request passing a standing queue does not mean it drained).
+    fn observe(&mut self, wait: Duration, now: Instant) {
+        let sample = wait.max(self.oldest_wait(now));
+        self.codel.observe(sample, now);
+    }
+
+    /// During overload, drops non-critical waiters older than [`EXPIRE_TARGETS`] targets
+    /// (their senders dropped: they answer 503 at once).
+    fn expire(&mut self, now: Instant) {
+        if !self.codel.overloaded() {
+            return;
+        }
+        let limit = self.codel.target() * EXPIRE_TARGETS;
+        for queue in &mut self.queues[Priority::Normal as usize..] {
+            while queue
+                .front()
+                .is_some_and(|w| now.saturating_duration_since(w.arrival) > limit)
+            {
+                queue.pop_front();
+            }
+        }
+    }
+
+    /// Whether `priority` may take a free slot now.
+    fn has_slot_for(&self, priority: Priority) -> bool {
+        let limit = if priority == Priority::Critical {
+            self.total_slots()
+        } else {
+            self.total_slots()
+                .saturating_sub(self.settings.reserved_slots)
+        };
+        self.total_in_flight() < limit
+    }
+
+    /// Takes a slot on the least-busy backend.
+    fn take_slot(&mut self) -> usize {
+        let (backend, _) = self
+            .in_flight
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, n)| **n)
+            .unwrap_or((0, &0));
+        if let Some(n) = self.in_flight.get_mut(backend) {
+            *n += 1;
+        }
+        backend
+    }
+}
+
+/// The admission controller of one pool.
+pub struct Admission {
+    pool: String,
+    state: Mutex<State>,
+    metrics: Arc<Metrics>,
+}
+
+/// A slot held by a request; dropping it frees the slot for the next waiter.
+pub struct Permit {
+    admission: Arc<Admission>,
+    backend: usize,
+    dispatched: Instant,
+    armed: bool,
+}
+
+impl Permit {
+    /// The backend (index in the pool's list) this slot is on.
+    pub fn backend(&self) -> usize {
+        self.backend
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if self.armed {
+            self.admission
+                .release(self.backend, self.dispatched.elapsed());
+        }
+    }
+}
+
+impl Admission {
+    fn new(
+        pool: &str,
+        settings: AdmissionSettings,
+        backends: usize,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let codel = Codel::new(settings.target, settings.interval);
+        Admission {
+            pool: pool.to_string(),
+            state: Mutex::new(State {
+                settings,
+                backends: backends.max(1),
+                in_flight: vec![0; backends.max(1)],
+                queues: Default::default(),
+                codel,
+                window: Window::new(Instant::now()),
+                next_waiter: 0,
+            }),
+            metrics,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // The state stays consistent at every unlock; a panic elsewhere cannot break it.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The pool's settings now.
+    pub fn settings(&self) -> AdmissionSettings {
+        self.lock().settings.clone()
+    }
+
+    /// A slot for a request of `priority` that arrived at `arrival`: at once if one is free,
+    /// else after a wait in the queue, or refused.
+    pub async fn admit(
+        self: &Arc<Self>,
+        priority: Priority,
+        arrival: Instant,
+    ) -> Result<Permit, Shed> {
+        let (receive, timeout, id) = {
+            let mut state = self.lock();
+            let now = Instant::now();
+            state.window.arrived(now);
+            let nobody_ahead = state.queues[..=priority as usize]
+                .iter()
+                .all(VecDeque::is_empty);
+            if nobody_ahead && state.has_slot_for(priority) {
+                let backend = state.take_slot();
+                let wait = now.saturating_duration_since(arrival);
+                state.observe(wait, now);
+                state.window.queued(wait, now);
+                drop(state);
+                self.metrics.queue_waited(&self.pool, wait);
+                return Ok(self.permit(backend, now));
+            }
+            state.expire(now);
+            let refusal = if state.codel.overloaded() && priority != Priority::Critical {
+                Some(Shed::Overload)
+            } else if state.queued() >= state.settings.queue_length {
+                Some(Shed::QueueFull)
+            } else {
+                None
+            };
+            if let Some(shed) = refusal {
+                state.window.shed(now);
+                drop(state);
+                self.metrics.shed(&self.pool, priority.as_str(), shed);
+                return Err(shed);
+            }
+            let (send, receive) = oneshot::channel();
+            let id = state.next_waiter;
+            state.next_waiter += 1;
+            state.queues[priority as usize].push_back(Waiter {
+                id,
+                arrival,
+                priority,
+                send,
+            });
+            let timeout = state
+                .settings
+                .queue_timeout
+                .saturating_sub(now.saturating_duration_since(arrival));
+            self.metrics.queue_length(&self.pool, state.queued());
+            (receive, timeout, id)
+        };
+        match tokio::time::timeout(timeout, receive).await {
+            Ok(Ok(permit)) => return Ok(permit),
+            // The controller dropped the waiter: expired during overload.
+            Ok(Err(_)) => {}
+            // Out of time: leave the queue, so that it counts only live waiters.
+            Err(_) => {
+                let mut state = self.lock();
+                state.queues[priority as usize].retain(|w| w.id != id);
+                self.metrics.queue_length(&self.pool, state.queued());
+            }
+        }
+        let outcome = Shed::Timeout;
+        self.lock().window.shed(Instant::now());
+        self.metrics.shed(&self.pool, priority.as_str(), outcome);
+        Err(outcome)
+    }
+
+    fn permit(self: &Arc<Self>, backend: usize, now: Instant) -> Permit {
+        Permit {
+            admission: self.clone(),
+            backend,
+            dispatched: now,
+            armed: true,
+        }
+    }
+
+    /// Frees a slot of `backend` (held for `response`) and hands it to the next waiter.
+    fn release(self: &Arc<Self>, backend: usize, response: Duration) {
+        let mut state = self.lock();
+        let now = Instant::now();
+        state.window.completed(response, now);
+        if let Some(n) = state.in_flight.get_mut(backend) {
+            *n = n.saturating_sub(1);
+        }
+        self.dispatch(&mut state, now);
+        self.metrics.queue_length(&self.pool, state.queued());
+    }
+
+    /// Hands free slots to waiters: highest priority first; FIFO, or LIFO while overloaded;
+    /// expiring waiters past their time.
+    fn dispatch(self: &Arc<Self>, state: &mut State, now: Instant) {
+        'next: while state.queued() > 0 {
+            state.expire(now);
+            let lifo = state.codel.overloaded();
+            for class in 0..state.queues.len() {
+                let Some(front) = state.queues[class].front() else {
+                    continue;
+                };
+                if !state.has_slot_for(front.priority) {
+                    // Lower classes cannot have more slots than this one.
+                    return;
+                }
+                let waiter = if lifo {
+                    state.queues[class].pop_back()
+                } else {
+                    state.queues[class].pop_front()
+                };
+                let Some(waiter) = waiter else { continue };
+                let wait = now.saturating_duration_since(waiter.arrival);
+                if waiter.send.is_closed() {
+                    continue 'next;
+                }
+                let backend = state.take_slot();
+                state.observe(wait, now);
+                state.window.queued(wait, now);
+                self.metrics.queue_waited(&self.pool, wait);
+                if let Err(mut unsent) = waiter.send.send(self.permit(backend, now)) {
+                    // Gone between the check and the send: undo without re-entering.
+                    unsent.armed = false;
+                    if let Some(n) = state.in_flight.get_mut(backend) {
+                        *n = n.saturating_sub(1);
+                    }
+                }
+                continue 'next;
+            }
+            return;
+        }
+    }
+
+    /// Requests in flight and waiting now.
+    pub fn load(&self) -> (usize, usize) {
+        let state = self.lock();
+        (state.total_in_flight(), state.queued())
+    }
+
+    /// The capacity view over the sliding window.
+    pub fn view(&self) -> CapacityView {
+        let state = self.lock();
+        state.window.view(state.total_slots(), Instant::now())
+    }
+
+    /// Whether a standing queue exists (offloaded-job replays wait while it does).
+    pub fn overloaded(&self) -> bool {
+        self.lock().codel.overloaded()
+    }
+
+    fn retune(self: &Arc<Self>, settings: AdmissionSettings, backends: usize) {
+        let mut state = self.lock();
+        state.codel.retune(settings.target, settings.interval);
+        state.settings = settings;
+        state.backends = backends.max(1);
+        state.in_flight.resize(backends.max(1), 0);
+        // More slots may have come: hand them out.
+        self.dispatch(&mut state, Instant::now());
+    }
+}
+
+/// Every pool's controller, kept across reloads.
+pub struct Controllers {
+    by_pool: Mutex<HashMap<String, Arc<Admission>>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Controllers {
+    /// None yet.
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Controllers {
+            by_pool: Mutex::new(HashMap::new()),
+            metrics,
+        }
+    }
+
+    /// The controller of `pool` with `settings` (created, or retuned if it exists).
+    pub fn for_pool(
+        &self,
+        pool: &str,
+        settings: &AdmissionSettings,
+        backends: usize,
+    ) -> Arc<Admission> {
+        let mut by_pool = self.by_pool.lock().unwrap_or_else(PoisonError::into_inner);
+        match by_pool.get(pool) {
+            Some(existing) => {
+                existing.retune(settings.clone(), backends);
+                existing.clone()
+            }
+            None => {
+                let created = Arc::new(Admission::new(
+                    pool,
+                    settings.clone(),
+                    backends,
+                    self.metrics.clone(),
+                ));
+                by_pool.insert(pool.to_string(), created.clone());
+                created
+            }
+        }
+    }
+
+    /// Every pool's controller, by name.
+    pub fn all(&self) -> Vec<(String, Arc<Admission>)> {
+        let by_pool = self.by_pool.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut all: Vec<_> = by_pool
+            .iter()
+            .map(|(n, a)| (n.clone(), a.clone()))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(slots: usize, reserved: usize) -> AdmissionSettings {
+        AdmissionSettings {
+            slots,
+            reserved_slots: reserved,
+            queue_length: 3,
+            queue_timeout: Duration::from_secs(5),
+            target: Duration::from_millis(20),
+            interval: Duration::from_millis(100),
+            retry_after: Duration::from_secs(1),
+        }
+    }
+
+    fn controller(slots: usize, reserved: usize, backends: usize) -> Arc<Admission> {
+        let metrics = Arc::new(Metrics::new().unwrap());
+        Arc::new(Admission::new(
+            "app",
+            settings(slots, reserved),
+            backends,
+            metrics,
+        ))
+    }
+
+    #[tokio::test]
+    async fn slots_bound_concurrency_and_spread_over_backends() {
+        let a = controller(2, 0, 2);
+        let now = Instant::now();
+        let permits: Vec<Permit> = futures_all(&a, 4, Priority::Normal, now).await;
+        let mut on = [0, 0];
+        for p in &permits {
+            on[p.backend()] += 1;
+        }
+        assert_eq!(on, [2, 2]);
+        assert_eq!(a.load(), (4, 0));
+        // The fifth waits until one is released.
+        let waiting = tokio::spawn({
+            let a = a.clone();
+            async move {
+                a.admit(Priority::Normal, Instant::now())
+                    .await
+                    .map(|p| p.backend())
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(a.load(), (4, 1));
+        let released = permits[0].backend();
+        drop(permits);
+        assert_eq!(waiting.await.unwrap(), Ok(released));
+        assert_eq!(a.load(), (0, 0));
+    }
+
+    async fn futures_all(a: &Arc<Admission>, n: usize, p: Priority, now: Instant) -> Vec<Permit> {
+        let mut out = Vec::new();
+        for _ in 0..n {
+            out.push(a.admit(p, now).await.unwrap());
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_and_reserved_slots_are_for_critical() {
+        let a = controller(2, 1, 1);
+        let now = Instant::now();
+        let first = a.admit(Priority::Normal, now).await.unwrap();
+        // The second slot is reserved: a normal request queues, a critical one gets it.
+        let critical = a.admit(Priority::Critical, now).await.unwrap();
+        let mut waiters = Vec::new();
+        for _ in 0..3 {
+            let a = a.clone();
+            waiters.push(tokio::spawn(async move {
+                a.admit(Priority::Sheddable, Instant::now()).await.is_ok()
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(a.load(), (2, 3));
+        assert_eq!(
+            a.admit(Priority::Normal, Instant::now()).await.err(),
+            Some(Shed::QueueFull)
+        );
+        drop(critical);
+        drop(first);
+        // One slot (of the two, one reserved) for the queued sheddables at a time.
+        for w in waiters {
+            // Each finishes once the one before it released its slot.
+            assert!(w.await.unwrap());
+        }
+    }
+
+    #[tokio::test]
+    async fn waiting_longer_than_queue_timeout_is_shed() {
+        let metrics = Arc::new(Metrics::new().unwrap());
+        let mut s = settings(1, 0);
+        s.queue_timeout = Duration::from_millis(30);
+        let a = Arc::new(Admission::new("app", s, 1, metrics));
+        let _held = a.admit(Priority::Normal, Instant::now()).await.unwrap();
+        assert_eq!(
+            a.admit(Priority::Normal, Instant::now()).await.err(),
+            Some(Shed::Timeout)
+        );
+        assert_eq!(a.load(), (1, 0), "the timed-out waiter left no trace");
+    }
+
+    #[tokio::test]
+    async fn a_standing_queue_sheds_all_but_critical_and_ends() {
+        let a = controller(1, 0, 1);
+        let long_ago = Instant::now() - Duration::from_millis(500);
+        // A slot taken by a request that waited 500 ms: above target, starts a run.
+        let held = a.admit(Priority::Normal, long_ago).await.unwrap();
+        drop(held);
+        tokio::time::sleep(Duration::from_millis(110)).await;
+        let held = a.admit(Priority::Normal, long_ago).await.unwrap();
+        assert!(a.overloaded());
+        assert_eq!(
+            a.admit(Priority::Sheddable, Instant::now()).await.err(),
+            Some(Shed::Overload)
+        );
+        assert_eq!(
+            a.admit(Priority::Normal, Instant::now()).await.err(),
+            Some(Shed::Overload)
+        );
+        let critical = tokio::spawn({
+            let a = a.clone();
+            async move { a.admit(Priority::Critical, Instant::now()).await.is_ok() }
+        });
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        drop(held);
+        assert!(critical.await.unwrap(), "critical still served");
+        assert!(!a.overloaded(), "a short wait ended the overload");
+        assert!(a.admit(Priority::Normal, Instant::now()).await.is_ok());
+    }
+}
