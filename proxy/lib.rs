@@ -9,6 +9,7 @@
 //! - [`routing`]: route templates (`/courses/{school}/{title}`, `{rest*}`) compiled into a [`routing::RouteTable`].
 //! - [`assets`]: fingerprinted assets from memory: single-flight fill, pre-compression, negotiation, ETag/304, Range.
 //! - [`compression`]: on-the-fly Brotli/gzip of dynamic text responses.
+//! - [`hints`]: `Link` preload/prefetch hints (route rules and learned assets), 103 Early Hints, script deferral.
 //! - [`tls`]: certificate loading and validation, the SNI resolver, dev-certificate generation.
 //! - [`upstream`]: pools of backends and peer selection.
 //! - [`headers`]: `X-Request-Start`, `X-Forwarded-*`, `X-Request-Id`, hop-by-hop handling.
@@ -42,6 +43,7 @@ pub mod assets;
 pub mod compression;
 pub mod config;
 pub mod headers;
+pub mod hints;
 pub mod metrics;
 pub mod redirect;
 pub mod reload;

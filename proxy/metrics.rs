@@ -27,6 +27,7 @@ pub struct Metrics {
     compressed_responses: IntCounterVec,
     compression_bytes_in: IntCounterVec,
     compression_bytes_out: IntCounterVec,
+    hints: IntCounterVec,
 }
 
 /// The route label of a request that matched no route.
@@ -133,6 +134,14 @@ impl Metrics {
             ),
             &["route", "encoding"],
         )?;
+        let hints = IntCounterVec::new(
+            Opts::new(
+                "hints_total",
+                "Hints by route and kind: link (responses given Link hints), early_hints (103 sent), learned_update (a route's learned assets changed), deferred_script (scripts given defer).",
+            ),
+            &["route", "kind"],
+        )?;
+        registry.register(Box::new(hints.clone()))?;
         registry.register(Box::new(compressed_responses.clone()))?;
         registry.register(Box::new(compression_bytes_in.clone()))?;
         registry.register(Box::new(compression_bytes_out.clone()))?;
@@ -165,6 +174,7 @@ impl Metrics {
             compressed_responses,
             compression_bytes_in,
             compression_bytes_out,
+            hints,
         })
     }
 
@@ -253,6 +263,12 @@ impl Metrics {
         self.compression_bytes_out
             .with_label_values(&labels)
             .inc_by(outcome.bytes_out);
+    }
+
+    /// `count` hints of `kind` (`link`, `early_hints`, `learned_update`, `deferred_script`)
+    /// for `route`.
+    pub fn hint(&self, route: &str, kind: &'static str, count: u64) {
+        self.hints.with_label_values(&[route, kind]).inc_by(count);
     }
 
     /// The Prometheus text exposition of every family.

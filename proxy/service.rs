@@ -14,6 +14,7 @@ use std::time::{Instant, SystemTime};
 use crate::assets;
 use crate::compression::{self, Compressor};
 use crate::headers::{self, Forwarding, HeaderEdit};
+use crate::hints;
 use crate::metrics::NO_ROUTE;
 use crate::routing::RouteMatch;
 use crate::snapshot::Shared;
@@ -43,6 +44,8 @@ pub struct RequestCtx {
     counted: bool,
     /// Compresses the response body when the upstream sent compressible text.
     compressor: Option<Compressor>,
+    /// Reads (learned hints) or rewrites (script deferral) an HTML body, before compression.
+    html_pass: Option<hints::HtmlPass>,
 }
 
 /// The proxy service.
@@ -161,6 +164,7 @@ impl ProxyHttp for Frontdoor {
             upstream_started: None,
             counted: false,
             compressor: None,
+            html_pass: None,
         }
     }
 
@@ -177,7 +181,8 @@ impl ProxyHttp for Frontdoor {
         Ok(())
     }
 
-    /// Routes the request. `Ok(true)` = a response was already written (no route: 404).
+    /// Routes the request. `Ok(true)` = a response was already written (no route: 404, or
+    /// an asset from memory). A request going upstream may get `103 Early Hints` first.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let snapshot = self.shared.snapshot.load_full();
         ctx.trusted = headers::is_trusted(peer_ip(session), snapshot.trusted_proxies());
@@ -201,7 +206,12 @@ impl ProxyHttp for Frontdoor {
             respond(session, 404, "no route for this request\n", &ctx.request_id).await?;
             return Ok(true);
         }
-        self.serve_asset(session, ctx).await
+        if self.serve_asset(session, ctx).await? {
+            return Ok(true);
+        }
+        let (learned, metrics) = (&self.shared.learned, &self.shared.metrics);
+        hints::send_early(session, ctx.route.as_ref(), learned, metrics).await?;
+        Ok(false)
     }
 
     /// The next backend of the route's pool (round robin; the following one on a retry).
@@ -272,7 +282,8 @@ impl ProxyHttp for Frontdoor {
         Ok(())
     }
 
-    /// Returns the request id to the client; chooses compression for dynamic text.
+    /// Returns the request id to the client; adds `Link` hints to HTML; chooses compression
+    /// for dynamic text.
     async fn response_filter(
         &self,
         session: &mut Session,
@@ -281,6 +292,8 @@ impl ProxyHttp for Frontdoor {
     ) -> Result<()> {
         response.set(headers::X_REQUEST_ID, &ctx.request_id);
         let request = session.req_header();
+        let (learned, metrics) = (&self.shared.learned, &self.shared.metrics);
+        ctx.html_pass = hints::on_response(request, response, ctx.route.as_ref(), learned, metrics);
         let accept = request
             .headers
             .get(http::header::ACCEPT_ENCODING)
@@ -294,7 +307,8 @@ impl ProxyHttp for Frontdoor {
         Ok(())
     }
 
-    /// Compresses the body chosen in `response_filter`, chunk by chunk.
+    /// Reads or rewrites HTML (hints), then compresses the body chosen in `response_filter`,
+    /// chunk by chunk.
     fn response_body_filter(
         &self,
         _session: &mut Session,
@@ -302,6 +316,18 @@ impl ProxyHttp for Frontdoor {
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<std::time::Duration>> {
+        if let Some(matched) = &ctx.route {
+            let (learned, metrics) = (&self.shared.learned, &self.shared.metrics);
+            let route = &matched.route.name;
+            hints::on_body(
+                &mut ctx.html_pass,
+                body,
+                end_of_stream,
+                route,
+                learned,
+                metrics,
+            );
+        }
         let Some(compressor) = ctx.compressor.as_mut() else {
             return Ok(None);
         };

@@ -59,6 +59,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Fingerprinted assets in memory; sized at start and kept across reloads.
     pub assets: Arc<AssetCache>,
+    /// Assets each route's HTML references (learned hints); kept across reloads.
+    pub learned: crate::hints::Learned,
 }
 
 impl Shared {
@@ -73,6 +75,7 @@ impl Shared {
             certs,
             metrics,
             assets,
+            learned: crate::hints::Learned::default(),
         }
     }
 
