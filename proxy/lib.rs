@@ -27,11 +27,11 @@
 //! ```text
 //! client ──TLS (rustls, ALPN h2/http1.1)──▶ HTTPS listener
 //!   early_request_filter     stamp arrival time
-//!   request_filter           route match (one snapshot load); request id
+//!   request_filter           route match (one snapshot load); request id; 103 Early Hints (HTTP/1.1)
 //!   upstream_peer            pick a backend of the route's pool
 //!   upstream_request_filter  X-Request-Start, X-Forwarded-*, X-Request-Id; strip hop-by-hop
-//!   response_filter          X-Request-Id back to the client; choose compression
-//!   response_body_filter     compress dynamic text
+//!   response_filter          X-Request-Id back to the client; Link hints on HTML; choose compression
+//!   response_body_filter     read HTML for learned hints (rewrite it for script deferral); compress dynamic text
 //!   logging                  metrics, access log
 //! ```
 
