@@ -518,3 +518,35 @@ deny = ["/assets/jquery-*"]
         20.0
     );
 }
+
+#[test]
+fn check_rejects_a_hint_naming_a_parameter_the_route_does_not_capture() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    TestCa::new().issue(dir.path(), "localhost", &["localhost"]);
+    let rest = r#"
+[pools.app]
+backends = ["127.0.0.1:3000"]
+
+[[routes]]
+name = "course"
+path = "/courses/{school}/{title}"
+pool = "app"
+[routes.hints]
+preload = [{ href = "/courses/{school}/{course}.json" }]
+"#;
+    let text = config_text(Ports::new(), rest);
+    std::fs::write(dir.path().join("f.toml"), &text).expect("write");
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("preload"))
+        .expect("line")
+        + 1;
+    let (code, _, stderr) = run_cli(&["check", "f.toml"], dir.path());
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "f.toml:{line}:21: routes[0].hints.preload[0].href: `/courses/{{school}}/{{course}}.json` names `{{course}}`"
+        )),
+        "{stderr}"
+    );
+}
