@@ -5,7 +5,9 @@
 #       fetches (the "before");
 #   (b) frontdoor (release build) in front of it with everything on: h2, assets from memory
 #       with Brotli, dynamic compression, preload hints for the four JSON documents and the
-#       learned assets, 103 Early Hints (HTTP/1.1 clients), script deferral (the "after").
+#       learned assets, 103 Early Hints (HTTP/1.1 clients), script deferral (the "after");
+#   (c) frontdoor with the same config less every hint (no [routes.hints], learning off), to
+#       tell what the hints add to h2 and Brotli.
 # Prints medians over the runs of Largest Contentful Paint, when course.json finished (observed,
 # from the network-requests audit, ms after the page's first request) and bytes transferred.
 #
@@ -41,7 +43,7 @@ cargo build --release --locked --quiet
 bin="${CARGO_TARGET_DIR:-target}/release/frontdoor"
 source benches/common.sh
 
-sim=$(free_port); https=$(free_port); admin=$(free_port)
+sim=$(free_port); https=$(free_port); admin=$(free_port); https2=$(free_port); admin2=$(free_port)
 "$bin" simulate --listen "127.0.0.1:$sim" >"$tmp/sim.out" 2>"$tmp/sim.err" & pids+=($!)
 "$bin" dev-cert "$tmp/cert.pem" "$tmp/key.pem" >/dev/null
 wait_port "$sim"
@@ -84,16 +86,23 @@ path = "/{rest*}"
 pool = "app"
 TOML
 RUST_LOG=warn "$bin" run "$tmp/fd.toml" 2>"$tmp/fd.err" & pids+=($!)
-wait_port "$https"
+# (c): the same less the hints section and with learning off.
+awk '/^\[routes.hints\]/ {skip=1; next} /^\[\[routes\]\]/ {skip=0} !skip' "$tmp/fd.toml" |
+  sed -e "s/127.0.0.1:$https/127.0.0.1:$https2/" -e "s/127.0.0.1:$admin/127.0.0.1:$admin2/" \
+      -e 's/^pool = "app"$/pool = "app"\n[routes.hints]\nlearn = false/' > "$tmp/plain.toml"
+RUST_LOG=warn "$bin" run "$tmp/plain.toml" 2>"$tmp/plain.err" & pids+=($!)
+wait_port "$https"; wait_port "$https2"
 
 page="/courses/mit/physics"
 # Warm frontdoor as a deployed one would be: the page seen once (learned hints), every asset in
 # memory with its Brotli variant ready. The browser's cache stays cold (Lighthouse clears it).
-curl -sk -o /dev/null "https://127.0.0.1:$https$page"
-for asset in $(curl -s "http://127.0.0.1:$sim$page" | grep -o '/assets/[a-z]*-[0-9a-f]*\.\(js\|css\)'); do
-  for _ in $(seq 100); do
-    enc=$(curl -sk -o /dev/null -D - -H "accept-encoding: br" "https://127.0.0.1:$https$asset" | tr -d '\r' | awk -F': ' 'tolower($1)=="content-encoding" {print $2}')
-    [ "$enc" = "br" ] && break; sleep 0.2
+for port in "$https" "$https2"; do
+  curl -sk -o /dev/null "https://127.0.0.1:$port$page"
+  for asset in $(curl -s "http://127.0.0.1:$sim$page" | grep -o '/assets/[a-z]*-[0-9a-f]*\.\(js\|css\)'); do
+    for _ in $(seq 100); do
+      enc=$(curl -sk -o /dev/null -D - -H "accept-encoding: br" "https://127.0.0.1:$port$asset" | tr -d '\r' | awk -F': ' 'tolower($1)=="content-encoding" {print $2}')
+      [ "$enc" = "br" ] && break; sleep 0.2
+    done
   done
 done
 
@@ -117,13 +126,14 @@ measure() {
 for i in $(seq "$runs"); do
   record direct "$(measure direct "$i" "http://127.0.0.1:$sim$page")"
   record frontdoor "$(measure frontdoor "$i" "https://127.0.0.1:$https$page")"
+  record no-hints "$(measure no-hints "$i" "https://127.0.0.1:$https2$page")"
 done
 
 printf '%-10s %10s %18s %12s\n' "" "LCP ms" "course.json ms" "bytes"
-for name in direct frontdoor; do
+for name in direct frontdoor no-hints; do
   rows="${results[$name]}"
   printf '%-10s %10s %18s %12s\n' "$name" \
     "$(col 1 <<<"$rows" | median)" "$(col 2 <<<"$rows" | median)" "$(col 3 <<<"$rows" | median)"
 done
 echo "runs: $runs each"
-for name in direct frontdoor; do echo "$name:"; echo -n "${results[$name]}"; done
+for name in direct frontdoor no-hints; do echo "$name:"; echo -n "${results[$name]}"; done
