@@ -186,10 +186,17 @@ pub fn on_response(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|e| !e.trim().eq_ignore_ascii_case("identity"));
     let has_body = response.status != http::StatusCode::NO_CONTENT;
-    if encoded || !has_body || !(hints.learn || hints.defer_scripts.is_some()) {
+    // `no-transform` (RFC 9111 §5.2.2.6) forbids rewriting, not reading.
+    let no_transform = response
+        .headers
+        .get(http::header::CACHE_CONTROL)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|cc| cc.to_ascii_lowercase().contains("no-transform"));
+    let defer = hints.defer_scripts.clone().filter(|_| !no_transform);
+    if encoded || !has_body || !(hints.learn || defer.is_some()) {
         return None;
     }
-    let pass = HtmlPass::new(hints.learn, hints.defer_scripts.clone());
+    let pass = HtmlPass::new(hints.learn, defer);
     if pass.rewrites() {
         // The body changes length; a strong validator would now lie.
         response.unset(http::header::CONTENT_LENGTH.as_str());
@@ -246,6 +253,127 @@ pub fn on_body(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::routing::{PathTemplate, Route};
+
+    fn course(hints: RouteHints) -> RouteMatch {
+        let template = PathTemplate::parse("/courses/{school}/{title}").unwrap();
+        let rule = LinkTemplate::parse(
+            "/courses/{school}/{title}/course.json",
+            Rel::Preload,
+            Destination::Fetch,
+            &template,
+        )
+        .unwrap();
+        RouteMatch {
+            route: Arc::new(Route {
+                name: Arc::from("course"),
+                host: None,
+                methods: None,
+                template,
+                pool: Arc::from("app"),
+                assets: None,
+                hints: RouteHints {
+                    links: vec![rule],
+                    ..hints
+                },
+            }),
+            params: vec![
+                (Arc::from("school"), "mit".to_string()),
+                (Arc::from("title"), "physics".to_string()),
+            ],
+        }
+    }
+
+    fn response(status: u16, headers: &[(&'static str, &str)]) -> ResponseHeader {
+        let mut head = ResponseHeader::build(status, None).unwrap();
+        for (name, value) in headers {
+            head.append_header(*name, *value).unwrap();
+        }
+        head
+    }
+
+    fn respond(method: &str, response: &mut ResponseHeader, hints: RouteHints) -> Option<HtmlPass> {
+        let request = RequestHeader::build(method, b"/courses/mit/physics", None).unwrap();
+        let metrics = Metrics::new().unwrap();
+        let matched = course(hints);
+        on_response(
+            &request,
+            response,
+            Some(&matched),
+            &Learned::default(),
+            &metrics,
+        )
+    }
+
+    fn link_values(response: &ResponseHeader) -> Vec<&str> {
+        response
+            .headers
+            .get_all(http::header::LINK)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect()
+    }
+
+    const HTML: (&str, &str) = ("content-type", "text/html; charset=utf-8");
+    const OURS: &str = "</courses/mit/physics/course.json>; rel=preload; as=fetch; crossorigin";
+
+    #[test]
+    fn only_successful_html_answers_to_get_get_links() {
+        let mut ok = response(200, &[HTML, ("link", "</x.css>; rel=preload; as=style")]);
+        assert!(respond("GET", &mut ok, RouteHints::default()).is_some());
+        assert_eq!(
+            link_values(&ok),
+            vec!["</x.css>; rel=preload; as=style", OURS]
+        );
+        for (method, status, content_type) in [
+            ("GET", 404, "text/html"),
+            ("GET", 500, "text/html"),
+            ("GET", 302, "text/html"),
+            ("GET", 200, "application/json"),
+            ("HEAD", 200, "text/html"),
+            ("POST", 200, "text/html"),
+        ] {
+            let mut head = response(status, &[("content-type", content_type)]);
+            assert!(respond(method, &mut head, RouteHints::default()).is_none());
+            assert!(
+                link_values(&head).is_empty(),
+                "{method} {status} {content_type}"
+            );
+        }
+    }
+
+    #[test]
+    fn deferral_drops_the_length_and_weakens_the_etag_unless_no_transform() {
+        let defer = RouteHints {
+            learn: false,
+            defer_scripts: Some(DeferScripts::new(vec![], vec![])),
+            ..RouteHints::default()
+        };
+        let mut head = response(200, &[HTML, ("content-length", "10"), ("etag", "\"v1\"")]);
+        let pass = respond("GET", &mut head, defer.clone()).unwrap();
+        assert!(pass.rewrites());
+        assert!(head.headers.get("content-length").is_none());
+        assert_eq!(head.headers["etag"], "W/\"v1\"");
+
+        let mut kept = response(
+            200,
+            &[
+                HTML,
+                ("content-length", "10"),
+                ("cache-control", "no-transform"),
+            ],
+        );
+        assert!(respond("GET", &mut kept, defer.clone()).is_none());
+        assert_eq!(kept.headers["content-length"], "10");
+
+        let mut encoded = response(200, &[HTML, ("content-encoding", "br")]);
+        assert!(respond("GET", &mut encoded, defer).is_none());
+        assert_eq!(
+            link_values(&encoded),
+            vec![OURS],
+            "encoded pages still get links"
+        );
+    }
 
     #[test]
     fn wildcards_match_runs_of_characters() {
