@@ -19,6 +19,7 @@ fn route(name: String, host: Option<&str>, methods: Option<Vec<Method>>, path: &
         assets: None,
         cache: None,
         priority: frontdoor::admission::Priority::Normal,
+        hints: Default::default(),
     }
 }
 

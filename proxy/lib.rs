@@ -11,6 +11,7 @@
 //! - [`edge_cache`]: the app's cacheable responses from memory (fresh, stale-while-revalidate, stale-if-error).
 //! - [`compression`]: on-the-fly Brotli/gzip of dynamic text responses.
 //! - [`admission`]: slots per backend, the proxy-held queue, CoDel shedding, priorities, the capacity view.
+//! - [`hints`]: `Link` preload/prefetch hints (route rules and learned assets), 103 Early Hints, script deferral.
 //! - [`tls`]: certificate loading and validation, the SNI resolver, dev-certificate generation.
 //! - [`upstream`]: pools of backends and peer selection.
 //! - [`headers`]: `X-Request-Start`, `X-Forwarded-*`, `X-Request-Id`, hop-by-hop handling.
@@ -28,11 +29,11 @@
 //! ```text
 //! client ──TLS (rustls, ALPN h2/http1.1)──▶ HTTPS listener
 //!   early_request_filter     stamp arrival time
-//!   request_filter           route match (one snapshot load); request id
+//!   request_filter           route match (one snapshot load); request id; 103 Early Hints (HTTP/1.1)
 //!   upstream_peer            pick a backend of the route's pool
 //!   upstream_request_filter  X-Request-Start, X-Forwarded-*, X-Request-Id; strip hop-by-hop
-//!   response_filter          X-Request-Id back to the client; choose compression
-//!   response_body_filter     compress dynamic text
+//!   response_filter          X-Request-Id back to the client; Link hints on HTML; choose compression
+//!   response_body_filter     read HTML for learned hints (rewrite it for script deferral); compress dynamic text
 //!   logging                  metrics, access log
 //! ```
 
@@ -46,6 +47,7 @@ pub mod compression;
 pub mod config;
 pub mod edge_cache;
 pub mod headers;
+pub mod hints;
 pub mod metrics;
 pub mod redirect;
 pub mod reload;

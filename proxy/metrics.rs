@@ -39,6 +39,7 @@ pub struct Metrics {
     shed: IntCounterVec,
     queue_length: IntGaugeVec,
     capacity: GaugeVec,
+    hints: IntCounterVec,
 }
 
 /// The route label of a request that matched no route.
@@ -237,6 +238,14 @@ impl Metrics {
         registry.register(Box::new(edge_cache_bytes.clone()))?;
         registry.register(Box::new(edge_cache_evictions.clone()))?;
         registry.register(Box::new(edge_cache_bytes_saved.clone()))?;
+        let hints = IntCounterVec::new(
+            Opts::new(
+                "hints_total",
+                "Hints by route and kind: link (responses given Link hints), early_hints (103 sent), learned_update (a route's learned assets changed), deferred_script (scripts given defer).",
+            ),
+            &["route", "kind"],
+        )?;
+        registry.register(Box::new(hints.clone()))?;
         registry.register(Box::new(compressed_responses.clone()))?;
         registry.register(Box::new(compression_bytes_in.clone()))?;
         registry.register(Box::new(compression_bytes_out.clone()))?;
@@ -281,6 +290,7 @@ impl Metrics {
             shed,
             queue_length,
             capacity,
+            hints,
         })
     }
 
@@ -462,6 +472,11 @@ impl Metrics {
         }
     }
 
+    /// `count` hints of `kind` (`link`, `early_hints`, `learned_update`, `deferred_script`)
+    /// for `route`.
+    pub fn hint(&self, route: &str, kind: &'static str, count: u64) {
+        self.hints.with_label_values(&[route, kind]).inc_by(count);
+    }
     /// The Prometheus text exposition of every family.
     pub fn render(&self) -> Vec<u8> {
         let mut out = Vec::new();

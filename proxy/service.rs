@@ -16,6 +16,7 @@ use crate::assets;
 use crate::compression::{self, Compressor};
 use crate::edge_cache::{self, EdgeCache, Fill, Origin};
 use crate::headers::{self, Forwarding, HeaderEdit};
+use crate::hints;
 use crate::metrics::NO_ROUTE;
 use crate::routing::RouteMatch;
 use crate::snapshot::Shared;
@@ -51,6 +52,8 @@ pub struct RequestCtx {
     fill: Option<Fill>,
     /// The admission slot held while the app works on the request.
     permit: Option<Permit>,
+    /// Reads (learned hints) or rewrites (script deferral) an HTML body, before compression.
+    html_pass: Option<hints::HtmlPass>,
 }
 
 /// The proxy service.
@@ -256,6 +259,7 @@ impl ProxyHttp for Frontdoor {
             cache_key: None,
             fill: None,
             permit: None,
+            html_pass: None,
         }
     }
 
@@ -273,7 +277,8 @@ impl ProxyHttp for Frontdoor {
     }
 
     /// Routes the request. `Ok(true)` = a response was already written: no route (404), an
-    /// asset or an edge-cache entry from memory.
+    /// asset or an edge-cache entry from memory, a shed request (503). A request going upstream
+    /// may get `103 Early Hints` first, before it waits for a slot.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let snapshot = self.shared.snapshot.load_full();
         ctx.trusted = headers::is_trusted(peer_ip(session), snapshot.trusted_proxies());
@@ -306,6 +311,8 @@ impl ProxyHttp for Frontdoor {
         if self.serve_asset(session, ctx).await? || self.serve_cached(session, ctx).await? {
             return Ok(true);
         }
+        let (learned, metrics) = (&self.shared.learned, &self.shared.metrics);
+        hints::send_early(session, ctx.route.as_ref(), learned, metrics).await?;
         self.admit(session, ctx).await
     }
 
@@ -389,8 +396,8 @@ impl ProxyHttp for Frontdoor {
         Ok(())
     }
 
-    /// Returns the request id to the client; starts an edge-cache fill of a storable answer;
-    /// chooses compression for dynamic text.
+    /// Returns the request id to the client; adds `Link` hints to HTML; starts an edge-cache
+    /// fill of a storable answer (hints included); chooses compression for dynamic text.
     async fn response_filter(
         &self,
         session: &mut Session,
@@ -398,6 +405,9 @@ impl ProxyHttp for Frontdoor {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         response.set(headers::X_REQUEST_ID, &ctx.request_id);
+        let request = session.req_header();
+        let (learned, metrics) = (&self.shared.learned, &self.shared.metrics);
+        ctx.html_pass = hints::on_response(request, response, ctx.route.as_ref(), learned, metrics);
         if let (Some(key), Some(matched)) = (ctx.cache_key.take(), &ctx.route) {
             if let Some(rules) = &matched.route.cache {
                 ctx.fill =
@@ -409,7 +419,6 @@ impl ProxyHttp for Frontdoor {
                 }
             }
         }
-        let request = session.req_header();
         let accept = request
             .headers
             .get(http::header::ACCEPT_ENCODING)
@@ -423,8 +432,8 @@ impl ProxyHttp for Frontdoor {
         Ok(())
     }
 
-    /// Copies a storable answer into the edge cache; compresses the body chosen in
-    /// `response_filter`, chunk by chunk.
+    /// Reads or rewrites HTML (hints), copies a storable answer into the edge cache, then
+    /// compresses the body chosen in `response_filter`, chunk by chunk.
     fn response_body_filter(
         &self,
         _session: &mut Session,
@@ -432,6 +441,18 @@ impl ProxyHttp for Frontdoor {
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<std::time::Duration>> {
+        if let Some(matched) = &ctx.route {
+            let (learned, metrics) = (&self.shared.learned, &self.shared.metrics);
+            let route = &matched.route.name;
+            hints::on_body(
+                &mut ctx.html_pass,
+                body,
+                end_of_stream,
+                route,
+                learned,
+                metrics,
+            );
+        }
         self.fill_cache(body.as_ref(), end_of_stream, ctx);
         if end_of_stream {
             // The app has answered in full: its slot goes to the next waiter now, not after

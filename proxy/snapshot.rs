@@ -76,6 +76,8 @@ pub struct Shared {
     pub edge_cache: Arc<EdgeCache>,
     /// Admission controllers by pool; kept across reloads.
     pub controllers: Controllers,
+    /// Assets each route's HTML references (learned hints); kept across reloads.
+    pub learned: crate::hints::Learned,
 }
 
 impl Shared {
@@ -94,6 +96,7 @@ impl Shared {
             metrics,
             assets,
             edge_cache,
+            learned: crate::hints::Learned::default(),
         }
     }
 

@@ -367,4 +367,49 @@ pub struct RouteSection {
     pub cache: Option<RouteCacheSection>,
     /// `"critical"`, `"normal"` or `"sheddable"`: who waits and who is shed under load.
     pub priority: Option<Spanned<String>>,
+    /// Preload/prefetch hints, learned asset hints, Early Hints, script deferral.
+    pub hints: Option<HintsSection>,
+}
+
+/// `[routes.hints]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct HintsSection {
+    /// `rel=preload` links: what this page needs.
+    #[serde(default)]
+    pub preload: Vec<LinkSection>,
+    /// `rel=prefetch` links: what the next page likely needs.
+    #[serde(default)]
+    pub prefetch: Vec<LinkSection>,
+    /// Preload the fingerprinted scripts and stylesheets the route's HTML references.
+    #[serde(default = "default_true")]
+    pub learn: bool,
+    /// Send `103 Early Hints` to HTTP/1.1 clients.
+    #[serde(default)]
+    pub early_hints: bool,
+    /// Add `defer` to blocking `<script src>` in `<head>`; off when absent.
+    pub defer_scripts: Option<DeferScriptsSection>,
+}
+
+/// One `preload`/`prefetch` entry: `{ href = "/courses/{school}/{title}/course.json", as = "fetch" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LinkSection {
+    /// URL template: a path on this site; `{param}` names a parameter of the route's path.
+    pub href: Spanned<String>,
+    /// `fetch`, `script`, `style`, `font` or `image`; from the extension when absent.
+    #[serde(rename = "as")]
+    pub destination: Option<Spanned<String>>,
+}
+
+/// `[routes.hints.defer-scripts]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DeferScriptsSection {
+    /// `src` patterns (`*` = any run of characters) deferred; every script when empty.
+    #[serde(default)]
+    pub allow: Vec<Spanned<String>>,
+    /// `src` patterns never deferred (wins over `allow`).
+    #[serde(default)]
+    pub deny: Vec<Spanned<String>>,
 }

@@ -24,6 +24,7 @@ use toml::Spanned;
 use crate::admission::{AdmissionSettings, Priority};
 use crate::assets::{AssetRoute, AssetSource};
 use crate::edge_cache::CacheRoute;
+use crate::hints::{DeferScripts, Destination, LinkTemplate, Rel, RouteHints};
 use crate::routing::{HostPattern, PathTemplate, Route, RouteTable};
 use crate::tls::{load_certified_key, Certificate};
 
@@ -644,6 +645,15 @@ impl Validator<'_> {
                 },
                 None => None,
             };
+            let hints = match (&r.hints, &template) {
+                (Some(h), Some(template)) => {
+                    match self.hints(h, template, &format!("{key}.hints")) {
+                        Some(hints) => hints,
+                        None => continue,
+                    }
+                }
+                _ => RouteHints::default(),
+            };
             if let (Some(()), Some(template), Some(())) = (name_ok, template, pool_ok) {
                 out.push(Route {
                     name: Arc::from(name.as_str()),
@@ -654,10 +664,74 @@ impl Validator<'_> {
                     assets,
                     cache,
                     priority,
+                    hints,
                 });
             }
         }
         out
+    }
+
+    /// `[routes.hints]` of a route whose path compiled to `template`.
+    fn hints(
+        &mut self,
+        h: &file::HintsSection,
+        template: &PathTemplate,
+        key: &str,
+    ) -> Option<RouteHints> {
+        let mut links = Vec::new();
+        let mut ok = true;
+        for (rel, list, name) in [
+            (Rel::Preload, &h.preload, "preload"),
+            (Rel::Prefetch, &h.prefetch, "prefetch"),
+        ] {
+            for (i, entry) in list.iter().enumerate() {
+                let entry_key = format!("{key}.{name}[{i}]");
+                let destination = match &entry.destination {
+                    Some(d) => self.check(d, &format!("{entry_key}.as"), |d| Destination::parse(d)),
+                    None => self.check(&entry.href, &format!("{entry_key}.href"), |href| {
+                        Destination::from_extension(href).ok_or_else(|| {
+                            format!("cannot tell what `{href}` is from its extension: add `as = \"fetch\"` (or script, style, font, image)")
+                        })
+                    }),
+                };
+                let parsed = destination.and_then(|destination| {
+                    self.check(&entry.href, &format!("{entry_key}.href"), |href| {
+                        LinkTemplate::parse(href, rel, destination, template)
+                    })
+                });
+                match parsed {
+                    Some(link) => links.push(link),
+                    None => ok = false,
+                }
+            }
+        }
+        let defer_scripts = h.defer_scripts.as_ref().map(|d| {
+            let mut patterns = |list: &[Spanned<String>], name: &str| -> Vec<String> {
+                list.iter()
+                    .filter_map(|p| {
+                        self.check(p, &format!("{key}.defer-scripts.{name}"), |p| {
+                            if p.trim().is_empty() {
+                                Err(
+                                    "an empty pattern matches nothing: use \"*\" for every script"
+                                        .to_string(),
+                                )
+                            } else {
+                                Ok(p.clone())
+                            }
+                        })
+                    })
+                    .collect()
+            };
+            let allow = patterns(&d.allow, "allow");
+            let deny = patterns(&d.deny, "deny");
+            DeferScripts::new(allow, deny)
+        });
+        ok.then_some(RouteHints {
+            links,
+            learn: h.learn,
+            early_hints: h.early_hints,
+            defer_scripts,
+        })
     }
 }
 
@@ -776,5 +850,41 @@ pool = "app"
             "{}",
             errors[0].message
         );
+    }
+
+    #[test]
+    fn hint_templates_naming_unknown_params_are_errors_with_their_place() {
+        let dir = tempfile::tempdir().unwrap();
+        with_cert(dir.path());
+        let text = GOOD.replace("/{rest*}", "/courses/{school}/{title}")
+            + "[routes.hints]\npreload = [{ href = \"/c/{school}/{course}.json\" }, { href = \"/x\" }]\n";
+        let errors = Config::parse(&dir.path().join("f.toml"), &text)
+            .unwrap_err()
+            .0;
+        let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(errors.len(), 2, "{text:?}");
+        assert!(
+            text[0].contains(":19:21: routes[0].hints.preload[0].href: `/c/{school}/{course}.json` names `{course}`"),
+            "{text:?}"
+        );
+        assert!(
+            text[1].contains("routes[0].hints.preload[1].href: cannot tell what `/x` is"),
+            "{text:?}"
+        );
+    }
+
+    #[test]
+    fn hints_validate_into_the_route() {
+        let dir = tempfile::tempdir().unwrap();
+        with_cert(dir.path());
+        let text = GOOD.replace("/{rest*}", "/courses/{school}/{title}")
+            + "[routes.hints]\nearly-hints = true\nprefetch = [{ href = \"/c/{title}\", as = \"fetch\" }]\n[routes.hints.defer-scripts]\ndeny = [\"/assets/jquery-*\"]\n";
+        let config = Config::parse(&dir.path().join("f.toml"), &text).unwrap();
+        let hints = &config.routes[0].hints;
+        assert!(hints.early_hints && hints.learn);
+        assert_eq!(hints.links.len(), 1);
+        let defer = hints.defer_scripts.as_ref().unwrap();
+        assert!(!defer.applies_to("/assets/jquery-1.js"));
+        assert!(defer.applies_to("/assets/app-1.js"));
     }
 }

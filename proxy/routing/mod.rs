@@ -93,6 +93,8 @@ pub struct Route {
     pub cache: Option<crate::edge_cache::CacheRoute>,
     /// Who waits and who is shed under load.
     pub priority: crate::admission::Priority,
+    /// Preload/prefetch hints, learned asset hints, Early Hints, script deferral.
+    pub hints: crate::hints::RouteHints,
 }
 
 /// A route that matched, with what its template captured.
@@ -203,6 +205,7 @@ mod tests {
             assets: None,
             cache: None,
             priority: crate::admission::Priority::Normal,
+            hints: Default::default(),
         }
     }
 

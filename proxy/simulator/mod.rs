@@ -106,10 +106,16 @@ pub struct Simulator {
 impl Simulator {
     /// Builds the app, generating its assets once (a few milliseconds in a release build).
     pub fn new(options: SimulatorOptions) -> Self {
+        Simulator::release(options, 0)
+    }
+
+    /// Like [`Simulator::new`], as release number `release` of the app: another release has
+    /// the same pages with other asset fingerprints (what a deploy does). Release 0 is `new`.
+    pub fn release(options: SimulatorOptions, release: u64) -> Self {
         Simulator {
             workers: Workers::new(options.workers.get()),
             options,
-            assets: Assets::generate(),
+            assets: Assets::generate(release),
             stats: Stats::default(),
         }
     }

@@ -647,9 +647,14 @@ impl std::fmt::Debug for Assets {
 impl Assets {
     /// Generates the application bundle (~500 KB), the stylesheet (~80 KB) and five vendor
     /// scripts (8–30 KB). Takes a few milliseconds; done once per [`super::Simulator`].
-    pub(crate) fn generate() -> Self {
+    /// A `release` other than 0 ends every file with a comment naming it, which changes every
+    /// fingerprint, as a deploy does.
+    pub(crate) fn generate(release: u64) -> Self {
         let mut by_path = HashMap::new();
-        let mut add = |name: &str, ext: &str, body: String, content_type: &'static str| {
+        let mut add = |name: &str, ext: &str, mut body: String, content_type: &'static str| {
+            if release != 0 {
+                let _ = writeln!(body, "/* release {release} */");
+            }
             let path = format!("/assets/{name}-{:016x}.{ext}", fnv1a(body.as_bytes()));
             by_path.insert(
                 path.clone(),
@@ -927,8 +932,19 @@ mod tests {
     }
 
     #[test]
+    fn another_release_changes_every_fingerprint_and_keeps_the_naming() {
+        let (a, b) = (Assets::generate(0), Assets::generate(1));
+        assert_eq!(b.paths().count(), 7);
+        for path in b.paths() {
+            assert!(a.get(path).is_none(), "{path} is in both releases");
+            assert!(crate::assets::is_fingerprinted(path), "{path}");
+        }
+        assert!(b.home_page().contains(&b.js) && !b.home_page().contains(&a.js));
+    }
+
+    #[test]
     fn assets_are_the_same_on_every_generation_and_named_by_their_hash() {
-        let (a, b) = (Assets::generate(), Assets::generate());
+        let (a, b) = (Assets::generate(0), Assets::generate(0));
         assert_eq!((&a.js, &a.css, &a.vendor), (&b.js, &b.css, &b.vendor));
         assert_eq!(a.paths().count(), 7);
         for path in a.paths() {
@@ -949,7 +965,7 @@ mod tests {
 
     #[test]
     fn the_bundle_is_varied_not_one_repeated_line() {
-        let assets = Assets::generate();
+        let assets = Assets::generate(0);
         let body = &assets.get(&assets.js).unwrap().body;
         let text = std::str::from_utf8(body).unwrap();
         let lines: Vec<&str> = text.lines().collect();
@@ -966,7 +982,7 @@ mod tests {
 
     #[test]
     fn pages_load_the_stylesheet_and_six_blocking_scripts_in_head() {
-        let assets = Assets::generate();
+        let assets = Assets::generate(0);
         for page in [
             assets.home_page(),
             assets.training_page(),
@@ -983,7 +999,7 @@ mod tests {
 
     #[test]
     fn course_pages_fetch_the_four_documents_and_escape_url_text() {
-        let assets = Assets::generate();
+        let assets = Assets::generate(0);
         let page = assets.course_page("mit", "physics");
         assert!(page.contains("data-base=\"/courses/mit/physics/\""));
         for name in [

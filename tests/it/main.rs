@@ -10,6 +10,7 @@ mod compression;
 mod edge_cache;
 mod headers;
 mod health;
+mod hints;
 mod reload;
 mod routing;
 mod tls;

@@ -1,0 +1,124 @@
+//! Learned asset hints: the fingerprinted scripts and stylesheets each route's HTML last
+//! referenced, kept per route so later responses can preload them.
+//!
+//! Bounded: at most [`MAX_ROUTES`] routes and [`MAX_PER_ROUTE`] assets each. A page that
+//! references other assets than the ones remembered (a deploy changed the fingerprints)
+//! replaces the route's list, so hints follow the live page. Kept across config reloads
+//! (keyed by route name).
+
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use super::link::{Destination, Link, Rel};
+
+/// Routes remembered; route names come from the config, so this is only a backstop.
+pub const MAX_ROUTES: usize = 1024;
+/// Assets remembered per route: preloading more than a handful competes with the page.
+pub const MAX_PER_ROUTE: usize = 16;
+
+/// What the routes' pages reference, by route name.
+#[derive(Debug, Default)]
+pub struct Learned {
+    by_route: RwLock<HashMap<Arc<str>, Arc<[Link]>>>,
+}
+
+/// What [`Learned::observe`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Observed {
+    /// The route's list is what the page referenced already.
+    Unchanged,
+    /// The list was new or replaced (first page, or a deploy).
+    Updated,
+    /// The route is new and the store is full.
+    Full,
+}
+
+impl Learned {
+    /// The hints learned for `route` (empty if none).
+    pub fn get(&self, route: &str) -> Arc<[Link]> {
+        self.by_route
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(route)
+            .cloned()
+            .unwrap_or_else(|| Arc::from(Vec::new()))
+    }
+
+    /// Records the assets a page of `route` referenced, in document order.
+    pub fn observe(&self, route: &Arc<str>, assets: &[Link]) -> Observed {
+        let assets = &assets[..assets.len().min(MAX_PER_ROUTE)];
+        if self.get(route).as_ref() == assets {
+            return Observed::Unchanged;
+        }
+        let mut map = self
+            .by_route
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !map.contains_key(route) && map.len() >= MAX_ROUTES {
+            return Observed::Full;
+        }
+        map.insert(route.clone(), Arc::from(assets.to_vec()));
+        Observed::Updated
+    }
+}
+
+/// The preload hint for an asset a page references (`src` of a classic script, `href` of a
+/// stylesheet), if it is a fingerprinted path on this site.
+pub fn asset_link(url: &str, destination: Destination) -> Option<Link> {
+    let path = url.split(['?', '#']).next().unwrap_or(url);
+    let same_origin = path.starts_with('/') && !path.starts_with("//");
+    let safe = url
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && !matches!(b, b'<' | b'>' | b',' | b';' | b'"'));
+    (same_origin && safe && crate::assets::is_fingerprinted(path)).then(|| Link {
+        url: url.to_string(),
+        rel: Rel::Preload,
+        destination,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn script(path: &str) -> Link {
+        asset_link(path, Destination::Script).unwrap()
+    }
+
+    #[test]
+    fn only_fingerprinted_same_origin_paths_are_hinted() {
+        assert!(asset_link("/assets/app-0123456789abcdef.js", Destination::Script).is_some());
+        assert!(asset_link("/assets/app.js", Destination::Script).is_none());
+        assert!(asset_link("//cdn.example/app-0123456789abcdef.js", Destination::Script).is_none());
+        assert!(asset_link(
+            "https://cdn.example/app-0123456789abcdef.js",
+            Destination::Script
+        )
+        .is_none());
+        assert!(asset_link("/assets/a>b-0123456789abcdef.js", Destination::Script).is_none());
+    }
+
+    #[test]
+    fn a_changed_page_replaces_the_list_and_the_store_is_bounded() {
+        let learned = Learned::default();
+        let route: Arc<str> = Arc::from("course");
+        let v1 = vec![script("/assets/app-0123456789abcdef.js")];
+        let v2 = vec![script("/assets/app-fedcba9876543210.js")];
+        assert_eq!(learned.observe(&route, &v1), Observed::Updated);
+        assert_eq!(learned.observe(&route, &v1), Observed::Unchanged);
+        assert_eq!(learned.get("course").as_ref(), v1.as_slice());
+        assert_eq!(learned.observe(&route, &v2), Observed::Updated);
+        assert_eq!(learned.get("course").as_ref(), v2.as_slice());
+
+        let many: Vec<Link> = (0..40)
+            .map(|i| script(&format!("/assets/a{i}-0123456789abcdef.js")))
+            .collect();
+        learned.observe(&route, &many);
+        assert_eq!(learned.get("course").len(), MAX_PER_ROUTE);
+        for i in 0..MAX_ROUTES {
+            learned.observe(&Arc::from(format!("r{i}")), &v1);
+        }
+        assert_eq!(learned.observe(&Arc::from("one-more"), &v1), Observed::Full);
+        assert!(learned.get("one-more").is_empty());
+    }
+}
