@@ -580,6 +580,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn overload_expires_waiters_older_than_five_targets() {
+        let a = controller(2, 0, 1);
+        let long_ago = Instant::now() - Duration::from_millis(500);
+        // Both slots held; the first dispatch waited 500 ms: a run above target starts.
+        let first = a.admit(Priority::Normal, long_ago).await.unwrap();
+        let _second = a.admit(Priority::Normal, long_ago).await.unwrap();
+        let waiter = |a: &Arc<Admission>| {
+            let a = a.clone();
+            tokio::spawn(async move { a.admit(Priority::Normal, Instant::now()).await.err() })
+        };
+        let (w1, w2) = (waiter(&a), waiter(&a));
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        // A slot frees after the interval: the dispatch of w1 (120 ms > target) makes it
+        // overload, and w2, waiting 120 ms > 5 × 20 ms, is expired.
+        drop(first);
+        assert_eq!(w1.await.unwrap(), None, "w1 got the slot");
+        assert_eq!(w2.await.unwrap(), Some(Shed::Timeout), "w2 expired");
+        assert_eq!(a.load().1, 0);
+    }
+
+    #[tokio::test]
     async fn a_standing_queue_sheds_all_but_critical_and_ends() {
         let a = controller(1, 0, 1);
         let long_ago = Instant::now() - Duration::from_millis(500);
