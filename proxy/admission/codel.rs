@@ -2,6 +2,10 @@
 //! requests wait in frontdoor's queue. A queue that drains within `target` is a good queue
 //! (bursts); one whose *minimum* wait stays above `target` for a whole `interval` is a standing
 //! queue: the app is over capacity and waiting longer only makes every answer late.
+//!
+//! Leaving overload has its own rule. While overloaded the queue is kept short (the admission
+//! controller refuses what does not fit), so waits stay low *because* of the shedding and say
+//! nothing about the load; overload ends once a whole `interval` passes without a refusal.
 
 use std::time::{Duration, Instant};
 
@@ -13,6 +17,8 @@ pub struct Codel {
     /// When the wait first went above target in the current run, plus `interval`.
     above_since: Option<Instant>,
     overloaded: bool,
+    /// The last request refused for overload (entering overload counts as one).
+    last_refusal: Option<Instant>,
 }
 
 impl Codel {
@@ -23,6 +29,7 @@ impl Codel {
             interval,
             above_since: None,
             overloaded: false,
+            last_refusal: None,
         }
     }
 
@@ -31,18 +38,37 @@ impl Codel {
     pub fn observe(&mut self, wait: Duration, now: Instant) {
         if wait < self.target {
             self.above_since = None;
-            self.overloaded = false;
-        } else {
-            match self.above_since {
-                None => self.above_since = Some(now + self.interval),
-                Some(deadline) if now >= deadline => self.overloaded = true,
-                Some(_) => {}
+            return;
+        }
+        match self.above_since {
+            None => self.above_since = Some(now + self.interval),
+            Some(deadline) if now >= deadline && !self.overloaded => {
+                self.overloaded = true;
+                self.last_refusal = Some(now);
             }
+            Some(_) => {}
         }
     }
 
-    /// Whether a standing queue exists: shed new arrivals, serve the queue LIFO, expire the
-    /// oldest waiters.
+    /// A request was refused for overload at `now`.
+    pub fn refused(&mut self, now: Instant) {
+        self.last_refusal = Some(now);
+    }
+
+    /// Whether a standing queue exists (shed what does not fit a short queue, serve LIFO,
+    /// expire the oldest waiters); ends an overload that refused nothing for an interval.
+    pub fn overloaded_at(&mut self, now: Instant) -> bool {
+        let quiet = self
+            .last_refusal
+            .is_none_or(|t| now.saturating_duration_since(t) >= self.interval);
+        if self.overloaded && quiet {
+            self.overloaded = false;
+            self.above_since = None;
+        }
+        self.overloaded
+    }
+
+    /// Whether the last check found overload (no state change).
     pub fn overloaded(&self) -> bool {
         self.overloaded
     }
@@ -79,9 +105,13 @@ mod tests {
         // Above target for a whole interval.
         c.observe(30 * MS, t0 + 200 * MS);
         c.observe(30 * MS, t0 + 251 * MS);
-        assert!(c.overloaded());
-        // One dispatch under target ends it.
+        assert!(c.overloaded_at(t0 + 251 * MS));
+        // Short waits while shedding do not end it; refusals keep it going.
         c.observe(MS, t0 + 300 * MS);
-        assert!(!c.overloaded());
+        c.refused(t0 + 340 * MS);
+        assert!(c.overloaded_at(t0 + 400 * MS));
+        // An interval without a refusal ends it.
+        assert!(!c.overloaded_at(t0 + 440 * MS));
+        assert!(!c.overloaded_at(t0 + 500 * MS));
     }
 }

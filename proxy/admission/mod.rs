@@ -7,11 +7,13 @@
 //! within its slots, since the pool's total is).
 //!
 //! Overload is decided on that wait by CoDel's rule ([`codel`]): when the minimum wait stays
-//! above `target` for an `interval`, a standing queue exists. Then new `normal` and
-//! `sheddable` requests are refused at once (503 in well under a millisecond), waiters older
-//! than [`EXPIRE_TARGETS`] targets are expired, and the queue is served LIFO so that those
-//! still admitted meet their deadline; `critical` requests still queue and may use
-//! `reserved-slots` no other priority can take. Out of overload the queue is FIFO.
+//! above `target` for an `interval`, a standing queue exists. Then the queue is kept short —
+//! one waiter per slot, about one service time of waiting — and new `normal` and `sheddable`
+//! requests that do not fit are refused at once (503 in well under a millisecond); waiters
+//! older than [`EXPIRE_TARGETS`] targets are expired, and the queue is served LIFO so that
+//! those admitted meet their deadline. `critical` requests always queue and may use
+//! `reserved-slots` no other priority can take. Overload ends after an interval without a
+//! refusal; the queue is FIFO again.
 //!
 //! The controllers live across reloads (keyed by pool name): a reload retunes them and never
 //! forgets a request in flight.
@@ -284,8 +286,11 @@ impl Admission {
                 self.metrics.queue_waited(&self.pool, wait);
                 return Ok(self.permit(backend, now));
             }
+            let overloaded = state.codel.overloaded_at(now);
             state.expire(now);
-            let refusal = if state.codel.overloaded() && priority != Priority::Critical {
+            let short_queue_full = state.queued() >= state.total_slots();
+            let refusal = if overloaded && priority != Priority::Critical && short_queue_full {
+                state.codel.refused(now);
                 Some(Shed::Overload)
             } else if state.queued() >= state.settings.queue_length {
                 Some(Shed::QueueFull)
@@ -356,8 +361,8 @@ impl Admission {
     /// expiring waiters past their time.
     fn dispatch(self: &Arc<Self>, state: &mut State, now: Instant) {
         'next: while state.queued() > 0 {
+            let lifo = state.codel.overloaded_at(now);
             state.expire(now);
-            let lifo = state.codel.overloaded();
             for class in 0..state.queues.len() {
                 let Some(front) = state.queues[class].front() else {
                     continue;
@@ -407,7 +412,7 @@ impl Admission {
 
     /// Whether a standing queue exists (offloaded-job replays wait while it does).
     pub fn overloaded(&self) -> bool {
-        self.lock().codel.overloaded()
+        self.lock().codel.overloaded_at(Instant::now())
     }
 
     fn retune(self: &Arc<Self>, settings: AdmissionSettings, backends: usize) {
@@ -601,7 +606,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_standing_queue_sheds_all_but_critical_and_ends() {
+    async fn a_standing_queue_keeps_a_short_queue_sheds_the_rest_but_critical_and_ends() {
         let a = controller(1, 0, 1);
         let long_ago = Instant::now() - Duration::from_millis(500);
         // A slot taken by a request that waited 500 ms: above target, starts a run.
@@ -610,22 +615,28 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(110)).await;
         let held = a.admit(Priority::Normal, long_ago).await.unwrap();
         assert!(a.overloaded());
-        assert_eq!(
-            a.admit(Priority::Sheddable, Instant::now()).await.err(),
-            Some(Shed::Overload)
-        );
-        assert_eq!(
-            a.admit(Priority::Normal, Instant::now()).await.err(),
-            Some(Shed::Overload)
-        );
-        let critical = tokio::spawn({
+        // One waiter per slot may queue; the next is refused at once.
+        let queued = {
             let a = a.clone();
-            async move { a.admit(Priority::Critical, Instant::now()).await.is_ok() }
-        });
+            tokio::spawn(async move { a.admit(Priority::Normal, Instant::now()).await.is_ok() })
+        };
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        for priority in [Priority::Normal, Priority::Sheddable] {
+            assert_eq!(
+                a.admit(priority, Instant::now()).await.err(),
+                Some(Shed::Overload)
+            );
+        }
+        let critical = {
+            let a = a.clone();
+            tokio::spawn(async move { a.admit(Priority::Critical, Instant::now()).await.is_ok() })
+        };
         tokio::time::sleep(Duration::from_millis(5)).await;
         drop(held);
-        assert!(critical.await.unwrap(), "critical still served");
-        assert!(!a.overloaded(), "a short wait ended the overload");
-        assert!(a.admit(Priority::Normal, Instant::now()).await.is_ok());
+        assert!(critical.await.unwrap(), "critical first");
+        assert!(queued.await.unwrap(), "then the short queue");
+        // An interval without refusals ends it.
+        tokio::time::sleep(Duration::from_millis(110)).await;
+        assert!(!a.overloaded());
     }
 }
