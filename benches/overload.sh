@@ -2,7 +2,7 @@
 # The overload run (issue 6): the simulator with 4 workers × 25 ms (capacity 160 req/s) offered
 # 3× its capacity, open loop (benches/overload.rs), for 30 s, with a /healthz probe every 50 ms
 # and every tenth request to a critical route. The same load against frontdoor (4 slots,
-# target 20 ms), HAProxy (`maxconn 4` + `timeout queue`, critical routes in a higher priority
+# target 20 ms, CoDel's own interval of 100 ms: a steady overload, not page-load bursts), HAProxy (`maxconn 4` + `timeout queue`, critical routes in a higher priority
 # class, `monitor-uri /healthz`) and nginx (plain proxy, `location = /healthz` answered by
 # nginx), one after the other, each proxy alone on core 0 over HTTPS/1.1; the generator and
 # the simulator on core 1. Prints one JSON line per proxy.
@@ -50,7 +50,7 @@ backends = ["127.0.0.1:$sim"]
 [pools.app.admission]
 slots = 4
 target = "20ms"
-interval = "500ms"
+interval = "100ms"
 queue-timeout = "1s"
 [[routes]]
 name = "critical"
@@ -65,7 +65,7 @@ TOML
 
 cat > "$tmp/haproxy.cfg" <<CFG
 global
-  maxconn 20000
+  maxconn 8000
 defaults
   mode http
   timeout connect 1s
@@ -88,7 +88,7 @@ worker_processes 1;
 daemon off;
 pid $tmp/nginx/nginx.pid;
 error_log $tmp/nginx/error.log error;
-events { worker_connections 20000; }
+events { worker_connections 8000; }
 http {
   access_log off;
 $(nginx_temp_paths)
