@@ -17,6 +17,7 @@ fn route(name: String, host: Option<&str>, methods: Option<Vec<Method>>, path: &
         template: PathTemplate::parse(path).expect("template"),
         pool: Arc::from("app"),
         assets: None,
+        offload: None,
     }
 }
 

@@ -11,6 +11,7 @@
 //! - [`compression`]: on-the-fly Brotli/gzip of dynamic text responses.
 //! - [`tls`]: certificate loading and validation, the SNI resolver, dev-certificate generation.
 //! - [`upstream`]: pools of backends and peer selection.
+//! - [`jobs`]: offload routes answered 202 and replayed later as durable jobs (embedded or Redis store), schedules.
 //! - [`headers`]: `X-Request-Start`, `X-Forwarded-*`, `X-Request-Id`, hop-by-hop handling.
 //! - [`snapshot`]: everything the request path reads, built from a `Config` and swapped whole on reload.
 //! - [`reload`]: the background service that reloads the config on SIGHUP or file change.
@@ -42,6 +43,7 @@ pub mod assets;
 pub mod compression;
 pub mod config;
 pub mod headers;
+pub mod jobs;
 pub mod metrics;
 pub mod redirect;
 pub mod reload;

@@ -14,6 +14,7 @@ use std::time::{Instant, SystemTime};
 use crate::assets;
 use crate::compression::{self, Compressor};
 use crate::headers::{self, Forwarding, HeaderEdit};
+use crate::jobs;
 use crate::metrics::NO_ROUTE;
 use crate::routing::RouteMatch;
 use crate::snapshot::Shared;
@@ -177,7 +178,8 @@ impl ProxyHttp for Frontdoor {
         Ok(())
     }
 
-    /// Routes the request. `Ok(true)` = a response was already written (no route: 404).
+    /// Routes the request. `Ok(true)` = a response was already written (no route: 404; a
+    /// job's status; an offloaded request's 202).
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let snapshot = self.shared.snapshot.load_full();
         ctx.trusted = headers::is_trusted(peer_ip(session), snapshot.trusted_proxies());
@@ -188,6 +190,10 @@ impl ProxyHttp for Frontdoor {
             .and_then(|v| v.to_str().ok())
             .filter(|id| ctx.trusted && headers::acceptable_request_id(id))
             .map_or_else(headers::new_request_id, str::to_string);
+        let jobs = self.shared.jobs.as_deref();
+        if jobs::http::serve_status(session, jobs, &ctx.request_id).await? {
+            return Ok(true);
+        }
         let head = session.req_header();
         ctx.host = request_host(head);
         ctx.route = snapshot
@@ -200,6 +206,12 @@ impl ProxyHttp for Frontdoor {
         if ctx.pool.is_none() {
             respond(session, 404, "no route for this request\n", &ctx.request_id).await?;
             return Ok(true);
+        }
+        if let (Some(matched), Some(jobs)) = (&ctx.route, jobs) {
+            if let Some(offload) = &matched.route.offload {
+                jobs::http::offload(session, jobs, matched, offload, &ctx.request_id).await?;
+                return Ok(true);
+            }
         }
         self.serve_asset(session, ctx).await
     }

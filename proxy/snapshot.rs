@@ -59,6 +59,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Fingerprinted assets in memory; sized at start and kept across reloads.
     pub assets: Arc<AssetCache>,
+    /// The job system, when some route offloads or a schedule exists (set once at start).
+    pub jobs: Option<Arc<crate::jobs::Jobs>>,
 }
 
 impl Shared {
@@ -73,7 +75,14 @@ impl Shared {
             certs,
             metrics,
             assets,
+            jobs: None,
         }
+    }
+
+    /// With the job system `jobs` (opened by the server at start).
+    pub fn with_jobs(mut self, jobs: Option<Arc<crate::jobs::Jobs>>) -> Self {
+        self.jobs = jobs;
+        self
     }
 
     /// Swaps in `config`: certificates first, so a route never refers to a missing cert.

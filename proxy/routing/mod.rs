@@ -89,6 +89,8 @@ pub struct Route {
     pub pool: Arc<str>,
     /// Fingerprinted assets of this route are served from memory.
     pub assets: Option<crate::assets::AssetRoute>,
+    /// Requests of this route become durable jobs answered with 202.
+    pub offload: Option<crate::jobs::OffloadRoute>,
 }
 
 /// A route that matched, with what its template captured.
@@ -197,6 +199,7 @@ mod tests {
             template: PathTemplate::parse(path).unwrap_or_else(|e| panic!("{path}: {e}")),
             pool: Arc::from("app"),
             assets: None,
+            offload: None,
         }
     }
 

@@ -1,0 +1,429 @@
+//! The embedded store: one redb file, every step one ACID write transaction (fsync on commit),
+//! so a job answered with 202 survives `kill -9`. Jobs that were running when the process
+//! died are queued again when the file is opened (at-least-once).
+//!
+//! Tables: `jobs` (id → JSON record), `queue` ((due ms, id) → (route, enqueued ms)), `dedup`
+//! and `idempotency` ("route\0key" → id), `locks` (name → expiry ms). redb is blocking: every
+//! call runs on Tokio's blocking pool.
+
+use async_trait::async_trait;
+use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::store::{Cancelled, Depth, Enqueued, Finish, Job, JobState, JobStore, StoreError};
+
+const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("jobs");
+const QUEUE: TableDefinition<(u64, &str), (&str, u64)> = TableDefinition::new("queue");
+const DEDUP: TableDefinition<&str, &str> = TableDefinition::new("dedup");
+const IDEMPOTENCY: TableDefinition<&str, &str> = TableDefinition::new("idempotency");
+const LOCKS: TableDefinition<&str, u64> = TableDefinition::new("locks");
+
+/// The redb-backed store.
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+}
+
+fn scoped(route: &str, key: &str) -> String {
+    format!("{route}\u{0}{key}")
+}
+
+fn decode(bytes: &[u8]) -> Result<Job, StoreError> {
+    Ok(serde_json::from_slice(bytes)?)
+}
+
+type Tx = redb::WriteTransaction;
+
+fn read_job(tx: &Tx, id: &str) -> Result<Option<Job>, StoreError> {
+    let jobs = tx.open_table(JOBS).map_err(redb::Error::from)?;
+    let bytes = jobs
+        .get(id)
+        .map_err(redb::Error::from)?
+        .map(|v| v.value().to_vec());
+    bytes.map(|b| decode(&b)).transpose()
+}
+
+fn write_job(tx: &Tx, job: &Job) -> Result<(), StoreError> {
+    let bytes = serde_json::to_vec(job)?;
+    let mut jobs = tx.open_table(JOBS).map_err(redb::Error::from)?;
+    jobs.insert(job.id.as_str(), bytes.as_slice())
+        .map_err(redb::Error::from)?;
+    Ok(())
+}
+
+fn queue_job(tx: &Tx, job: &Job) -> Result<(), StoreError> {
+    let mut queue = tx.open_table(QUEUE).map_err(redb::Error::from)?;
+    queue
+        .insert(
+            (job.due_ms, job.id.as_str()),
+            (job.route.as_str(), job.enqueued_ms),
+        )
+        .map_err(redb::Error::from)?;
+    Ok(())
+}
+
+fn release_dedup(tx: &Tx, job: &Job) -> Result<(), StoreError> {
+    if let Some(key) = &job.dedup {
+        let mut dedup = tx.open_table(DEDUP).map_err(redb::Error::from)?;
+        let scoped = scoped(&job.route, key);
+        let holder = dedup
+            .get(scoped.as_str())
+            .map_err(redb::Error::from)?
+            .map(|v| v.value().to_string());
+        if holder.as_deref() == Some(job.id.as_str()) {
+            dedup.remove(scoped.as_str()).map_err(redb::Error::from)?;
+        }
+    }
+    Ok(())
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the file at `path` and queues again the jobs that were running.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent() {
+            // A missing data folder is created; a failure shows up as the open error below.
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let db = Database::create(path).map_err(redb::Error::from)?;
+        let tx = db.begin_write().map_err(redb::Error::from)?;
+        let mut requeued = 0;
+        {
+            tx.open_table(DEDUP).map_err(redb::Error::from)?;
+            tx.open_table(IDEMPOTENCY).map_err(redb::Error::from)?;
+            tx.open_table(LOCKS).map_err(redb::Error::from)?;
+            tx.open_table(QUEUE).map_err(redb::Error::from)?;
+            let running: Vec<Job> = {
+                let jobs = tx.open_table(JOBS).map_err(redb::Error::from)?;
+                let mut running = Vec::new();
+                for entry in jobs.iter().map_err(redb::Error::from)? {
+                    let (_, value) = entry.map_err(redb::Error::from)?;
+                    let job = decode(value.value())?;
+                    if job.state == JobState::Running {
+                        running.push(job);
+                    }
+                }
+                running
+            };
+            for mut job in running {
+                job.state = JobState::Queued;
+                job.last_error = Some("frontdoor stopped while it ran".to_string());
+                write_job(&tx, &job)?;
+                queue_job(&tx, &job)?;
+                requeued += 1;
+            }
+        }
+        tx.commit().map_err(redb::Error::from)?;
+        if requeued > 0 {
+            tracing::warn!("jobs: {requeued} job(s) were running at the last stop; queued again");
+        }
+        Ok(EmbeddedStore { db: Arc::new(db) })
+    }
+
+    /// Runs `work` in one write transaction on the blocking pool; commits if it succeeds.
+    async fn write<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Tx) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let tx = db.begin_write().map_err(redb::Error::from)?;
+            let out = work(&tx)?;
+            tx.commit().map_err(redb::Error::from)?;
+            Ok(out)
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    /// Runs `work` in a read transaction on the blocking pool.
+    async fn read<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&redb::ReadTransaction) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let tx = db.begin_read().map_err(redb::Error::from)?;
+            work(&tx)
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+}
+
+#[async_trait]
+impl JobStore for EmbeddedStore {
+    async fn enqueue(&self, job: Job, _dedup_ttl: Duration) -> Result<Enqueued, StoreError> {
+        self.write(move |tx| {
+            if let Some(key) = &job.idempotency_key {
+                let scoped = scoped(&job.route, key);
+                let known = {
+                    let table = tx.open_table(IDEMPOTENCY).map_err(redb::Error::from)?;
+                    let id = table
+                        .get(scoped.as_str())
+                        .map_err(redb::Error::from)?
+                        .map(|v| v.value().to_string());
+                    id
+                };
+                if let Some(existing) = known.and_then(|id| read_job(tx, &id).transpose()) {
+                    let existing = existing?;
+                    return Ok(if existing.fingerprint == job.fingerprint {
+                        Enqueued::Replayed(existing)
+                    } else {
+                        Enqueued::Conflict
+                    });
+                }
+            }
+            if let Some(key) = &job.dedup {
+                let holder = {
+                    let table = tx.open_table(DEDUP).map_err(redb::Error::from)?;
+                    let id = table
+                        .get(scoped(&job.route, key).as_str())
+                        .map_err(redb::Error::from)?
+                        .map(|v| v.value().to_string());
+                    id
+                };
+                if let Some(existing) = holder.and_then(|id| read_job(tx, &id).transpose()) {
+                    let existing = existing?;
+                    if existing.state.is_active() {
+                        return Ok(Enqueued::Deduplicated(existing));
+                    }
+                }
+                let mut table = tx.open_table(DEDUP).map_err(redb::Error::from)?;
+                table
+                    .insert(scoped(&job.route, key).as_str(), job.id.as_str())
+                    .map_err(redb::Error::from)?;
+            }
+            if let Some(key) = &job.idempotency_key {
+                let mut table = tx.open_table(IDEMPOTENCY).map_err(redb::Error::from)?;
+                table
+                    .insert(scoped(&job.route, key).as_str(), job.id.as_str())
+                    .map_err(redb::Error::from)?;
+            }
+            write_job(tx, &job)?;
+            queue_job(tx, &job)?;
+            Ok(Enqueued::New(job))
+        })
+        .await
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<Job>, StoreError> {
+        let id = id.to_string();
+        self.read(move |tx| {
+            let jobs = tx.open_table(JOBS).map_err(redb::Error::from)?;
+            let bytes = jobs
+                .get(id.as_str())
+                .map_err(redb::Error::from)?
+                .map(|v| v.value().to_vec());
+            bytes.map(|b| decode(&b)).transpose()
+        })
+        .await
+    }
+
+    async fn cancel(&self, id: &str) -> Result<Cancelled, StoreError> {
+        let id = id.to_string();
+        self.write(move |tx| {
+            let Some(mut job) = read_job(tx, &id)? else {
+                return Ok(Cancelled::Unknown);
+            };
+            if job.state != JobState::Queued {
+                return Ok(Cancelled::TooLate(job.state));
+            }
+            {
+                let mut queue = tx.open_table(QUEUE).map_err(redb::Error::from)?;
+                queue
+                    .remove((job.due_ms, job.id.as_str()))
+                    .map_err(redb::Error::from)?;
+            }
+            job.state = JobState::Cancelled;
+            job.finished_ms = Some(super::store::now_ms());
+            release_dedup(tx, &job)?;
+            write_job(tx, &job)?;
+            Ok(Cancelled::Cancelled)
+        })
+        .await
+    }
+
+    async fn claim(&self, routes: &[String], now_ms: u64) -> Result<Option<Job>, StoreError> {
+        let routes = routes.to_vec();
+        self.write(move |tx| {
+            let found = {
+                let queue = tx.open_table(QUEUE).map_err(redb::Error::from)?;
+                let mut found = None;
+                for entry in queue
+                    .range((0u64, "")..(now_ms.saturating_add(1), ""))
+                    .map_err(redb::Error::from)?
+                {
+                    let (key, value) = entry.map_err(redb::Error::from)?;
+                    let (due, id) = key.value();
+                    let (route, _) = value.value();
+                    if routes.iter().any(|r| r == route) {
+                        found = Some((due, id.to_string()));
+                        break;
+                    }
+                }
+                found
+            };
+            let Some((due, id)) = found else {
+                return Ok(None);
+            };
+            {
+                let mut queue = tx.open_table(QUEUE).map_err(redb::Error::from)?;
+                queue
+                    .remove((due, id.as_str()))
+                    .map_err(redb::Error::from)?;
+            }
+            let Some(mut job) = read_job(tx, &id)? else {
+                return Ok(None);
+            };
+            job.state = JobState::Running;
+            job.attempt += 1;
+            write_job(tx, &job)?;
+            Ok(Some(job))
+        })
+        .await
+    }
+
+    async fn touch(&self, _job: &Job) -> Result<(), StoreError> {
+        // One process owns the file: a running job is lost only with the process, and is
+        // queued again when the file is opened.
+        Ok(())
+    }
+
+    async fn finish(&self, job: &Job, finish: Finish, keep: Duration) -> Result<Job, StoreError> {
+        let id = job.id.clone();
+        let keep_ms = u64::try_from(keep.as_millis()).unwrap_or(u64::MAX);
+        self.write(move |tx| {
+            let Some(mut job) = read_job(tx, &id)? else {
+                return Err(StoreError::Task(format!("job {id} vanished")));
+            };
+            let now = super::store::now_ms();
+            match finish {
+                Finish::Done(result) => {
+                    job.state = JobState::Done;
+                    job.result = Some(result);
+                }
+                Finish::Failed(error) => {
+                    job.state = JobState::Failed;
+                    job.last_error = Some(error);
+                }
+                Finish::Retry { due_ms, error } => {
+                    job.state = JobState::Queued;
+                    job.due_ms = due_ms;
+                    job.last_error = Some(error);
+                    write_job(tx, &job)?;
+                    queue_job(tx, &job)?;
+                    return Ok(job);
+                }
+            }
+            job.finished_ms = Some(now);
+            // The purge deletes after `due_ms` for finished jobs: reuse it as the expiry.
+            job.due_ms = now.saturating_add(keep_ms);
+            release_dedup(tx, &job)?;
+            write_job(tx, &job)?;
+            Ok(job)
+        })
+        .await
+    }
+
+    async fn active(&self, limit: usize) -> Result<Vec<Job>, StoreError> {
+        self.read(move |tx| {
+            let jobs = tx.open_table(JOBS).map_err(redb::Error::from)?;
+            let mut out = Vec::new();
+            for entry in jobs.iter().map_err(redb::Error::from)? {
+                let (_, value) = entry.map_err(redb::Error::from)?;
+                let mut job = decode(value.value())?;
+                if job.state.is_active() {
+                    job.body = Vec::new();
+                    out.push(job);
+                }
+            }
+            out.sort_by_key(|j| j.enqueued_ms);
+            out.truncate(limit);
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn depth(&self) -> Result<Depth, StoreError> {
+        self.read(|tx| {
+            let queue = tx.open_table(QUEUE).map_err(redb::Error::from)?;
+            let mut depth = Depth {
+                queued: queue.len().map_err(redb::Error::from)?,
+                ..Depth::default()
+            };
+            for entry in queue.iter().map_err(redb::Error::from)? {
+                let (_, value) = entry.map_err(redb::Error::from)?;
+                let (_, enqueued) = value.value();
+                depth.oldest_enqueued_ms = Some(
+                    depth
+                        .oldest_enqueued_ms
+                        .map_or(enqueued, |o| o.min(enqueued)),
+                );
+            }
+            Ok(depth)
+        })
+        .await
+    }
+
+    async fn try_lock(&self, name: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let name = name.to_string();
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        self.write(move |tx| {
+            let now = super::store::now_ms();
+            let mut locks = tx.open_table(LOCKS).map_err(redb::Error::from)?;
+            let held = locks
+                .get(name.as_str())
+                .map_err(redb::Error::from)?
+                .is_some_and(|v| v.value() > now);
+            if held {
+                return Ok(false);
+            }
+            locks
+                .insert(name.as_str(), now.saturating_add(ttl_ms))
+                .map_err(redb::Error::from)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn purge(&self, now_ms: u64) -> Result<usize, StoreError> {
+        self.write(move |tx| {
+            let expired: Vec<Job> = {
+                let jobs = tx.open_table(JOBS).map_err(redb::Error::from)?;
+                let mut expired = Vec::new();
+                for entry in jobs.iter().map_err(redb::Error::from)? {
+                    let (_, value) = entry.map_err(redb::Error::from)?;
+                    let job = decode(value.value())?;
+                    if !job.state.is_active() && job.finished_ms.is_some() && job.due_ms <= now_ms {
+                        expired.push(job);
+                    }
+                }
+                expired
+            };
+            let mut jobs = tx.open_table(JOBS).map_err(redb::Error::from)?;
+            let mut idempotency = tx.open_table(IDEMPOTENCY).map_err(redb::Error::from)?;
+            for job in &expired {
+                jobs.remove(job.id.as_str()).map_err(redb::Error::from)?;
+                if let Some(key) = &job.idempotency_key {
+                    idempotency
+                        .remove(scoped(&job.route, key).as_str())
+                        .map_err(redb::Error::from)?;
+                }
+            }
+            let mut locks = tx.open_table(LOCKS).map_err(redb::Error::from)?;
+            let stale: Vec<String> = locks
+                .iter()
+                .map_err(redb::Error::from)?
+                .filter_map(Result::ok)
+                .filter(|(_, expiry)| expiry.value() <= now_ms)
+                .map(|(name, _)| name.value().to_string())
+                .collect();
+            for name in stale {
+                locks.remove(name.as_str()).map_err(redb::Error::from)?;
+            }
+            Ok(expired.len())
+        })
+        .await
+    }
+}
