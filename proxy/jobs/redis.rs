@@ -320,7 +320,7 @@ impl JobStore for RedisStore {
                 self.ack(&mut con, &entry).await?;
                 continue;
             }
-            if !routes.iter().any(|r| *r == job.route) {
+            if !routes.contains(&job.route) {
                 // No free slot for its route here: back to the end of the stream.
                 let _: String = con
                     .xadd(self.key("stream"), "*", &[("id", id.as_str())])

@@ -164,7 +164,7 @@ pub struct Depth {
 pub enum StoreError {
     /// The embedded database failed.
     #[error("embedded store: {0}")]
-    Embedded(#[from] redb::Error),
+    Embedded(Box<redb::Error>),
     /// Redis failed or is unreachable.
     #[error("redis store: {0}")]
     Redis(#[from] redis::RedisError),
@@ -174,6 +174,12 @@ pub enum StoreError {
     /// A blocking task died.
     #[error("store task: {0}")]
     Task(String),
+}
+
+impl From<redb::Error> for StoreError {
+    fn from(e: redb::Error) -> Self {
+        StoreError::Embedded(Box::new(e))
+    }
 }
 
 /// Durable job storage. Every method is one atomic step.

@@ -8,6 +8,7 @@ mod check;
 mod compression;
 mod headers;
 mod health;
+mod jobs;
 mod reload;
 mod routing;
 mod tls;
