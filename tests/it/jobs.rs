@@ -471,6 +471,29 @@ async fn a_queued_job_can_be_cancelled_a_running_one_cannot(store: Store) {
     let running = enqueue(&fd, "POST", "/courses/1/manual_update", "").await;
     until_state(&fd, &running, "running").await;
     let queued = enqueue(&fd, "POST", "/courses/2/manual_update", "").await;
+    // The admin listing and the gauges see one running and one queued job.
+    let listing: Value = reqwest::get(fd.admin_url("/jobs"))
+        .await
+        .expect("admin")
+        .json()
+        .await
+        .expect("json");
+    let states: Vec<&str> = listing
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|j| j["state"].as_str())
+        .collect();
+    assert_eq!(states, ["running", "queued"], "{listing}");
+    let mut gauge = 0.0;
+    for _ in 0..100 {
+        gauge = fd.metric("frontdoor_jobs_queued").await;
+        if gauge == 1.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(gauge, 1.0, "frontdoor_jobs_queued");
     let client = fd.client();
     let cancel = client.delete(fd.url(&queued)).send().await.expect("delete");
     assert_eq!(cancel.status(), 200);
@@ -644,4 +667,29 @@ keys = ["a", "b", "c", "d", "e", "f"]
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     assert!(hits.values().all(|n| *n >= 1), "{hits:?}\n{}", fd.stderr());
+}
+
+/// Only one node takes a schedule slot: the Redis lock, from two store clients.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_schedule_lock_is_taken_by_one_node_until_it_expires() {
+    use frontdoor::jobs::redis::RedisStore;
+    use frontdoor::jobs::JobStore;
+    let redis = Redis::start().await;
+    let url = format!("redis://127.0.0.1:{}/", redis.port);
+    let a = RedisStore::new(&url, "t", Duration::from_secs(1)).expect("a");
+    let b = RedisStore::new(&url, "t", Duration::from_secs(1)).expect("b");
+    let ttl = Duration::from_millis(300);
+    assert!(a.try_lock("refresh/k/1", ttl).await.expect("lock"));
+    assert!(!b.try_lock("refresh/k/1", ttl).await.expect("lock"));
+    assert!(b.try_lock("refresh/k/2", ttl).await.expect("lock"));
+    // Expired: the next holder may take it (a node that died while holding it).
+    let mut taken = false;
+    for _ in 0..100 {
+        taken = b.try_lock("refresh/k/1", ttl).await.expect("lock");
+        if taken {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(taken);
 }
