@@ -424,8 +424,11 @@ pub struct ScheduleSection {
     /// Slots per interval.
     #[serde(default = "default_slots")]
     pub slots: Spanned<i64>,
-    /// The keys.
-    pub keys: Spanned<Vec<String>>,
+    /// The keys (a static list).
+    #[serde(default)]
+    pub keys: Vec<String>,
+    /// Or a plain-HTTP URL answering a JSON list of keys, fetched each interval.
+    pub keys_url: Option<Spanned<String>>,
 }
 
 fn default_schedule_method() -> Spanned<String> {

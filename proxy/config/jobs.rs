@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::num::NonZeroU32;
 
 use super::{file, units, Validator};
-use crate::jobs::schedule::Schedule;
+use crate::jobs::schedule::{KeysUrl, Schedule};
 use crate::jobs::{JobsSettings, KeyTemplate, OffloadRoute, Rate, StoreSettings};
 use crate::routing::PathTemplate;
 
@@ -154,6 +154,26 @@ impl Validator<'_> {
                     .and_then(NonZeroU32::new)
                     .ok_or_else(|| format!("must be a whole number of at least 1, not {n}"))
             });
+            let keys_url = match &s.keys_url {
+                Some(url) => {
+                    match self.check(url, &format!("{key}.keys-url"), |u| {
+                        KeysUrl::parse(u, super::resolve)
+                    }) {
+                        Some(url) => Some(url),
+                        None => continue,
+                    }
+                }
+                None => {
+                    if s.keys.is_empty() {
+                        self.error(
+                            s.name.span(),
+                            &format!("{key}.keys"),
+                            "a schedule needs keys or keys-url",
+                        );
+                    }
+                    None
+                }
+            };
             if let (Some(name), Some(route), Some(method), Some(path), Some(every), Some(slots)) =
                 (name, route, method, path, every, slots)
             {
@@ -164,7 +184,8 @@ impl Validator<'_> {
                     path,
                     every,
                     slots,
-                    keys: s.keys.get_ref().clone(),
+                    keys: s.keys.clone(),
+                    keys_url,
                 });
             }
         }

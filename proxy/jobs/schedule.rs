@@ -6,10 +6,18 @@
 //! lets exactly one node enqueue each. A key keeps its slot when other keys come and go, and
 //! only about `1/slots` of the keys move when the slot count changes by one.
 //!
+//! The keys are a static list, or the JSON list (strings or numbers) a URL answers, fetched
+//! again at the start of every interval; when a fetch fails the previous list is kept.
+//!
 //! A fired key becomes an ordinary job of the schedule's offload route (dedup included: a
 //! refresh still queued or running is not queued twice).
 
 use http::Method;
+use pingora::connectors::http::Connector;
+use pingora::http::RequestHeader;
+use pingora::upstreams::peer::HttpPeer;
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,9 +42,92 @@ pub struct Schedule {
     pub every: Duration,
     /// Slots per interval.
     pub slots: NonZeroU32,
-    /// The keys.
+    /// The static keys.
     pub keys: Vec<String>,
+    /// Where the keys are fetched from instead, each interval.
+    pub keys_url: Option<KeysUrl>,
 }
+
+/// `keys-url`, validated: a plain-HTTP URL answering a JSON list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeysUrl {
+    /// Resolved at load.
+    pub addr: SocketAddr,
+    /// The `Host` sent.
+    pub host: String,
+    /// Path and query.
+    pub path: String,
+}
+
+impl KeysUrl {
+    /// Parses `http://host:port/path`; `resolve` turns `host:port` into an address.
+    pub fn parse(
+        text: &str,
+        resolve: impl Fn(&str) -> Result<SocketAddr, String>,
+    ) -> Result<Self, String> {
+        let rest = text
+            .strip_prefix("http://")
+            .ok_or_else(|| format!("`{text}`: only http:// URLs are fetched"))?;
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        let with_port = if authority.contains(':') {
+            authority.to_string()
+        } else {
+            format!("{authority}:80")
+        };
+        Ok(KeysUrl {
+            addr: resolve(&with_port)?,
+            host: authority.to_string(),
+            path: path.to_string(),
+        })
+    }
+
+    /// GETs the list.
+    async fn fetch(&self, connector: &Connector) -> Result<Vec<String>, String> {
+        let failed = |e: Box<pingora::Error>| e.to_string();
+        let peer = HttpPeer::new(self.addr, false, String::new());
+        let mut request =
+            RequestHeader::build("GET", self.path.as_bytes(), None).map_err(failed)?;
+        request
+            .insert_header("host", self.host.as_str())
+            .map_err(failed)?;
+        request
+            .insert_header("accept", "application/json")
+            .map_err(failed)?;
+        let (mut session, _) = connector.get_http_session(&peer).await.map_err(failed)?;
+        session
+            .write_request_header(Box::new(request))
+            .await
+            .map_err(failed)?;
+        session.finish_request_body().await.map_err(failed)?;
+        session.read_response_header().await.map_err(failed)?;
+        let status = session.response_header().map_or(0, |h| h.status.as_u16());
+        if status != 200 {
+            return Err(format!("answered {status}"));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = session.read_response_body().await.map_err(failed)? {
+            if body.len() + chunk.len() > MAX_KEYS_BODY {
+                return Err("the key list is over 16 MiB".to_string());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let list: Vec<serde_json::Value> =
+            serde_json::from_slice(&body).map_err(|e| format!("not a JSON list: {e}"))?;
+        Ok(list
+            .into_iter()
+            .filter_map(|v| match v {
+                serde_json::Value::String(s) => Some(s),
+                serde_json::Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            })
+            .collect())
+    }
+}
+
+const MAX_KEYS_BODY: usize = 16 << 20;
 
 /// The slot of `key` in schedule `name`.
 pub fn slot(name: &str, key: &str, slots: NonZeroU32) -> u32 {
@@ -70,12 +161,33 @@ pub fn due(schedule: &Schedule, key: &str, after: u64, until: u64) -> Vec<(u64, 
 /// Fires due keys of every schedule of the current config until the task is aborted.
 pub async fn run(shared: Arc<Shared>, jobs: Arc<Jobs>) {
     let mut last = now_ms();
+    // Fetched key lists by schedule name, with the interval they were fetched for.
+    let mut fetched: HashMap<String, (u64, Vec<String>)> = HashMap::new();
     loop {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let now = now_ms();
         let snapshot = shared.snapshot.load_full();
         for schedule in &snapshot.config.jobs.schedules {
-            for key in &schedule.keys {
+            if let Some(url) = &schedule.keys_url {
+                let every = u64::try_from(schedule.every.as_millis())
+                    .unwrap_or(u64::MAX)
+                    .max(1);
+                let cycle = now / every;
+                if fetched.get(&schedule.name).is_none_or(|(c, _)| *c != cycle) {
+                    match url.fetch(&jobs.connector).await {
+                        Ok(keys) => {
+                            fetched.insert(schedule.name.clone(), (cycle, keys));
+                        }
+                        Err(e) => {
+                            tracing::warn!("jobs: schedule {}: keys-url: {e}", schedule.name);
+                            let old = fetched.remove(&schedule.name).map(|(_, k)| k);
+                            fetched.insert(schedule.name.clone(), (cycle, old.unwrap_or_default()));
+                        }
+                    }
+                }
+            }
+            let dynamic = fetched.get(&schedule.name).map(|(_, k)| k.as_slice());
+            for key in schedule.keys.iter().chain(dynamic.unwrap_or_default()) {
                 for (cycle, _) in due(schedule, key, last, now) {
                     let lock = format!("schedule\u{0}{}\u{0}{key}\u{0}{cycle}", schedule.name);
                     match jobs.store.try_lock(&lock, schedule.every).await {
@@ -158,6 +270,7 @@ mod tests {
             every: Duration::from_secs(3600),
             slots: NonZeroU32::new(slots).unwrap(),
             keys: (0..keys).map(|k| format!("course-{k}")).collect(),
+            keys_url: None,
         }
     }
 
@@ -194,6 +307,18 @@ mod tests {
         let at = offset("refresh", "course-7", 42, s.every, s.slots);
         assert_eq!(at, offset("refresh", "course-7", 42, s.every, s.slots));
         assert!(at < s.every);
+    }
+
+    #[test]
+    fn keys_urls_are_plain_http() {
+        let resolve = |s: &str| s.parse::<SocketAddr>().map_err(|e| e.to_string());
+        let url = KeysUrl::parse("http://127.0.0.1:3000/courses.json?all=1", resolve).unwrap();
+        assert_eq!(url.addr, "127.0.0.1:3000".parse().unwrap());
+        assert_eq!(
+            (url.host.as_str(), url.path.as_str()),
+            ("127.0.0.1:3000", "/courses.json?all=1")
+        );
+        assert!(KeysUrl::parse("https://127.0.0.1/x", resolve).is_err());
     }
 
     #[test]

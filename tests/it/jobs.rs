@@ -637,25 +637,58 @@ async fn redis_a_killed_nodes_running_job_is_finished_by_the_other() {
     }
 }
 
-/// A schedule refreshes each of its keys; each key fires through the offload route.
+/// A plain HTTP server answering every request with `body` as JSON (a key list source).
+async fn json_server(body: &'static str) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut head = [0u8; 4096];
+            let _ = stream.read(&mut head).await;
+            let response = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(response.as_bytes()).await;
+        }
+    });
+    addr
+}
+
+/// Schedules refresh each of their keys (a static list; a list fetched from a URL); each
+/// key fires through the offload route.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_schedule_refreshes_every_key() {
     let sim = sim(10).await;
     let store = Store::embedded().await;
     let ports = Ports::new();
-    let schedule = r#"
+    let list = json_server(r#"["u1", "u2", 7]"#).await;
+    let schedule = format!(
+        r#"
 [[jobs.schedules]]
 name = "refresh"
 route = "update"
-path = "/courses/{key}/manual_update"
+path = "/courses/{{key}}/manual_update"
 every = "2s"
 slots = 4
 keys = ["a", "b", "c", "d", "e", "f"]
-"#;
-    let fd = start(ports, &config(&sim, &store, schedule, "")).await;
+
+[[jobs.schedules]]
+name = "fetched"
+route = "update"
+path = "/courses/{{key}}/manual_update"
+every = "2s"
+slots = 4
+keys-url = "http://{list}/courses.json"
+"#
+    );
+    let fd = start(ports, &config(&sim, &store, &schedule, "")).await;
     let mut hits = HashMap::new();
     for _ in 0..400 {
-        for key in ["a", "b", "c", "d", "e", "f"] {
+        for key in ["a", "b", "c", "d", "e", "f", "u1", "u2", "7"] {
             hits.insert(
                 key,
                 sim.hits(&format!("/courses/{key}/manual_update")).await,
