@@ -297,6 +297,14 @@ pub async fn offload(
         crate::headers::X_REQUEST_ID.to_string(),
         request_id.to_string(),
     ));
+    // The client, as the app would have seen it through the proxy (without a trusted chain:
+    // the replay is frontdoor's own request).
+    if let Some(peer) = session.client_addr().and_then(|a| a.as_inet()) {
+        headers.push((
+            crate::headers::X_FORWARDED_FOR.to_string(),
+            peer.ip().to_string(),
+        ));
+    }
     let idempotency_key = head
         .headers
         .get(IDEMPOTENCY_KEY)
