@@ -611,6 +611,25 @@ async fn every_acknowledged_job_survives_kill_9() {
     );
 }
 
+/// A job running when frontdoor is killed runs again after the restart (at least once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_running_at_kill_9_runs_again_after_restart() {
+    let sim = sim(1500).await;
+    let store = Store::embedded().await;
+    let ports = Ports::new();
+    let text = config_text(ports, &config(&sim, &store, "", ""));
+    let fd = Frontdoor::start(ports, &text).await;
+    let location = enqueue(&fd, "POST", "/courses/interrupted/manual_update", "").await;
+    until_state(&fd, &location, "running").await;
+    fd.signal("KILL");
+    drop(fd);
+    let fd = Frontdoor::start(ports, &text).await;
+    let (done, _) = until_finished(&fd, &location).await;
+    assert_eq!(done["state"], "done", "{done}");
+    assert_eq!(done["attempt"], 2);
+    assert_eq!(sim.hits("/courses/interrupted/manual_update").await, 2);
+}
+
 /// Two nodes share a Redis store; the node running a job is killed; the other finishes it
 /// after the visibility timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
