@@ -23,6 +23,58 @@ const LOCKS: TableDefinition<&str, u64> = TableDefinition::new("locks");
 /// The redb-backed store.
 pub struct EmbeddedStore {
     db: Arc<Database>,
+    enqueues: std::sync::mpsc::Sender<PendingEnqueue>,
+}
+
+/// A job waiting for the group commit, and who waits for its answer.
+type PendingEnqueue = (
+    Job,
+    tokio::sync::oneshot::Sender<Result<Enqueued, StoreError>>,
+);
+
+/// Enqueues committed together at most; one fsync acknowledges them all.
+const GROUP_COMMIT: usize = 256;
+
+/// The group-commit writer: takes the enqueues waiting now (at most [`GROUP_COMMIT`]), writes
+/// them in one transaction, commits (one fsync), then answers each. Under load the fsync cost
+/// is shared; alone, an enqueue waits for exactly one commit as before. Ends when the store
+/// is dropped.
+fn group_commit(db: Arc<Database>, enqueues: std::sync::mpsc::Receiver<PendingEnqueue>) {
+    while let Ok(first) = enqueues.recv() {
+        let mut batch = vec![first];
+        while batch.len() < GROUP_COMMIT {
+            match enqueues.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let mut answers = Vec::with_capacity(batch.len());
+        let outcome = (|| {
+            let tx = db.begin_write().map_err(redb::Error::from)?;
+            let mut results = Vec::with_capacity(batch.len());
+            for (job, done) in batch {
+                results.push(enqueue_in(&tx, job)?);
+                answers.push(done);
+            }
+            tx.commit().map_err(redb::Error::from)?;
+            Ok::<_, StoreError>(results)
+        })();
+        match outcome {
+            Ok(results) => {
+                for (done, result) in answers.into_iter().zip(results) {
+                    let _ = done.send(Ok(result));
+                }
+            }
+            Err(e) => {
+                // Nothing of the batch was committed; every waiter hears why (the senders of
+                // jobs not reached yet were dropped with the batch and see the writer error).
+                let message = e.to_string();
+                for done in answers {
+                    let _ = done.send(Err(StoreError::Task(message.clone())));
+                }
+            }
+        }
+    }
 }
 
 fn scoped(route: &str, key: &str) -> String {
@@ -78,6 +130,58 @@ fn release_dedup(tx: &Tx, job: &Job) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The enqueue step inside a write transaction: idempotency, dedup, then the job.
+fn enqueue_in(tx: &Tx, job: Job) -> Result<Enqueued, StoreError> {
+    if let Some(key) = &job.idempotency_key {
+        let scoped = scoped(&job.route, key);
+        let known = {
+            let table = tx.open_table(IDEMPOTENCY).map_err(redb::Error::from)?;
+            let id = table
+                .get(scoped.as_str())
+                .map_err(redb::Error::from)?
+                .map(|v| v.value().to_string());
+            id
+        };
+        if let Some(existing) = known.and_then(|id| read_job(tx, &id).transpose()) {
+            let existing = existing?;
+            return Ok(if existing.fingerprint == job.fingerprint {
+                Enqueued::Replayed(existing)
+            } else {
+                Enqueued::Conflict
+            });
+        }
+    }
+    if let Some(key) = &job.dedup {
+        let holder = {
+            let table = tx.open_table(DEDUP).map_err(redb::Error::from)?;
+            let id = table
+                .get(scoped(&job.route, key).as_str())
+                .map_err(redb::Error::from)?
+                .map(|v| v.value().to_string());
+            id
+        };
+        if let Some(existing) = holder.and_then(|id| read_job(tx, &id).transpose()) {
+            let existing = existing?;
+            if existing.state.is_active() {
+                return Ok(Enqueued::Deduplicated(existing));
+            }
+        }
+        let mut table = tx.open_table(DEDUP).map_err(redb::Error::from)?;
+        table
+            .insert(scoped(&job.route, key).as_str(), job.id.as_str())
+            .map_err(redb::Error::from)?;
+    }
+    if let Some(key) = &job.idempotency_key {
+        let mut table = tx.open_table(IDEMPOTENCY).map_err(redb::Error::from)?;
+        table
+            .insert(scoped(&job.route, key).as_str(), job.id.as_str())
+            .map_err(redb::Error::from)?;
+    }
+    write_job(tx, &job)?;
+    queue_job(tx, &job)?;
+    Ok(Enqueued::New(job))
+}
+
 impl EmbeddedStore {
     /// Opens (or creates) the file at `path` and queues again the jobs that were running.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
@@ -117,7 +221,14 @@ impl EmbeddedStore {
         if requeued > 0 {
             tracing::warn!("jobs: {requeued} job(s) were running at the last stop; queued again");
         }
-        Ok(EmbeddedStore { db: Arc::new(db) })
+        let db = Arc::new(db);
+        let (enqueues, pending) = std::sync::mpsc::channel();
+        let writer = db.clone();
+        std::thread::Builder::new()
+            .name("jobs-commit".to_string())
+            .spawn(move || group_commit(writer, pending))
+            .map_err(|e| StoreError::Task(format!("starting the commit thread: {e}")))?;
+        Ok(EmbeddedStore { db, enqueues })
     }
 
     /// Runs `work` in one write transaction on the blocking pool; commits if it succeeds.
@@ -154,57 +265,13 @@ impl EmbeddedStore {
 #[async_trait]
 impl JobStore for EmbeddedStore {
     async fn enqueue(&self, job: Job, _dedup_ttl: Duration) -> Result<Enqueued, StoreError> {
-        self.write(move |tx| {
-            if let Some(key) = &job.idempotency_key {
-                let scoped = scoped(&job.route, key);
-                let known = {
-                    let table = tx.open_table(IDEMPOTENCY).map_err(redb::Error::from)?;
-                    let id = table
-                        .get(scoped.as_str())
-                        .map_err(redb::Error::from)?
-                        .map(|v| v.value().to_string());
-                    id
-                };
-                if let Some(existing) = known.and_then(|id| read_job(tx, &id).transpose()) {
-                    let existing = existing?;
-                    return Ok(if existing.fingerprint == job.fingerprint {
-                        Enqueued::Replayed(existing)
-                    } else {
-                        Enqueued::Conflict
-                    });
-                }
-            }
-            if let Some(key) = &job.dedup {
-                let holder = {
-                    let table = tx.open_table(DEDUP).map_err(redb::Error::from)?;
-                    let id = table
-                        .get(scoped(&job.route, key).as_str())
-                        .map_err(redb::Error::from)?
-                        .map(|v| v.value().to_string());
-                    id
-                };
-                if let Some(existing) = holder.and_then(|id| read_job(tx, &id).transpose()) {
-                    let existing = existing?;
-                    if existing.state.is_active() {
-                        return Ok(Enqueued::Deduplicated(existing));
-                    }
-                }
-                let mut table = tx.open_table(DEDUP).map_err(redb::Error::from)?;
-                table
-                    .insert(scoped(&job.route, key).as_str(), job.id.as_str())
-                    .map_err(redb::Error::from)?;
-            }
-            if let Some(key) = &job.idempotency_key {
-                let mut table = tx.open_table(IDEMPOTENCY).map_err(redb::Error::from)?;
-                table
-                    .insert(scoped(&job.route, key).as_str(), job.id.as_str())
-                    .map_err(redb::Error::from)?;
-            }
-            write_job(tx, &job)?;
-            queue_job(tx, &job)?;
-            Ok(Enqueued::New(job))
-        })
-        .await
+        let (done, answer) = tokio::sync::oneshot::channel();
+        self.enqueues
+            .send((job, done))
+            .map_err(|_| StoreError::Task("the enqueue writer stopped".to_string()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Task("the enqueue writer stopped".to_string()))?
     }
 
     async fn get(&self, id: &str) -> Result<Option<Job>, StoreError> {
