@@ -23,7 +23,19 @@ const LOCKS: TableDefinition<&str, u64> = TableDefinition::new("locks");
 /// The redb-backed store.
 pub struct EmbeddedStore {
     db: Arc<Database>,
-    enqueues: std::sync::mpsc::Sender<PendingEnqueue>,
+    /// `None` only while dropping.
+    enqueues: Option<std::sync::mpsc::Sender<PendingEnqueue>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for EmbeddedStore {
+    /// Stops the commit thread and waits for it, so the file is closed when this returns.
+    fn drop(&mut self) {
+        drop(self.enqueues.take());
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
 }
 
 /// A job waiting for the group commit, and who waits for its answer.
@@ -224,11 +236,15 @@ impl EmbeddedStore {
         let db = Arc::new(db);
         let (enqueues, pending) = std::sync::mpsc::channel();
         let writer = db.clone();
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("jobs-commit".to_string())
             .spawn(move || group_commit(writer, pending))
             .map_err(|e| StoreError::Task(format!("starting the commit thread: {e}")))?;
-        Ok(EmbeddedStore { db, enqueues })
+        Ok(EmbeddedStore {
+            db,
+            enqueues: Some(enqueues),
+            writer: Some(writer),
+        })
     }
 
     /// Runs `work` in one write transaction on the blocking pool; commits if it succeeds.
@@ -267,6 +283,8 @@ impl JobStore for EmbeddedStore {
     async fn enqueue(&self, job: Job, _dedup_ttl: Duration) -> Result<Enqueued, StoreError> {
         let (done, answer) = tokio::sync::oneshot::channel();
         self.enqueues
+            .as_ref()
+            .ok_or_else(|| StoreError::Task("the store is closing".to_string()))?
             .send((job, done))
             .map_err(|_| StoreError::Task("the enqueue writer stopped".to_string()))?;
         answer
@@ -492,5 +510,114 @@ impl JobStore for EmbeddedStore {
             Ok(expired.len())
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jobs::store::{new_job_id, now_ms};
+
+    fn job(route: &str, dedup: Option<&str>) -> Job {
+        let now = now_ms();
+        Job {
+            id: new_job_id(),
+            route: route.into(),
+            method: "POST".into(),
+            target: "/x".into(),
+            headers: Vec::new(),
+            body: Vec::new(),
+            dedup: dedup.map(str::to_string),
+            idempotency_key: None,
+            fingerprint: "f".into(),
+            state: JobState::Queued,
+            attempt: 0,
+            enqueued_ms: now,
+            due_ms: now,
+            finished_ms: None,
+            result: None,
+            last_error: None,
+            lease: None,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_burst_with_one_dedup_key_makes_one_job_even_in_one_group_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(EmbeddedStore::open(&dir.path().join("j.redb")).unwrap());
+        let mut tasks = Vec::new();
+        for _ in 0..50 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                store
+                    .enqueue(job("r", Some("42")), Duration::from_secs(60))
+                    .await
+            }));
+        }
+        let (mut new, mut ids) = (0, std::collections::HashSet::new());
+        for t in tasks {
+            match t.await.unwrap().unwrap() {
+                Enqueued::New(j) => {
+                    new += 1;
+                    ids.insert(j.id);
+                }
+                Enqueued::Deduplicated(j) => {
+                    ids.insert(j.id);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!((new, ids.len()), (1, 1));
+        assert_eq!(store.depth().await.unwrap().queued, 1);
+    }
+
+    #[tokio::test]
+    async fn claim_hands_out_once_respects_routes_and_retry_times_and_reopen_requeues() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.redb");
+        let store = EmbeddedStore::open(&path).unwrap();
+        let ttl = Duration::from_secs(60);
+        store.enqueue(job("a", None), ttl).await.unwrap();
+        store.enqueue(job("b", None), ttl).await.unwrap();
+        let routes = |r: &[&str]| r.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let b = store
+            .claim(&routes(&["b"]), now_ms())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (b.route.as_str(), b.attempt, b.state),
+            ("b", 1, JobState::Running)
+        );
+        assert!(store
+            .claim(&routes(&["b"]), now_ms())
+            .await
+            .unwrap()
+            .is_none());
+        let a = store
+            .claim(&routes(&["a", "b"]), now_ms())
+            .await
+            .unwrap()
+            .unwrap();
+        // A retry is not due before its time.
+        let later = now_ms() + 60_000;
+        let retry = Finish::Retry {
+            due_ms: later,
+            error: "503".into(),
+        };
+        store.finish(&a, retry, ttl).await.unwrap();
+        assert!(store
+            .claim(&routes(&["a"]), now_ms())
+            .await
+            .unwrap()
+            .is_none());
+        let again = store.claim(&routes(&["a"]), later).await.unwrap().unwrap();
+        assert_eq!(again.attempt, 2);
+        // `b` and `a` are running when the process "dies": both queued again on open.
+        drop(store);
+        let store = EmbeddedStore::open(&path).unwrap();
+        assert_eq!(store.depth().await.unwrap().queued, 2);
+        let active = store.active(10).await.unwrap();
+        assert!(active.iter().all(|j| j.state == JobState::Queued));
     }
 }
