@@ -437,14 +437,10 @@ impl JobStore for EmbeddedStore {
                 queued: queue.len().map_err(redb::Error::from)?,
                 ..Depth::default()
             };
-            for entry in queue.iter().map_err(redb::Error::from)? {
-                let (_, value) = entry.map_err(redb::Error::from)?;
-                let (_, enqueued) = value.value();
-                depth.oldest_enqueued_ms = Some(
-                    depth
-                        .oldest_enqueued_ms
-                        .map_or(enqueued, |o| o.min(enqueued)),
-                );
+            // O(log n), not a scan: the job first in due order stands for the oldest (a retry
+            // waiting for its time is not late, so it does not count).
+            if let Some((_, value)) = queue.first().map_err(redb::Error::from)? {
+                depth.oldest_enqueued_ms = Some(value.value().1);
             }
             Ok(depth)
         })

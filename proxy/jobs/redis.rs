@@ -415,22 +415,29 @@ impl JobStore for RedisStore {
     }
 
     async fn depth(&self) -> Result<Depth, StoreError> {
+        // Bounded work whatever the queue length: active = queued + running, running = the
+        // group's pending entries, the oldest queued among the 16 oldest active jobs.
         let mut con = self.con().await?;
-        let ids: Vec<String> = con.zrange(self.key("active"), 0, -1).await?;
-        let mut depth = Depth::default();
-        for job in self.records(&mut con, &ids).await? {
-            if job.state == JobState::Running {
-                depth.running += 1;
-            } else {
-                depth.queued += 1;
-                depth.oldest_enqueued_ms = Some(
-                    depth
-                        .oldest_enqueued_ms
-                        .map_or(job.enqueued_ms, |o| o.min(job.enqueued_ms)),
-                );
-            }
-        }
-        Ok(depth)
+        let active: u64 = con.zcard(self.key("active")).await?;
+        let (pending, _, _, _): (u64, redis::Value, redis::Value, redis::Value) =
+            redis::cmd("XPENDING")
+                .arg(self.key("stream"))
+                .arg(GROUP)
+                .query_async(&mut con)
+                .await?;
+        let oldest: Vec<String> = con.zrange(self.key("active"), 0, 15).await?;
+        let oldest_queued = self
+            .records(&mut con, &oldest)
+            .await?
+            .into_iter()
+            .filter(|j| j.state == JobState::Queued)
+            .map(|j| j.enqueued_ms)
+            .min();
+        Ok(Depth {
+            queued: active.saturating_sub(pending),
+            running: pending.min(active),
+            oldest_enqueued_ms: oldest_queued,
+        })
     }
 
     async fn try_lock(&self, name: &str, ttl: Duration) -> Result<bool, StoreError> {
