@@ -303,7 +303,7 @@ impl JobMetrics {
             queued: IntGauge::new("jobs_queued", "Jobs queued (due or waiting to retry).")?,
             oldest_age: prometheus::Gauge::new(
                 "jobs_oldest_queued_age_seconds",
-                "Age of the oldest queued job.",
+                "Age of the oldest job waiting for a worker (a retry counts once due).",
             )?,
             // 10 ms to ~3 h: a quick replay to a long manual update behind a queue.
             duration: HistogramVec::new(
