@@ -190,8 +190,18 @@ pub struct Jobs {
 }
 
 impl Jobs {
-    /// Opens the store of `settings`.
+    /// Opens the store of `settings`; replays never brake.
     pub fn open(settings: &JobsSettings, metrics: Arc<Metrics>) -> Result<Arc<Jobs>, StoreError> {
+        Jobs::open_with_brake(settings, metrics, Arc::new(NoBrake))
+    }
+
+    /// Opens the store of `settings`; replays to a pool wait while `brake` says it is
+    /// overloaded (the hook for the admission controller).
+    pub fn open_with_brake(
+        settings: &JobsSettings,
+        metrics: Arc<Metrics>,
+        brake: Arc<dyn Brake>,
+    ) -> Result<Arc<Jobs>, StoreError> {
         let store: Arc<dyn JobStore> = match &settings.store {
             StoreSettings::Embedded { path } => Arc::new(embedded::EmbeddedStore::open(path)?),
             StoreSettings::Redis { url, prefix } => Arc::new(redis::RedisStore::new(
@@ -204,7 +214,7 @@ impl Jobs {
             store,
             metrics,
             wake: Notify::new(),
-            brake: Arc::new(NoBrake),
+            brake,
             connector: Connector::new(None),
             settings: settings.clone(),
         }))
