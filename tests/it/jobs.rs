@@ -746,3 +746,70 @@ async fn redis_schedule_lock_is_taken_by_one_node_until_it_expires() {
     }
     assert!(taken);
 }
+
+/// An app that answers `503` to its first `failures` requests, then `200 done`.
+async fn flaky_app(failures: usize) -> std::net::SocketAddr {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let seen = std::sync::Arc::new(AtomicUsize::new(0));
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut head = [0u8; 8192];
+                let _ = stream.read(&mut head).await;
+                let (status, body) = if seen.fetch_add(1, Ordering::SeqCst) < failures {
+                    ("503 Service Unavailable", "busy")
+                } else {
+                    ("200 OK", "done")
+                };
+                let response = format!(
+                    "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
+
+/// A 503 from the app is retried (full-jitter backoff) and the next answer is the result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_503_is_retried_and_the_next_answer_is_kept() {
+    let sim = sim(10).await;
+    let flaky = flaky_app(2).await;
+    let store = Store::embedded().await;
+    let ports = Ports::new();
+    let text = config(&sim, &store, "", "")
+        + &format!(
+            r#"
+[pools.flaky]
+backends = ["{flaky}"]
+[[routes]]
+name = "flaky"
+path = "/flaky/{{rest*}}"
+pool = "flaky"
+[routes.offload]
+max-attempts = 3
+backoff = "20ms"
+max-backoff = "50ms"
+"#
+        );
+    let fd = start(ports, &text).await;
+    let location = enqueue(&fd, "POST", "/flaky/report", "").await;
+    let (done, _) = until_finished(&fd, &location).await;
+    assert_eq!(done["state"], "done", "{done}");
+    assert_eq!(done["attempt"], 3);
+    assert_eq!(done["result"]["status"], 200);
+    assert_eq!(done["result"]["body"], "done");
+    assert_eq!(
+        fd.metric("frontdoor_jobs_retried_total{route=\"flaky\"}")
+            .await,
+        2.0
+    );
+}
