@@ -2,8 +2,10 @@
 //! so a job answered with 202 survives `kill -9`. Jobs that were running when the process
 //! died are queued again when the file is opened (at-least-once).
 //!
-//! Tables: `jobs` (id → JSON record), `queue` ((due ms, id) → (route, enqueued ms)), `dedup`
-//! and `idempotency` ("route\0key" → id), `locks` (name → expiry ms). redb is blocking: every
+//! Tables: `jobs` (id → JSON record), `queue` ((due ms, id) → (route, enqueued ms)), `running`
+//! (id → enqueued ms), `expiry` ((forget-at ms, id) of finished jobs), `dedup` and
+//! `idempotency` ("route\0key" → id), `locks` (name → expiry ms). Every periodic or startup
+//! step reads an index, never the whole `jobs` table. redb is blocking: every
 //! call runs on Tokio's blocking pool.
 
 use async_trait::async_trait;
@@ -19,6 +21,8 @@ const QUEUE: TableDefinition<(u64, &str), (&str, u64)> = TableDefinition::new("q
 const DEDUP: TableDefinition<&str, &str> = TableDefinition::new("dedup");
 const IDEMPOTENCY: TableDefinition<&str, &str> = TableDefinition::new("idempotency");
 const LOCKS: TableDefinition<&str, u64> = TableDefinition::new("locks");
+const RUNNING: TableDefinition<&str, u64> = TableDefinition::new("running");
+const EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("expiry");
 
 /// The redb-backed store.
 pub struct EmbeddedStore {
@@ -127,6 +131,28 @@ fn queue_job(tx: &Tx, job: &Job) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Marks `id` running (or not).
+fn set_running(tx: &Tx, job: &Job, running: bool) -> Result<(), StoreError> {
+    let mut table = tx.open_table(RUNNING).map_err(redb::Error::from)?;
+    if running {
+        table
+            .insert(job.id.as_str(), job.enqueued_ms)
+            .map_err(redb::Error::from)?;
+    } else {
+        table.remove(job.id.as_str()).map_err(redb::Error::from)?;
+    }
+    Ok(())
+}
+
+/// Schedules the finished `job` to be forgotten at `job.due_ms`.
+fn expire_at(tx: &Tx, job: &Job) -> Result<(), StoreError> {
+    let mut table = tx.open_table(EXPIRY).map_err(redb::Error::from)?;
+    table
+        .insert((job.due_ms, job.id.as_str()), ())
+        .map_err(redb::Error::from)?;
+    Ok(())
+}
+
 fn release_dedup(tx: &Tx, job: &Job) -> Result<(), StoreError> {
     if let Some(key) = &job.dedup {
         let mut dedup = tx.open_table(DEDUP).map_err(redb::Error::from)?;
@@ -209,19 +235,21 @@ impl EmbeddedStore {
             tx.open_table(IDEMPOTENCY).map_err(redb::Error::from)?;
             tx.open_table(LOCKS).map_err(redb::Error::from)?;
             tx.open_table(QUEUE).map_err(redb::Error::from)?;
-            let running: Vec<Job> = {
-                let jobs = tx.open_table(JOBS).map_err(redb::Error::from)?;
-                let mut running = Vec::new();
-                for entry in jobs.iter().map_err(redb::Error::from)? {
-                    let (_, value) = entry.map_err(redb::Error::from)?;
-                    let job = decode(value.value())?;
-                    if job.state == JobState::Running {
-                        running.push(job);
-                    }
+            tx.open_table(EXPIRY).map_err(redb::Error::from)?;
+            let running: Vec<String> = {
+                let table = tx.open_table(RUNNING).map_err(redb::Error::from)?;
+                let mut ids = Vec::new();
+                for entry in table.iter().map_err(redb::Error::from)? {
+                    let (id, _) = entry.map_err(redb::Error::from)?;
+                    ids.push(id.value().to_string());
                 }
-                running
+                ids
             };
-            for mut job in running {
+            for id in running {
+                let Some(mut job) = read_job(&tx, &id)? else {
+                    continue;
+                };
+                set_running(&tx, &job, false)?;
                 job.state = JobState::Queued;
                 job.last_error = Some("frontdoor stopped while it ran".to_string());
                 write_job(&tx, &job)?;
@@ -321,9 +349,13 @@ impl JobStore for EmbeddedStore {
                     .map_err(redb::Error::from)?;
             }
             job.state = JobState::Cancelled;
-            job.finished_ms = Some(super::store::now_ms());
+            let now = super::store::now_ms();
+            job.finished_ms = Some(now);
+            // Readable for an hour, like a finished job with the default `keep`.
+            job.due_ms = now.saturating_add(3_600_000);
             release_dedup(tx, &job)?;
             write_job(tx, &job)?;
+            expire_at(tx, &job)?;
             Ok(Cancelled::Cancelled)
         })
         .await
@@ -364,6 +396,7 @@ impl JobStore for EmbeddedStore {
             job.state = JobState::Running;
             job.attempt += 1;
             write_job(tx, &job)?;
+            set_running(tx, &job, true)?;
             Ok(Some(job))
         })
         .await
@@ -383,6 +416,7 @@ impl JobStore for EmbeddedStore {
                 return Err(StoreError::Task(format!("job {id} vanished")));
             };
             let now = super::store::now_ms();
+            set_running(tx, &job, false)?;
             match finish {
                 Finish::Done(result) => {
                     job.state = JobState::Done;
@@ -406,6 +440,7 @@ impl JobStore for EmbeddedStore {
             job.due_ms = now.saturating_add(keep_ms);
             release_dedup(tx, &job)?;
             write_job(tx, &job)?;
+            expire_at(tx, &job)?;
             Ok(job)
         })
         .await
@@ -413,12 +448,25 @@ impl JobStore for EmbeddedStore {
 
     async fn active(&self, limit: usize) -> Result<Vec<Job>, StoreError> {
         self.read(move |tx| {
+            // Running jobs (at most the slots of all routes), then queued in due order.
+            let mut ids = Vec::new();
+            let running = tx.open_table(RUNNING).map_err(redb::Error::from)?;
+            for entry in running.iter().map_err(redb::Error::from)? {
+                ids.push(entry.map_err(redb::Error::from)?.0.value().to_string());
+            }
+            let queue = tx.open_table(QUEUE).map_err(redb::Error::from)?;
+            for entry in queue.iter().map_err(redb::Error::from)?.take(limit) {
+                ids.push(entry.map_err(redb::Error::from)?.0.value().1.to_string());
+            }
             let jobs = tx.open_table(JOBS).map_err(redb::Error::from)?;
             let mut out = Vec::new();
-            for entry in jobs.iter().map_err(redb::Error::from)? {
-                let (_, value) = entry.map_err(redb::Error::from)?;
-                let mut job = decode(value.value())?;
-                if job.state.is_active() {
+            for id in ids {
+                let bytes = jobs
+                    .get(id.as_str())
+                    .map_err(redb::Error::from)?
+                    .map(|v| v.value().to_vec());
+                if let Some(bytes) = bytes {
+                    let mut job = decode(&bytes)?;
                     job.body = Vec::new();
                     out.push(job);
                 }
@@ -470,18 +518,35 @@ impl JobStore for EmbeddedStore {
 
     async fn purge(&self, now_ms: u64) -> Result<usize, StoreError> {
         self.write(move |tx| {
-            let expired: Vec<Job> = {
-                let jobs = tx.open_table(JOBS).map_err(redb::Error::from)?;
-                let mut expired = Vec::new();
-                for entry in jobs.iter().map_err(redb::Error::from)? {
-                    let (_, value) = entry.map_err(redb::Error::from)?;
-                    let job = decode(value.value())?;
-                    if !job.state.is_active() && job.finished_ms.is_some() && job.due_ms <= now_ms {
+            let due: Vec<(u64, String)> = {
+                let expiry = tx.open_table(EXPIRY).map_err(redb::Error::from)?;
+                let mut due = Vec::new();
+                for entry in expiry
+                    .range((0u64, "")..(now_ms.saturating_add(1), ""))
+                    .map_err(redb::Error::from)?
+                {
+                    let (key, _) = entry.map_err(redb::Error::from)?;
+                    let (at, id) = key.value();
+                    due.push((at, id.to_string()));
+                }
+                due
+            };
+            let mut expired = Vec::new();
+            {
+                let mut expiry = tx.open_table(EXPIRY).map_err(redb::Error::from)?;
+                for (at, id) in &due {
+                    expiry
+                        .remove((*at, id.as_str()))
+                        .map_err(redb::Error::from)?;
+                }
+            }
+            for (_, id) in &due {
+                if let Some(job) = read_job(tx, id)? {
+                    if !job.state.is_active() {
                         expired.push(job);
                     }
                 }
-                expired
-            };
+            }
             let mut jobs = tx.open_table(JOBS).map_err(redb::Error::from)?;
             let mut idempotency = tx.open_table(IDEMPOTENCY).map_err(redb::Error::from)?;
             for job in &expired {
@@ -615,5 +680,43 @@ mod tests {
         assert_eq!(store.depth().await.unwrap().queued, 2);
         let active = store.active(10).await.unwrap();
         assert!(active.iter().all(|j| j.state == JobState::Queued));
+    }
+
+    #[tokio::test]
+    async fn finished_jobs_are_listed_no_more_and_forgotten_after_keep() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(&dir.path().join("j.redb")).unwrap();
+        let mut first = job("r", None);
+        first.idempotency_key = Some("k".into());
+        store.enqueue(first, Duration::ZERO).await.unwrap();
+        let claimed = store
+            .claim(&["r".to_string()], now_ms())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(claimed.idempotency_key.as_deref(), Some("k"));
+        store.enqueue(job("r", None), Duration::ZERO).await.unwrap();
+        assert_eq!(store.active(10).await.unwrap().len(), 2);
+        let result = crate::jobs::store::JobResult {
+            status: 200,
+            headers: Vec::new(),
+            body: b"ok".to_vec(),
+            truncated: false,
+        };
+        let keep = Duration::from_secs(60);
+        store
+            .finish(&claimed, Finish::Done(result), keep)
+            .await
+            .unwrap();
+        assert_eq!(store.active(10).await.unwrap().len(), 1);
+        assert_eq!(store.purge(now_ms()).await.unwrap(), 0, "kept for `keep`");
+        assert!(store.get(&claimed.id).await.unwrap().is_some());
+        assert_eq!(store.purge(now_ms() + 61_000).await.unwrap(), 1);
+        assert!(store.get(&claimed.id).await.unwrap().is_none());
+        // The idempotency key went with it: the same key makes a new job now.
+        let mut again = job("r", None);
+        again.idempotency_key = Some("k".into());
+        let outcome = store.enqueue(again, Duration::ZERO).await.unwrap();
+        assert!(matches!(outcome, Enqueued::New(_)), "{outcome:?}");
     }
 }
