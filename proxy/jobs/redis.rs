@@ -3,15 +3,17 @@
 //! - A job record is a string key (`P:job:<id>`, JSON); every state change is a
 //!   compare-and-set of the whole record (a small Lua script), so cancel, claim and finish
 //!   racing on two nodes never both win.
-//! - Due jobs are entries of one stream (`P:stream`) read through the consumer group
-//!   `workers`: each entry goes to one node. A node touches the entries of its running jobs
+//! - Due jobs are entries of their route's stream (`P:stream:<route>`) read through the
+//!   consumer group `workers`: each entry goes to one node, and a node reads only the streams
+//!   of routes it has a free slot for. A node touches the entries of its running jobs
 //!   (`XCLAIM ... JUSTID`) every third of the visibility timeout; a node that stops doing so
 //!   (it crashed) loses them to `XAUTOCLAIM` on another node after the timeout.
-//! - Retries wait in a sorted set (`P:delayed`) and move to the stream when due.
+//! - Retries wait in a sorted set per route (`P:delayed:<route>`) and move to the stream when
+//!   due.
 //! - Dedup keys (`P:dedup:<route>\0<key>`) and idempotency keys carry an expiry, so a lost
 //!   job never blocks its key for ever; schedule locks are `SET NX PX`.
 //! - `P:active` (sorted by enqueue time) lists queued and running jobs for the admin listing
-//!   and the gauges.
+//!   and the gauges; `P:running` is the set of running ones.
 //!
 //! A 202 means Redis has the job; how durable that is on disk is Redis's persistence
 //! setting (`appendonly yes` with `appendfsync everysec` or `always`).
@@ -79,6 +81,8 @@ pub struct RedisStore {
     prefix: String,
     consumer: String,
     visibility: Duration,
+    /// Streams whose consumer group this process has made sure of.
+    groups: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 type StreamEntries = Vec<(String, Vec<String>)>;
@@ -98,31 +102,58 @@ impl RedisStore {
             prefix: prefix.to_string(),
             consumer,
             visibility,
+            groups: std::sync::Mutex::new(std::collections::HashSet::new()),
         })
     }
 
     async fn con(&self) -> Result<ConnectionManager, StoreError> {
         let con = self
             .connection
-            .get_or_try_init(|| async {
-                let mut con = self.client.get_connection_manager().await?;
-                let created: redis::RedisResult<()> = redis::cmd("XGROUP")
-                    .arg("CREATE")
-                    .arg(self.key("stream"))
-                    .arg(GROUP)
-                    .arg("0")
-                    .arg("MKSTREAM")
-                    .query_async(&mut con)
-                    .await;
-                if let Err(e) = created {
-                    if e.code() != Some("BUSYGROUP") {
-                        return Err(e);
-                    }
-                }
-                Ok::<_, redis::RedisError>(con)
-            })
+            .get_or_try_init(|| self.client.get_connection_manager())
             .await?;
         Ok(con.clone())
+    }
+
+    /// Creates the consumer group of `stream` (from its first entry) unless it exists.
+    async fn ensure_group(
+        &self,
+        con: &mut ConnectionManager,
+        stream: &str,
+    ) -> Result<(), StoreError> {
+        let known = self
+            .groups
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(stream);
+        if known {
+            return Ok(());
+        }
+        let created: redis::RedisResult<()> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(stream)
+            .arg(GROUP)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(con)
+            .await;
+        if let Err(e) = created {
+            if e.code() != Some("BUSYGROUP") {
+                return Err(e.into());
+            }
+        }
+        self.groups
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(stream.to_string());
+        Ok(())
+    }
+
+    fn stream(&self, route: &str) -> String {
+        self.key(&format!("stream:{route}"))
+    }
+
+    fn delayed(&self, route: &str) -> String {
+        self.key(&format!("delayed:{route}"))
     }
 
     fn key(&self, name: &str) -> String {
@@ -169,16 +200,20 @@ impl RedisStore {
         Ok(swapped == 1)
     }
 
-    async fn ack(&self, con: &mut ConnectionManager, entry: &str) -> Result<(), StoreError> {
-        let stream = self.key("stream");
+    async fn ack(
+        &self,
+        con: &mut ConnectionManager,
+        stream: &str,
+        entry: &str,
+    ) -> Result<(), StoreError> {
         redis::pipe()
             .cmd("XACK")
-            .arg(&stream)
+            .arg(stream)
             .arg(GROUP)
             .arg(entry)
             .ignore()
             .cmd("XDEL")
-            .arg(&stream)
+            .arg(stream)
             .arg(entry)
             .ignore()
             .query_async::<()>(con)
@@ -190,8 +225,8 @@ impl RedisStore {
     async fn next_entry(
         &self,
         con: &mut ConnectionManager,
+        stream: &str,
     ) -> Result<Option<(String, String)>, StoreError> {
-        let stream = self.key("stream");
         let (_, reclaimed, _): (String, StreamEntries, redis::Value) = redis::cmd("XAUTOCLAIM")
             .arg(&stream)
             .arg(GROUP)
@@ -246,7 +281,7 @@ impl JobStore for RedisStore {
             .key(idem)
             .key(dedup)
             .key(self.job_key(&job.id))
-            .key(self.key("stream"))
+            .key(self.stream(&job.route))
             .key(self.key("active"))
             .arg(&job.id)
             .arg(serde_json::to_string(&job)?)
@@ -301,41 +336,49 @@ impl JobStore for RedisStore {
 
     async fn claim(&self, routes: &[String], now: u64) -> Result<Option<Job>, StoreError> {
         let mut con = self.con().await?;
-        let _: i64 = Script::new(PROMOTE)
-            .key(self.key("delayed"))
-            .key(self.key("stream"))
-            .arg(now)
-            .invoke_async(&mut con)
-            .await?;
-        // Entries of finished jobs and of other routes are skipped; a bounded number per call.
-        for _ in 0..16 {
-            let Some((entry, id)) = self.next_entry(&mut con).await? else {
-                return Ok(None);
-            };
-            let Some((raw, mut job)) = self.load(&mut con, &id).await? else {
-                self.ack(&mut con, &entry).await?;
-                continue;
-            };
-            if !job.state.is_active() {
-                self.ack(&mut con, &entry).await?;
-                continue;
+        for route in routes {
+            let stream = self.stream(route);
+            self.ensure_group(&mut con, &stream).await?;
+            let _: i64 = Script::new(PROMOTE)
+                .key(self.delayed(route))
+                .key(&stream)
+                .arg(now)
+                .invoke_async(&mut con)
+                .await?;
+            // Entries of finished or cancelled jobs are skipped; a bounded number per call.
+            for _ in 0..16 {
+                let next = match self.next_entry(&mut con, &stream).await {
+                    // Redis lost the group (restarted without persistence): make it again.
+                    Err(StoreError::Redis(e)) if e.code() == Some("NOGROUP") => {
+                        self.groups
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .remove(&stream);
+                        return Err(StoreError::Redis(e));
+                    }
+                    next => next?,
+                };
+                let Some((entry, id)) = next else {
+                    break;
+                };
+                let Some((raw, mut job)) = self.load(&mut con, &id).await? else {
+                    self.ack(&mut con, &stream, &entry).await?;
+                    continue;
+                };
+                if !job.state.is_active() {
+                    self.ack(&mut con, &stream, &entry).await?;
+                    continue;
+                }
+                job.state = JobState::Running;
+                job.attempt += 1;
+                if self.swap(&mut con, &raw, &job).await? {
+                    let _: i64 = con.sadd(self.key("running"), &job.id).await?;
+                    job.lease = Some(entry);
+                    return Ok(Some(job));
+                }
+                // Changed under us (cancelled): its entry is done with.
+                self.ack(&mut con, &stream, &entry).await?;
             }
-            if !routes.contains(&job.route) {
-                // No free slot for its route here: back to the end of the stream.
-                let _: String = con
-                    .xadd(self.key("stream"), "*", &[("id", id.as_str())])
-                    .await?;
-                self.ack(&mut con, &entry).await?;
-                continue;
-            }
-            job.state = JobState::Running;
-            job.attempt += 1;
-            if self.swap(&mut con, &raw, &job).await? {
-                job.lease = Some(entry);
-                return Ok(Some(job));
-            }
-            // Changed under us (cancelled): its entry is done with.
-            self.ack(&mut con, &entry).await?;
         }
         Ok(None)
     }
@@ -346,7 +389,7 @@ impl JobStore for RedisStore {
         };
         let mut con = self.con().await?;
         let _: redis::Value = redis::cmd("XCLAIM")
-            .arg(self.key("stream"))
+            .arg(self.stream(&job.route))
             .arg(GROUP)
             .arg(&self.consumer)
             .arg(0)
@@ -394,12 +437,13 @@ impl JobStore for RedisStore {
                 continue;
             }
             if let Some(due) = retry_at {
-                let _: i64 = con.zadd(self.key("delayed"), &job.id, due).await?;
+                let _: i64 = con.zadd(self.delayed(&job.route), &job.id, due).await?;
+                let _: i64 = con.srem(self.key("running"), &job.id).await?;
             } else {
                 self.settle(&mut con, &job, keep).await?;
             }
             if let Some(entry) = &claimed.lease {
-                self.ack(&mut con, entry).await?;
+                self.ack(&mut con, &self.stream(&job.route), entry).await?;
             }
             return Ok(job);
         }
@@ -415,16 +459,11 @@ impl JobStore for RedisStore {
     }
 
     async fn depth(&self) -> Result<Depth, StoreError> {
-        // Bounded work whatever the queue length: active = queued + running, running = the
-        // group's pending entries, the oldest queued among the 16 oldest active jobs.
+        // Bounded work whatever the queue length: active = queued + running, the oldest queued
+        // among the 16 oldest active jobs.
         let mut con = self.con().await?;
         let active: u64 = con.zcard(self.key("active")).await?;
-        let (pending, _, _, _): (u64, redis::Value, redis::Value, redis::Value) =
-            redis::cmd("XPENDING")
-                .arg(self.key("stream"))
-                .arg(GROUP)
-                .query_async(&mut con)
-                .await?;
+        let pending: u64 = con.scard(self.key("running")).await?;
         let oldest: Vec<String> = con.zrange(self.key("active"), 0, 15).await?;
         let oldest_queued = self
             .records(&mut con, &oldest)
@@ -477,7 +516,8 @@ impl RedisStore {
         }
         let mut pipe = redis::pipe();
         pipe.zrem(self.key("active"), &job.id).ignore();
-        pipe.zrem(self.key("delayed"), &job.id).ignore();
+        pipe.zrem(self.delayed(&job.route), &job.id).ignore();
+        pipe.srem(self.key("running"), &job.id).ignore();
         pipe.pexpire(
             self.job_key(&job.id),
             i64::try_from(ms(keep)).unwrap_or(i64::MAX),
