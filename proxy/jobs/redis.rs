@@ -228,7 +228,7 @@ impl RedisStore {
         stream: &str,
     ) -> Result<Option<(String, String)>, StoreError> {
         let (_, reclaimed, _): (String, StreamEntries, redis::Value) = redis::cmd("XAUTOCLAIM")
-            .arg(&stream)
+            .arg(stream)
             .arg(GROUP)
             .arg(&self.consumer)
             .arg(ms(self.visibility))
@@ -247,7 +247,7 @@ impl RedisStore {
                     .arg("COUNT")
                     .arg(1)
                     .arg("STREAMS")
-                    .arg(&stream)
+                    .arg(stream)
                     .arg(">")
                     .query_async(con)
                     .await?;
