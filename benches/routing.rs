@@ -20,6 +20,7 @@ fn route(name: String, host: Option<&str>, methods: Option<Vec<Method>>, path: &
         cache: None,
         priority: frontdoor::admission::Priority::Normal,
         hints: Default::default(),
+        offload: None,
     }
 }
 

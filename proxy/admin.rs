@@ -50,6 +50,28 @@ impl AdminApp {
     }
 }
 
+impl AdminApp {
+    /// `/jobs`: queued and running jobs, oldest first (at most 1,000), as JSON.
+    async fn jobs(&self) -> Response<Vec<u8>> {
+        let Some(jobs) = &self.shared.jobs else {
+            return response(StatusCode::OK, "application/json", b"[]\n".to_vec());
+        };
+        match jobs.store.active(1000).await {
+            Ok(list) => {
+                let views: Vec<serde_json::Value> =
+                    list.iter().map(crate::jobs::http::view).collect();
+                let body = format!("{}\n", serde_json::Value::from(views));
+                response(StatusCode::OK, "application/json", body.into_bytes())
+            }
+            Err(e) => response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                format!("job store: {e}\n").into_bytes(),
+            ),
+        }
+    }
+}
+
 fn response(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
     let mut response = Response::new(body);
     *response.status_mut() = status;
@@ -75,6 +97,7 @@ impl ServeHttp for AdminApp {
                 let (status, report) = self.ready().await;
                 response(status, "text/plain", report.into_bytes())
             }
+            "/jobs" => self.jobs().await,
             "/metrics" => {
                 // Cache sizes are read at scrape time, when moka's accounting has settled.
                 let metrics = &self.shared.metrics;
@@ -102,7 +125,8 @@ impl ServeHttp for AdminApp {
             _ => response(
                 StatusCode::NOT_FOUND,
                 "text/plain",
-                b"not found: try /healthz, /readyz, /metrics, /status, /status.json\n".to_vec(),
+                b"not found: try /healthz, /readyz, /metrics, /status, /status.json, /jobs\n"
+                    .to_vec(),
             ),
         }
     }

@@ -14,6 +14,7 @@
 //! - [`hints`]: `Link` preload/prefetch hints (route rules and learned assets), 103 Early Hints, script deferral.
 //! - [`tls`]: certificate loading and validation, the SNI resolver, dev-certificate generation.
 //! - [`upstream`]: pools of backends and peer selection.
+//! - [`jobs`]: offload routes answered 202 and replayed later as durable jobs (embedded or Redis store), schedules.
 //! - [`headers`]: `X-Request-Start`, `X-Forwarded-*`, `X-Request-Id`, hop-by-hop handling.
 //! - [`snapshot`]: everything the request path reads, built from a `Config` and swapped whole on reload.
 //! - [`reload`]: the background service that reloads the config on SIGHUP or file change.
@@ -48,6 +49,7 @@ pub mod config;
 pub mod edge_cache;
 pub mod headers;
 pub mod hints;
+pub mod jobs;
 pub mod metrics;
 pub mod redirect;
 pub mod reload;

@@ -58,6 +58,14 @@ impl Reloader {
         if config.cache != current.config.cache {
             restart_only.push("cache");
         }
+        // The job store is opened once; the first offload route or schedule needs a start.
+        let uses_jobs =
+            config.routes.iter().any(|r| r.offload.is_some()) || !config.jobs.schedules.is_empty();
+        if config.jobs.store != current.config.jobs.store
+            || (uses_jobs && self.shared.jobs.is_none())
+        {
+            restart_only.push("jobs");
+        }
         self.shared.install(config);
         Ok(if restart_only.is_empty() {
             ReloadOutcome::Applied

@@ -26,6 +26,9 @@ pub enum StartError {
     /// Pingora refused a listener setting.
     #[error("listener: {0}")]
     Listener(#[from] Box<pingora::Error>),
+    /// The job store could not be opened.
+    #[error("jobs: {0}")]
+    Jobs(#[from] crate::jobs::StoreError),
 }
 
 /// Pingora's process settings from ours. Pingora's own defaults (1 thread, 300 s grace
@@ -49,7 +52,14 @@ pub fn build(config: Config, config_path: &Path) -> Result<Server, StartError> {
     let listen = config.listen.clone();
     let conf = server_conf(&config);
     let mut server = Server::new_with_opt_and_conf(None, conf);
-    let shared = Arc::new(Shared::new(config, metrics.clone()));
+    let uses_jobs =
+        config.routes.iter().any(|r| r.offload.is_some()) || !config.jobs.schedules.is_empty();
+    let jobs = if uses_jobs {
+        Some(crate::jobs::Jobs::open(&config.jobs, metrics.clone())?)
+    } else {
+        None
+    };
+    let shared = Arc::new(Shared::new(config, metrics.clone()).with_jobs(jobs.clone()));
 
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
@@ -78,6 +88,12 @@ pub fn build(config: Config, config_path: &Path) -> Result<Server, StartError> {
     admin.threads = Some(1);
     server.add_service(admin);
 
+    if let Some(jobs) = jobs {
+        server.add_service(background_service(
+            "frontdoor job workers",
+            crate::jobs::worker::JobWorkers::new(shared.clone(), jobs),
+        ));
+    }
     server.add_service(background_service(
         "frontdoor config reload",
         Reloader::new(config_path.to_path_buf(), shared),

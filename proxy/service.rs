@@ -17,6 +17,7 @@ use crate::compression::{self, Compressor};
 use crate::edge_cache::{self, EdgeCache, Fill, Origin};
 use crate::headers::{self, Forwarding, HeaderEdit};
 use crate::hints;
+use crate::jobs;
 use crate::metrics::NO_ROUTE;
 use crate::routing::RouteMatch;
 use crate::snapshot::Shared;
@@ -276,9 +277,10 @@ impl ProxyHttp for Frontdoor {
         Ok(())
     }
 
-    /// Routes the request. `Ok(true)` = a response was already written: no route (404), an
-    /// asset or an edge-cache entry from memory, a shed request (503). A request going upstream
-    /// may get `103 Early Hints` first, before it waits for a slot.
+    /// Routes the request. `Ok(true)` = a response was already written: no route (404), a
+    /// job's status, an offloaded request's 202 (it never takes a slot), an asset or an
+    /// edge-cache entry from memory, a shed request (503). A request going upstream may get
+    /// `103 Early Hints` first, before it waits for a slot.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let snapshot = self.shared.snapshot.load_full();
         ctx.trusted = headers::is_trusted(peer_ip(session), snapshot.trusted_proxies());
@@ -289,6 +291,10 @@ impl ProxyHttp for Frontdoor {
             .and_then(|v| v.to_str().ok())
             .filter(|id| ctx.trusted && headers::acceptable_request_id(id))
             .map_or_else(headers::new_request_id, str::to_string);
+        let jobs = self.shared.jobs.as_deref();
+        if jobs::http::serve_status(session, jobs, &ctx.request_id).await? {
+            return Ok(true);
+        }
         let head = session.req_header();
         let health = snapshot.config.health_path.as_deref();
         let readable = head.method == http::Method::GET || head.method == http::Method::HEAD;
@@ -307,6 +313,12 @@ impl ProxyHttp for Frontdoor {
         if ctx.pool.is_none() {
             respond(session, 404, "no route for this request\n", &ctx.request_id).await?;
             return Ok(true);
+        }
+        if let (Some(matched), Some(jobs)) = (&ctx.route, jobs) {
+            if let Some(offload) = &matched.route.offload {
+                jobs::http::offload(session, jobs, matched, offload, &ctx.request_id).await?;
+                return Ok(true);
+            }
         }
         if self.serve_asset(session, ctx).await? || self.serve_cached(session, ctx).await? {
             return Ok(true);

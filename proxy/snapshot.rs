@@ -78,6 +78,8 @@ pub struct Shared {
     pub controllers: Controllers,
     /// Assets each route's HTML references (learned hints); kept across reloads.
     pub learned: crate::hints::Learned,
+    /// The job system, when some route offloads or a schedule exists (set once at start).
+    pub jobs: Option<Arc<crate::jobs::Jobs>>,
 }
 
 impl Shared {
@@ -97,7 +99,14 @@ impl Shared {
             assets,
             edge_cache,
             learned: crate::hints::Learned::default(),
+            jobs: None,
         }
+    }
+
+    /// With the job system `jobs` (opened by the server at start).
+    pub fn with_jobs(mut self, jobs: Option<Arc<crate::jobs::Jobs>>) -> Self {
+        self.jobs = jobs;
+        self
     }
 
     /// Swaps in `config`: certificates first, so a route never refers to a missing cert.

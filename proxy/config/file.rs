@@ -31,6 +31,9 @@ pub struct ConfigFile {
     /// In-memory caches.
     #[serde(default)]
     pub cache: CacheSection,
+    /// The job store, replay rates and schedules.
+    #[serde(default)]
+    pub jobs: JobsSection,
 }
 
 /// `[cache]`
@@ -369,6 +372,8 @@ pub struct RouteSection {
     pub priority: Option<Spanned<String>>,
     /// Preload/prefetch hints, learned asset hints, Early Hints, script deferral.
     pub hints: Option<HintsSection>,
+    /// Answer 202 at once and replay the request later as a durable job.
+    pub offload: Option<OffloadSection>,
 }
 
 /// `[routes.hints]`
@@ -412,4 +417,180 @@ pub struct DeferScriptsSection {
     /// `src` patterns never deferred (wins over `allow`).
     #[serde(default)]
     pub deny: Vec<Spanned<String>>,
+}
+
+/// `[routes.offload]`: the route's requests become jobs.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct OffloadSection {
+    /// Dedup key template (`"{id}"`): one queued or running job per key.
+    pub key: Option<Spanned<String>>,
+    /// Larger request bodies get 413.
+    #[serde(default = "default_max_body")]
+    pub max_body: Spanned<String>,
+    /// The app's answer is kept up to this size.
+    #[serde(default = "default_max_result_size")]
+    pub max_result_size: Spanned<String>,
+    /// Replays of this route at once, per node.
+    #[serde(default = "default_job_concurrency")]
+    pub concurrency: Spanned<i64>,
+    /// Longest wait for each read of a replay's answer.
+    #[serde(default = "default_job_timeout")]
+    pub timeout: Spanned<String>,
+    /// Replays before the job fails (connect errors and 502/503/504 are retried).
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: Spanned<i64>,
+    /// First retry delay bound (full jitter, doubling).
+    #[serde(default = "default_backoff")]
+    pub backoff: Spanned<String>,
+    /// Cap of the retry delay bound.
+    #[serde(default = "default_max_backoff")]
+    pub max_backoff: Spanned<String>,
+    /// How long a finished job's status and answer stay readable.
+    #[serde(default = "default_keep")]
+    pub keep: Spanned<String>,
+    /// `Retry-After` of the 202.
+    #[serde(default = "default_retry_after")]
+    pub retry_after: Spanned<String>,
+    /// Request header fields stored with the job (Host is always kept).
+    #[serde(default = "default_job_headers")]
+    pub headers: Vec<Spanned<String>>,
+}
+
+fn default_max_body() -> Spanned<String> {
+    unspanned("1MiB".to_string())
+}
+fn default_max_result_size() -> Spanned<String> {
+    unspanned("1MiB".to_string())
+}
+fn default_job_concurrency() -> Spanned<i64> {
+    unspanned(1)
+}
+fn default_job_timeout() -> Spanned<String> {
+    unspanned("10m".to_string())
+}
+fn default_max_attempts() -> Spanned<i64> {
+    unspanned(5)
+}
+fn default_backoff() -> Spanned<String> {
+    unspanned("1s".to_string())
+}
+fn default_max_backoff() -> Spanned<String> {
+    unspanned("5m".to_string())
+}
+fn default_keep() -> Spanned<String> {
+    unspanned("1h".to_string())
+}
+fn default_job_headers() -> Vec<Spanned<String>> {
+    [
+        "accept",
+        "accept-language",
+        "authorization",
+        "content-type",
+        "cookie",
+        "user-agent",
+        "x-csrf-token",
+    ]
+    .into_iter()
+    .map(|h| unspanned(h.to_string()))
+    .collect()
+}
+
+/// `[jobs]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct JobsSection {
+    /// `"embedded"` or `"redis"`.
+    #[serde(default = "default_job_store")]
+    pub store: Spanned<String>,
+    /// The embedded store's file, relative to the config file.
+    #[serde(default = "default_job_path")]
+    pub path: Spanned<String>,
+    /// `redis://host:port/db` for the Redis store.
+    pub redis_url: Option<Spanned<String>>,
+    /// Prefix of every Redis key.
+    #[serde(default = "default_redis_prefix")]
+    pub redis_prefix: Spanned<String>,
+    /// A running job whose node goes silent this long runs elsewhere (Redis).
+    #[serde(default = "default_visibility_timeout")]
+    pub visibility_timeout: Spanned<String>,
+    /// How often idle workers look for due jobs.
+    #[serde(default = "default_poll_interval")]
+    pub poll_interval: Spanned<String>,
+    /// Replay rate per pool: `dashboard = "5/s"` (or `/m`, `/h`).
+    #[serde(default)]
+    pub rates: std::collections::BTreeMap<String, Spanned<String>>,
+    /// Replays of a pool that may start back to back (the GCRA burst).
+    #[serde(default = "default_rate_burst")]
+    pub rate_burst: Spanned<i64>,
+    /// `[[jobs.schedules]]`
+    #[serde(default)]
+    pub schedules: Vec<ScheduleSection>,
+}
+
+impl Default for JobsSection {
+    fn default() -> Self {
+        JobsSection {
+            store: default_job_store(),
+            path: default_job_path(),
+            redis_url: None,
+            redis_prefix: default_redis_prefix(),
+            visibility_timeout: default_visibility_timeout(),
+            poll_interval: default_poll_interval(),
+            rates: std::collections::BTreeMap::new(),
+            rate_burst: default_rate_burst(),
+            schedules: Vec::new(),
+        }
+    }
+}
+
+fn default_job_store() -> Spanned<String> {
+    unspanned("embedded".to_string())
+}
+fn default_job_path() -> Spanned<String> {
+    unspanned("data/jobs.redb".to_string())
+}
+fn default_redis_prefix() -> Spanned<String> {
+    unspanned("frontdoor".to_string())
+}
+fn default_visibility_timeout() -> Spanned<String> {
+    unspanned("30s".to_string())
+}
+fn default_poll_interval() -> Spanned<String> {
+    unspanned("500ms".to_string())
+}
+fn default_rate_burst() -> Spanned<i64> {
+    unspanned(1)
+}
+
+/// `[[jobs.schedules]]`: refresh `keys` every `every`, spread over `slots`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ScheduleSection {
+    /// Unique name.
+    pub name: Spanned<String>,
+    /// The offload route whose jobs it creates.
+    pub route: Spanned<String>,
+    /// Method of each request.
+    #[serde(default = "default_schedule_method")]
+    pub method: Spanned<String>,
+    /// Path with `{key}`, matching the route: `/courses/{key}/manual_update`.
+    pub path: Spanned<String>,
+    /// The interval.
+    pub every: Spanned<String>,
+    /// Slots per interval.
+    #[serde(default = "default_slots")]
+    pub slots: Spanned<i64>,
+    /// The keys (a static list).
+    #[serde(default)]
+    pub keys: Vec<String>,
+    /// Or a plain-HTTP URL answering a JSON list of keys, fetched each interval.
+    pub keys_url: Option<Spanned<String>>,
+}
+
+fn default_schedule_method() -> Spanned<String> {
+    unspanned("POST".to_string())
+}
+fn default_slots() -> Spanned<i64> {
+    unspanned(60)
 }

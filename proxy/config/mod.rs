@@ -6,6 +6,7 @@
 
 mod error;
 pub mod file;
+mod jobs;
 pub mod units;
 
 pub use error::{key_path_at, line_col, ConfigError, ConfigErrors};
@@ -49,6 +50,8 @@ pub struct Config {
     pub routes: Vec<Route>,
     /// The asset cache (sized at start; a reload that changes it warns).
     pub cache: CacheSettings,
+    /// The job store (fixed at start), replay rates and schedules.
+    pub jobs: crate::jobs::JobsSettings,
 }
 
 /// `[cache]`, validated.
@@ -257,6 +260,7 @@ impl Validator<'_> {
         let pools = self.pools(&file.pools);
         let routes = self.routes(&file.routes, &file.pools);
         let cache = self.cache(&file.cache);
+        let jobs = self.jobs(&file.jobs, &file.routes, &file.pools);
         Some(Config {
             source: self.path.to_path_buf(),
             server: server?,
@@ -267,6 +271,7 @@ impl Validator<'_> {
             pools,
             routes,
             cache: cache?,
+            jobs: jobs?,
         })
     }
 
@@ -654,6 +659,13 @@ impl Validator<'_> {
                 }
                 _ => RouteHints::default(),
             };
+            let offload = match (&r.offload, &template) {
+                (Some(o), Some(t)) => match self.offload(o, t, &format!("{key}.offload")) {
+                    Some(offload) => Some(offload),
+                    None => continue,
+                },
+                _ => None,
+            };
             if let (Some(()), Some(template), Some(())) = (name_ok, template, pool_ok) {
                 out.push(Route {
                     name: Arc::from(name.as_str()),
@@ -665,6 +677,7 @@ impl Validator<'_> {
                     cache,
                     priority,
                     hints,
+                    offload,
                 });
             }
         }

@@ -274,6 +274,7 @@ mod tests {
                 assets: None,
                 cache: None,
                 priority: crate::admission::Priority::Normal,
+                offload: None,
                 hints: RouteHints {
                     links: vec![rule],
                     ..hints

@@ -95,6 +95,8 @@ pub struct Route {
     pub priority: crate::admission::Priority,
     /// Preload/prefetch hints, learned asset hints, Early Hints, script deferral.
     pub hints: crate::hints::RouteHints,
+    /// Requests of this route become durable jobs answered with 202.
+    pub offload: Option<crate::jobs::OffloadRoute>,
 }
 
 /// A route that matched, with what its template captured.
@@ -206,6 +208,7 @@ mod tests {
             cache: None,
             priority: crate::admission::Priority::Normal,
             hints: Default::default(),
+            offload: None,
         }
     }
 

@@ -11,6 +11,7 @@ mod edge_cache;
 mod headers;
 mod health;
 mod hints;
+mod jobs;
 mod reload;
 mod routing;
 mod tls;
