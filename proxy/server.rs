@@ -54,12 +54,20 @@ pub fn build(config: Config, config_path: &Path) -> Result<Server, StartError> {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     let uses_jobs =
         config.routes.iter().any(|r| r.offload.is_some()) || !config.jobs.schedules.is_empty();
+    let jobs_settings = config.jobs.clone();
+    let shared = Shared::new(config, metrics.clone());
+    // Replays wait while admission control reports their pool overloaded.
     let jobs = if uses_jobs {
-        Some(crate::jobs::Jobs::open(&config.jobs, metrics.clone())?)
+        let brake = shared.controllers.clone();
+        Some(crate::jobs::Jobs::open_with_brake(
+            &jobs_settings,
+            metrics.clone(),
+            brake,
+        )?)
     } else {
         None
     };
-    let shared = Arc::new(Shared::new(config, metrics.clone()).with_jobs(jobs.clone()));
+    let shared = Arc::new(shared.with_jobs(jobs.clone()));
 
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,

@@ -75,7 +75,7 @@ pub struct Shared {
     /// route's `version` keys its entries).
     pub edge_cache: Arc<EdgeCache>,
     /// Admission controllers by pool; kept across reloads.
-    pub controllers: Controllers,
+    pub controllers: Arc<Controllers>,
     /// Assets each route's HTML references (learned hints); kept across reloads.
     pub learned: crate::hints::Learned,
     /// The job system, when some route offloads or a schedule exists (set once at start).
@@ -90,7 +90,7 @@ impl Shared {
         )));
         let assets = Arc::new(AssetCache::new(&config.cache, metrics.clone()));
         let edge_cache = Arc::new(EdgeCache::new(&config.cache, metrics.clone()));
-        let controllers = Controllers::new(metrics.clone());
+        let controllers = Arc::new(Controllers::new(metrics.clone()));
         Shared {
             snapshot: ArcSwap::from_pointee(Snapshot::new(config, &controllers)),
             controllers,

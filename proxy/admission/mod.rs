@@ -37,7 +37,7 @@ use capacity::Window;
 use codel::Codel;
 
 /// Waiters older than this many targets are expired during overload.
-pub const EXPIRE_TARGETS: u32 = 5;
+pub const EXPIRE_TARGETS: u32 = 2;
 
 /// `[pools.NAME.admission]`, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -479,6 +479,14 @@ impl Controllers {
     }
 }
 
+/// Offloaded-job replays are the lowest priority: they wait while their pool is overloaded.
+impl crate::jobs::Brake for Controllers {
+    fn overloaded(&self, pool: &str) -> bool {
+        let by_pool = self.by_pool.lock().unwrap_or_else(PoisonError::into_inner);
+        by_pool.get(pool).is_some_and(|a| a.overloaded())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -585,7 +593,24 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn overload_expires_waiters_older_than_five_targets() {
+    async fn job_replays_brake_while_their_pool_is_overloaded() {
+        use crate::jobs::Brake;
+        let controllers = Controllers::new(Arc::new(Metrics::new().unwrap()));
+        let a = controllers.for_pool("app", &settings(1, 0), 1);
+        assert!(!controllers.overloaded("app"));
+        let long_ago = Instant::now() - Duration::from_millis(500);
+        drop(a.admit(Priority::Normal, long_ago).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(110)).await;
+        let _held = a.admit(Priority::Normal, long_ago).await.unwrap();
+        assert!(controllers.overloaded("app"));
+        assert!(
+            !controllers.overloaded("other"),
+            "pools without admission never brake"
+        );
+    }
+
+    #[tokio::test]
+    async fn overload_expires_waiters_older_than_two_targets() {
         let a = controller(2, 0, 1);
         let long_ago = Instant::now() - Duration::from_millis(500);
         // Both slots held; the first dispatch waited 500 ms: a run above target starts.
@@ -598,7 +623,7 @@ mod tests {
         let (w1, w2) = (waiter(&a), waiter(&a));
         tokio::time::sleep(Duration::from_millis(120)).await;
         // A slot frees after the interval: the dispatch of w1 (120 ms > target) makes it
-        // overload, and w2, waiting 120 ms > 5 × 20 ms, is expired.
+        // overload, and w2, waiting 120 ms > 2 × 20 ms, is expired.
         drop(first);
         assert_eq!(w1.await.unwrap(), None, "w1 got the slot");
         assert_eq!(w2.await.unwrap(), Some(Shed::Timeout), "w2 expired");

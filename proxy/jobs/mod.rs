@@ -155,9 +155,9 @@ pub struct JobsSettings {
     pub schedules: Vec<schedule::Schedule>,
 }
 
-/// The brake of the admission controller (issue 6): replays are the lowest priority
-/// traffic, so they wait while it reports the pool overloaded. Until admission exists,
-/// [`NoBrake`] never brakes.
+/// The brake of the admission controller: replays are the lowest priority traffic, so they
+/// wait while it reports the pool overloaded (`admission::Controllers` implements it; pools
+/// without admission never brake).
 pub trait Brake: Send + Sync {
     /// Whether replays to `pool` should wait now.
     fn overloaded(&self, pool: &str) -> bool;
