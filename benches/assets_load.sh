@@ -31,17 +31,7 @@ taskset -c 1 "$bin" simulate --listen "127.0.0.1:$sim" --workers 16 --service-ms
 wait_port "$sim"
 asset=$(curl -s "http://127.0.0.1:$sim/" | grep -o '/assets/application-[0-9a-f]*\.js')
 
-cat > "$tmp/fd.toml" <<TOML
-[server]
-threads = 1
-grace-period = "0s"
-access-log = "off"
-[listen]
-https = "127.0.0.1:$https"
-admin = "127.0.0.1:$admin"
-[[tls.certificates]]
-cert = "cert.pem"
-key = "key.pem"
+{ fd_head 1 "$https" "$admin"; cat <<TOML
 [pools.app]
 backends = ["127.0.0.1:$sim"]
 [[routes]]
@@ -51,6 +41,7 @@ pool = "app"
 [routes.assets]
 source = "upstream"
 TOML
+} > "$tmp/fd.toml"
 RUST_LOG=warn taskset -c 0 "$bin" run "$tmp/fd.toml" 2>"$tmp/fd.err" & fd_pid=$!; pids+=($fd_pid)
 wait_port "$https"
 # Warm: fill, then wait until the Brotli variant is served; keep its bytes for nginx.

@@ -43,17 +43,7 @@ files_bytes=$(du -sb "$tmp/public/assets" | cut -f1)
 
 https=$(free_port); admin=$(free_port)
 "$bin" dev-cert "$tmp/cert.pem" "$tmp/key.pem" >/dev/null
-cat > "$tmp/fd.toml" <<TOML
-[server]
-threads = 1
-grace-period = "0s"
-access-log = "off"
-[listen]
-https = "127.0.0.1:$https"
-admin = "127.0.0.1:$admin"
-[[tls.certificates]]
-cert = "cert.pem"
-key = "key.pem"
+{ fd_head 1 "$https" "$admin"; cat <<TOML
 [cache]
 assets-capacity = "1GiB"
 compression-threads = 2
@@ -66,6 +56,7 @@ pool = "app"
 [routes.assets]
 source = "public"
 TOML
+} > "$tmp/fd.toml"
 RUST_LOG=warn "$bin" run "$tmp/fd.toml" 2>"$tmp/fd.err" & fd_pid=$!; pids+=($fd_pid)
 wait_port "$https"
 metric() { curl -s "http://127.0.0.1:$admin/metrics" | awk -v m="$1" '$1 == m {print $2}'; }

@@ -50,3 +50,21 @@ record() { results["$1"]+="$2"$'\n'; }
 nginx_temp_paths() {
   for kind in client_body proxy fastcgi uwsgi scgi; do echo "  ${kind}_temp_path $tmp/nginx/$kind;"; done
 }
+
+# fd_head THREADS HTTPS_PORT ADMIN_PORT: the [server], [listen] and certificate tables the load
+# scripts' frontdoor configs start with (cert.pem and key.pem beside the config, in $tmp).
+fd_head() {
+  cat <<TOML
+[server]
+threads = $1
+grace-period = "0s"
+graceful-shutdown-timeout = "1s"
+access-log = "off"
+[listen]
+https = "127.0.0.1:$2"
+admin = "127.0.0.1:$3"
+[[tls.certificates]]
+cert = "cert.pem"
+key = "key.pem"
+TOML
+}

@@ -34,18 +34,7 @@ fd_pid=""
 start_frontdoor() { # STORE-LINES
   [ -n "$fd_pid" ] && { kill "$fd_pid"; wait "$fd_pid" 2>/dev/null || true; }
   https=$(free_port); admin=$(free_port)
-  cat > "$tmp/fd.toml" <<TOML
-[server]
-threads = 2
-grace-period = "0s"
-graceful-shutdown-timeout = "1s"
-access-log = "off"
-[listen]
-https = "127.0.0.1:$https"
-admin = "127.0.0.1:$admin"
-[[tls.certificates]]
-cert = "cert.pem"
-key = "key.pem"
+  { fd_head 2 "$https" "$admin"; cat <<TOML
 [pools.app]
 backends = ["127.0.0.1:$sim"]
 [jobs]
@@ -57,6 +46,7 @@ path = "/echo/{rest*}"
 pool = "app"
 [routes.offload]
 TOML
+  } > "$tmp/fd.toml"
   RUST_LOG=warn taskset -c 0 "$bin" run "$tmp/fd.toml" 2>"$tmp/fd.err" & fd_pid=$!; pids+=($fd_pid)
   wait_port "$https"; wait_port "$admin"
 }

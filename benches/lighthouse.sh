@@ -48,17 +48,7 @@ sim=$(free_port); https=$(free_port); admin=$(free_port); https2=$(free_port); a
 "$bin" dev-cert "$tmp/cert.pem" "$tmp/key.pem" >/dev/null
 wait_port "$sim"
 
-cat > "$tmp/fd.toml" <<TOML
-[server]
-threads = 2
-grace-period = "0s"
-access-log = "off"
-[listen]
-https = "127.0.0.1:$https"
-admin = "127.0.0.1:$admin"
-[[tls.certificates]]
-cert = "cert.pem"
-key = "key.pem"
+{ fd_head 2 "$https" "$admin"; cat <<TOML
 [pools.app]
 backends = ["127.0.0.1:$sim"]
 [[routes]]
@@ -85,6 +75,7 @@ name = "app"
 path = "/{rest*}"
 pool = "app"
 TOML
+} > "$tmp/fd.toml"
 RUST_LOG=warn "$bin" run "$tmp/fd.toml" 2>"$tmp/fd.err" & pids+=($!)
 # (c): the same less the hints section and with learning off.
 awk '/^\[routes.hints\]/ {skip=1; next} /^\[\[routes\]\]/ {skip=0} !skip' "$tmp/fd.toml" |

@@ -34,17 +34,7 @@ run_sim() {
 stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 load() { taskset -c 1 "$gen" "$1" "$rate" "$secs" /training /courses/mit/physics /healthz; }
 
-cat > "$tmp/fd.toml" <<TOML
-[server]
-threads = 1
-grace-period = "0s"
-access-log = "off"
-[listen]
-https = "127.0.0.1:$fd"
-admin = "127.0.0.1:$admin"
-[[tls.certificates]]
-cert = "cert.pem"
-key = "key.pem"
+{ fd_head 1 "$fd" "$admin"; cat <<TOML
 [pools.app]
 backends = ["127.0.0.1:$sim"]
 [pools.app.admission]
@@ -62,6 +52,7 @@ name = "app"
 path = "/{rest*}"
 pool = "app"
 TOML
+} > "$tmp/fd.toml"
 
 cat > "$tmp/haproxy.cfg" <<CFG
 global
