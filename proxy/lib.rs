@@ -20,7 +20,7 @@
 //! - [`reload`]: the background service that reloads the config on SIGHUP or file change.
 //! - [`metrics`]: every Prometheus family, registered once.
 //! - [`accesslog`]: one line per request through a non-blocking writer.
-//! - [`admin`]: the admin listener (`/healthz`, `/readyz`, `/metrics`).
+//! - [`admin`]: the admin listener (`/healthz`, `/readyz`, `/metrics`, `/status`, `/jobs`).
 //! - [`redirect`]: the plain-HTTP listener that redirects to HTTPS.
 //! - [`simulator`]: a Dashboard-like app used by the demo, the tests and the benchmarks.
 //! - [`service`]: the `ProxyHttp` implementation, phase by phase.
@@ -30,11 +30,16 @@
 //! ```text
 //! client ──TLS (rustls, ALPN h2/http1.1)──▶ HTTPS listener
 //!   early_request_filter     stamp arrival time
-//!   request_filter           route match (one snapshot load); request id; 103 Early Hints (HTTP/1.1)
-//!   upstream_peer            pick a backend of the route's pool
+//!   request_filter           health path; route match (one snapshot load); request id;
+//!                            offload → durable job, 202 | asset or edge-cache hit from memory |
+//!                            103 Early Hints (HTTP/1.1), then admission: a slot, the queue, or 503
+//!   upstream_peer            the backend the slot is on (else round robin)
 //!   upstream_request_filter  X-Request-Start, X-Forwarded-*, X-Request-Id; strip hop-by-hop
-//!   response_filter          X-Request-Id back to the client; Link hints on HTML; choose compression
-//!   response_body_filter     read HTML for learned hints (rewrite it for script deferral); compress dynamic text
+//!   upstream_response_filter time the backend; the app's Server-Timing queue entry to metrics
+//!   response_filter          X-Request-Id back to the client; Link hints on HTML; start an
+//!                            edge-cache fill; choose compression
+//!   response_body_filter     read HTML for learned hints (rewrite it for script deferral); copy
+//!                            into the edge cache; compress dynamic text; free the slot at the end
 //!   logging                  metrics, access log
 //! ```
 
