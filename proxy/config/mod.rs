@@ -28,6 +28,7 @@ use crate::edge_cache::CacheRoute;
 use crate::hints::{DeferScripts, Destination, LinkTemplate, Rel, RouteHints};
 use crate::routing::{HostPattern, PathTemplate, Route, RouteTable};
 use crate::tls::{load_certified_key, Certificate};
+use crate::upstream::{Backend, Balance, Ejection, HashKey, HealthSettings};
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
@@ -120,8 +121,14 @@ pub struct ListenSettings {
 /// `[pools.NAME]`, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolSettings {
-    /// Resolved backend addresses, in file order.
-    pub backends: Vec<SocketAddr>,
+    /// Backends (resolved addresses, weights, drain), in file order.
+    pub backends: Vec<Backend>,
+    /// How a backend is chosen.
+    pub balance: Balance,
+    /// Passive ejection on consecutive connect failures.
+    pub ejection: Ejection,
+    /// Active health checks; `None`: passive ejection only.
+    pub health: Option<HealthSettings>,
     /// TCP connect timeout.
     pub connect_timeout: Duration,
     /// Per-read timeout.
@@ -130,7 +137,7 @@ pub struct PoolSettings {
     pub write_timeout: Duration,
     /// Idle keep-alive timeout.
     pub idle_timeout: Duration,
-    /// Further backends tried after a connect failure (idempotent methods only).
+    /// Further backends tried after a connect failure (any method: nothing was sent).
     pub connect_retries: usize,
     /// Slots and queue; `None`: unlimited.
     pub admission: Option<AdmissionSettings>,
@@ -492,12 +499,19 @@ impl Validator<'_> {
                     "a pool needs at least one backend",
                 );
             }
-            let backends: Vec<SocketAddr> = p
-                .backends
-                .get_ref()
-                .iter()
-                .filter_map(|b| self.socket_addr(b, &format!("{key}.backends")))
-                .collect();
+            let backends = self.backends(p, &key);
+            let balance = self.balance(p, &key);
+            let ejection = self.ejection(p, &key);
+            let health = match &p.health {
+                Some(h) => match self.health(h, &format!("{key}.health")) {
+                    Some(h) => Some(h),
+                    None => continue,
+                },
+                None => None,
+            };
+            let (Some(balance), Some(ejection)) = (balance, ejection) else {
+                continue;
+            };
             let admission = match &p.admission {
                 Some(a) => match self.admission(a, &format!("{key}.admission")) {
                     Some(a) => Some(a),
@@ -509,6 +523,9 @@ impl Validator<'_> {
                 Some(PoolSettings {
                     admission,
                     backends,
+                    balance,
+                    ejection,
+                    health,
                     connect_timeout: self
                         .duration(&p.connect_timeout, &format!("{key}.connect-timeout"))?,
                     read_timeout: self.duration(&p.read_timeout, &format!("{key}.read-timeout"))?,
@@ -527,6 +544,102 @@ impl Validator<'_> {
             }
         }
         out
+    }
+
+    /// `backends` of a pool: addresses resolved, weights checked, no address twice.
+    fn backends(&mut self, p: &file::PoolSection, key: &str) -> Vec<Backend> {
+        let mut out: Vec<Backend> = Vec::new();
+        for (i, entry) in p.backends.get_ref().iter().enumerate() {
+            let entry_key = format!("{key}.backends[{i}]");
+            let addr = self.check(entry, &entry_key, |e| resolve(&e.address));
+            let weight = self.check(entry, &format!("{entry_key}.weight"), |e| {
+                let w = e.weight.unwrap_or(1);
+                u32::try_from(w)
+                    .ok()
+                    .filter(|w| (1..=MAX_WEIGHT).contains(w))
+                    .ok_or_else(|| {
+                        format!("must be a whole number from 1 to {MAX_WEIGHT}, not {w}")
+                    })
+            });
+            let (Some(addr), Some(weight)) = (addr, weight) else {
+                continue;
+            };
+            if out.iter().any(|b| b.addr == addr) {
+                self.error(
+                    entry.span(),
+                    &entry_key,
+                    format!("{addr} is listed twice in this pool"),
+                );
+                continue;
+            }
+            out.push(Backend {
+                addr,
+                weight,
+                drain: entry.get_ref().drain,
+            });
+        }
+        out
+    }
+
+    fn balance(&mut self, p: &file::PoolSection, key: &str) -> Option<Balance> {
+        let hash_key = self.check(&p.hash_key, &format!("{key}.hash-key"), |k| {
+            HashKey::parse(k)
+        })?;
+        self.check(&p.balance, &format!("{key}.balance"), |b| {
+            match b.as_str() {
+                "least-busy" => Ok(Balance::LeastBusy),
+                "round-robin" => Ok(Balance::RoundRobin),
+                "hash" => Ok(Balance::Hash(hash_key.clone())),
+                other => Err(format!(
+                    "`{other}` is not a balance: use \"least-busy\", \"round-robin\" or \"hash\""
+                )),
+            }
+        })
+    }
+
+    fn ejection(&mut self, p: &file::PoolSection, key: &str) -> Option<Ejection> {
+        let after = self.check(&p.eject_after, &format!("{key}.eject-after"), |n| {
+            u32::try_from(*n).map_err(|_| format!("must be 0 or more, not {n}"))
+        });
+        let duration = self.duration(&p.eject_for, &format!("{key}.eject-for"));
+        Some(Ejection {
+            after: after?,
+            duration: duration?,
+        })
+    }
+
+    fn health(&mut self, h: &file::HealthSection, key: &str) -> Option<HealthSettings> {
+        let path = self.check(&h.path, &format!("{key}.path"), |p| {
+            if p.starts_with('/')
+                && !p
+                    .chars()
+                    .any(|c| c.is_ascii_whitespace() || c.is_ascii_control())
+            {
+                Ok(p.clone())
+            } else {
+                Err(format!("`{p}` must start with `/` and hold no spaces"))
+            }
+        });
+        let interval = self.duration(&h.interval, &format!("{key}.interval"));
+        let timeout = self.duration(&h.timeout, &format!("{key}.timeout"));
+        let rise = self.positive(&h.rise, &format!("{key}.rise"));
+        let fall = self.positive(&h.fall, &format!("{key}.fall"));
+        let interval = interval?;
+        if interval.is_zero() {
+            self.error(
+                h.interval.span(),
+                &format!("{key}.interval"),
+                "must be more than 0s",
+            );
+            return None;
+        }
+        Some(HealthSettings {
+            path: path?,
+            interval,
+            timeout: timeout?,
+            rise: u32::try_from(rise?.get()).unwrap_or(u32::MAX),
+            fall: u32::try_from(fall?.get()).unwrap_or(u32::MAX),
+        })
     }
 
     fn admission(&mut self, a: &file::AdmissionSection, key: &str) -> Option<AdmissionSettings> {
@@ -748,6 +861,9 @@ impl Validator<'_> {
     }
 }
 
+/// The largest `weight` of a backend.
+const MAX_WEIGHT: u32 = 100;
+
 /// `host:port` to one address: literal addresses directly, names through the resolver (at
 /// load time; a reload resolves again).
 fn resolve(text: &str) -> Result<SocketAddr, String> {
@@ -899,5 +1015,54 @@ pool = "app"
         let defer = hints.defer_scripts.as_ref().unwrap();
         assert!(!defer.applies_to("/assets/jquery-1.js"));
         assert!(defer.applies_to("/assets/app-1.js"));
+    }
+
+    #[test]
+    fn backends_take_strings_or_tables_with_weight_and_drain() {
+        let dir = tempfile::tempdir().unwrap();
+        with_cert(dir.path());
+        let text = GOOD.replace(
+            r#"backends = ["127.0.0.1:3000"]"#,
+            r#"backends = ["127.0.0.1:3000", { address = "127.0.0.1:3001", weight = 3 }, { address = "127.0.0.1:3002", drain = true }]
+balance = "hash"
+hash-key = "header:X-User""#,
+        ) + "[pools.app.health]\ninterval = \"500ms\"\n";
+        let config = Config::parse(&dir.path().join("f.toml"), &text).unwrap();
+        let app = &config.pools["app"];
+        let weights: Vec<(u32, bool)> = app.backends.iter().map(|b| (b.weight, b.drain)).collect();
+        assert_eq!(weights, [(1, false), (3, false), (1, true)]);
+        assert!(matches!(app.balance, Balance::Hash(HashKey::Header(_))));
+        let health = app.health.as_ref().unwrap();
+        assert_eq!(
+            (health.path.as_str(), health.rise, health.fall),
+            ("/healthz", 2, 3)
+        );
+        assert_eq!(health.interval, Duration::from_millis(500));
+        assert_eq!(app.ejection.after, 3);
+    }
+
+    #[test]
+    fn bad_backend_entries_are_errors_with_their_place() {
+        let dir = tempfile::tempdir().unwrap();
+        with_cert(dir.path());
+        let text = GOOD.replace(
+            r#"backends = ["127.0.0.1:3000"]"#,
+            r#"backends = ["127.0.0.1:3000", { address = "127.0.0.1:3000" }, { address = "127.0.0.1:3001", weight = 0 }]
+balance = "fastest""#,
+        );
+        let errors = Config::parse(&dir.path().join("f.toml"), &text)
+            .unwrap_err()
+            .0;
+        let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(errors.len(), 3, "{text:?}");
+        assert!(
+            text[0].contains("pools.app.backends[1]: 127.0.0.1:3000 is listed twice"),
+            "{text:?}"
+        );
+        assert!(
+            text[1].contains("pools.app.backends[2].weight: must be"),
+            "{text:?}"
+        );
+        assert!(text[2].contains("pools.app.balance: `fastest`"), "{text:?}");
     }
 }
