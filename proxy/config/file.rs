@@ -377,6 +377,8 @@ pub struct HealthSection {
     /// Path of the check (`GET`, HTTP/1.1).
     #[serde(default = "default_health_check_path")]
     pub path: Spanned<String>,
+    /// `Host` of the check; none: the backend's address.
+    pub host: Option<Spanned<String>>,
     /// Time between checks of one backend.
     #[serde(default = "default_health_interval")]
     pub interval: Spanned<String>,

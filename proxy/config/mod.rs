@@ -620,6 +620,19 @@ impl Validator<'_> {
                 Err(format!("`{p}` must start with `/` and hold no spaces"))
             }
         });
+        let host = match &h.host {
+            Some(host) => self.check(host, &format!("{key}.host"), |v| {
+                let clean = !v.is_empty()
+                    && v.chars()
+                        .all(|c| c.is_ascii_graphic() && c != '/' && c != '@');
+                if clean {
+                    Ok(Some(v.clone()))
+                } else {
+                    Err(format!("`{v}` is not a host name (with an optional :port)"))
+                }
+            })?,
+            None => None,
+        };
         let interval = self.duration(&h.interval, &format!("{key}.interval"));
         let timeout = self.duration(&h.timeout, &format!("{key}.timeout"));
         let rise = self.positive(&h.rise, &format!("{key}.rise"));
@@ -635,6 +648,7 @@ impl Validator<'_> {
         }
         Some(HealthSettings {
             path: path?,
+            host,
             interval,
             timeout: timeout?,
             rise: u32::try_from(rise?.get()).unwrap_or(u32::MAX),

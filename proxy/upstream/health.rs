@@ -22,6 +22,8 @@ use crate::snapshot::Shared;
 pub struct HealthSettings {
     /// Path of the check.
     pub path: String,
+    /// `Host` of the check; `None`: the backend's address.
+    pub host: Option<String>,
     /// Time between checks of one backend.
     pub interval: Duration,
     /// Longest a check may take (connect, send, read the status line).
@@ -236,11 +238,13 @@ impl Backends {
 }
 
 /// One check: `GET path` over a new connection; passes on a 2xx or 3xx status line.
-pub async fn check(addr: SocketAddr, path: &str, timeout: Duration) -> bool {
+pub async fn check(addr: SocketAddr, settings: &HealthSettings) -> bool {
+    let (path, timeout) = (&settings.path, settings.timeout);
+    let host = settings.host.clone().unwrap_or_else(|| addr.to_string());
     let attempt = async {
         let mut stream = tokio::net::TcpStream::connect(addr).await?;
         let request = format!(
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: frontdoor-health-check\r\nConnection: close\r\n\r\n"
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: frontdoor-health-check\r\nConnection: close\r\n\r\n"
         );
         stream.write_all(request.as_bytes()).await?;
         let mut head = Vec::with_capacity(64);
@@ -291,7 +295,7 @@ impl HealthChecks {
                 if state.check_due(settings.interval, now) {
                     let (state, settings) = (state.clone(), settings.clone());
                     tokio::spawn(async move {
-                        let passed = check(state.addr, &settings.path, settings.timeout).await;
+                        let passed = check(state.addr, &settings).await;
                         state.record_check(passed, &settings);
                     });
                 }
@@ -325,6 +329,7 @@ mod tests {
     fn settings() -> HealthSettings {
         HealthSettings {
             path: "/healthz".into(),
+            host: None,
             interval: Duration::from_secs(1),
             timeout: Duration::from_secs(1),
             rise: 2,
@@ -376,10 +381,10 @@ mod tests {
                     .await;
             }
         });
-        assert!(check(addr, "/healthz", Duration::from_secs(1)).await);
+        assert!(check(addr, &settings()).await);
         let closed = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .unwrap();
-        assert!(!check(closed, "/healthz", Duration::from_secs(1)).await);
+        assert!(!check(closed, &settings()).await);
     }
 }
