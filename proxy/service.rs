@@ -380,7 +380,12 @@ impl ProxyHttp for Frontdoor {
             .as_ref()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no pool"))?;
         ctx.upstream_started = Some(Instant::now());
-        Ok(pool.peer(&mut ctx.attempts))
+        let peer = pool.peer(&mut ctx.attempts);
+        // A retry on another backend takes the admission slot with it.
+        if let (Some(permit), Some(addr)) = (ctx.permit.as_mut(), ctx.attempts.current()) {
+            permit.move_to(addr);
+        }
+        Ok(peer)
     }
 
     /// A failed connect counts toward the backend's ejection and is retried on another

@@ -280,6 +280,15 @@ impl Permit {
     pub fn backend(&self) -> SocketAddr {
         self.backend
     }
+
+    /// Moves the slot to `addr`: a failed connect sent the request to another backend, and
+    /// the counts follow the request (the new backend may briefly hold one over its slots).
+    pub fn move_to(&mut self, addr: SocketAddr) {
+        if addr != self.backend && self.armed {
+            self.admission.move_slot(self.backend, addr);
+            self.backend = addr;
+        }
+    }
 }
 
 impl Drop for Permit {
@@ -490,6 +499,13 @@ impl Admission {
     /// Whether a standing queue exists (offloaded-job replays wait while it does).
     pub fn overloaded(&self) -> bool {
         self.lock().codel.overloaded_at(Instant::now())
+    }
+
+    fn move_slot(self: &Arc<Self>, from: SocketAddr, to: SocketAddr) {
+        let mut state = self.lock();
+        state.free_slot(from);
+        *state.in_flight.entry(to).or_insert(0) += 1;
+        self.dispatch(&mut state, Instant::now());
     }
 
     /// Hands free slots to waiters now: a backend came back up.
@@ -810,6 +826,17 @@ mod tests {
         // New slots only go to the backend still listed.
         let p = a.admit(Priority::Normal, Instant::now()).await.unwrap();
         assert_ne!(p.backend(), removed);
+    }
+
+    #[tokio::test]
+    async fn a_moved_slot_is_counted_on_its_new_backend() {
+        let a = controller(1, 0, 2);
+        let mut p = a.admit(Priority::Normal, Instant::now()).await.unwrap();
+        let (from, to) = (p.backend(), SocketAddr::from(([127, 0, 0, 1], 3009)));
+        p.move_to(to);
+        assert_eq!((a.in_flight_on(from), a.in_flight_on(to)), (0, 1));
+        drop(p);
+        assert_eq!(a.load(), (0, 0));
     }
 
     #[tokio::test]
