@@ -58,6 +58,7 @@ fn cache_hit(c: &mut Criterion) {
                 weight: 1,
                 drain: false,
             }],
+            backends_file: None,
             balance: frontdoor::upstream::Balance::LeastBusy,
             ejection: frontdoor::upstream::Ejection {
                 after: 3,

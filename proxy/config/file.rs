@@ -284,7 +284,10 @@ fn default_health_path() -> Spanned<String> {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct PoolSection {
     /// Each backend: `"host:port"` or `{ address = "host:port", weight = 2, drain = true }`.
-    pub backends: Spanned<Vec<Spanned<BackendEntry>>>,
+    #[serde(default)]
+    pub backends: Option<Spanned<Vec<Spanned<BackendEntry>>>>,
+    /// More backends, one `host:port [weight] [drain]` a line, in a file reloaded on change.
+    pub backends_file: Option<Spanned<String>>,
     /// How a backend is chosen: `least-busy`, `round-robin` or `hash`.
     #[serde(default = "default_balance")]
     pub balance: Spanned<String>,

@@ -121,8 +121,10 @@ pub struct ListenSettings {
 /// `[pools.NAME]`, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolSettings {
-    /// Backends (resolved addresses, weights, drain), in file order.
+    /// Backends (resolved addresses, weights, drain): `backends`, then `backends-file`.
     pub backends: Vec<Backend>,
+    /// `backends-file`, watched for changes by the reloader.
+    pub backends_file: Option<PathBuf>,
     /// How a backend is chosen.
     pub balance: Balance,
     /// Passive ejection on consecutive connect failures.
@@ -179,6 +181,14 @@ impl Config {
             (Some(config), true) => Ok(config),
             _ => Err(ConfigErrors(v.errors)),
         }
+    }
+
+    /// Files besides the config itself whose change triggers a reload (`backends-file`s).
+    pub fn watched_files(&self) -> Vec<PathBuf> {
+        self.pools
+            .values()
+            .filter_map(|p| p.backends_file.clone())
+            .collect()
     }
 
     /// The compiled route table.
@@ -492,14 +502,24 @@ impl Validator<'_> {
         let mut out = BTreeMap::new();
         for (name, p) in pools {
             let key = format!("pools.{name}");
-            if p.backends.get_ref().is_empty() {
-                self.error(
-                    p.backends.span(),
-                    &format!("{key}.backends"),
-                    "a pool needs at least one backend",
-                );
-            }
             let backends = self.backends(p, &key);
+            let backends_file = p.backends_file.as_ref().map(|f| self.relative(f.get_ref()));
+            if backends.is_empty() {
+                let span = match (&p.backends, &p.backends_file) {
+                    (Some(list), _) if !list.get_ref().is_empty() => None,
+                    (_, Some(file)) => Some(file.span()),
+                    (Some(list), None) => Some(list.span()),
+                    (None, None) => Some(0..0),
+                };
+                if let Some(span) = span {
+                    let message = if p.backends_file.is_some() {
+                        "the pool lists no backend (`backends` and `backends-file` are empty)"
+                    } else {
+                        "a pool needs at least one backend (`backends` or `backends-file`)"
+                    };
+                    self.error(span, &format!("{key}.backends"), message);
+                }
+            }
             let balance = self.balance(p, &key);
             let ejection = self.ejection(p, &key);
             let health = match &p.health {
@@ -523,6 +543,7 @@ impl Validator<'_> {
                 Some(PoolSettings {
                     admission,
                     backends,
+                    backends_file,
                     balance,
                     ejection,
                     health,
@@ -546,10 +567,15 @@ impl Validator<'_> {
         out
     }
 
-    /// `backends` of a pool: addresses resolved, weights checked, no address twice.
+    /// `backends` of a pool, then those of its `backends-file`: addresses resolved, weights
+    /// checked, no address twice.
     fn backends(&mut self, p: &file::PoolSection, key: &str) -> Vec<Backend> {
         let mut out: Vec<Backend> = Vec::new();
-        for (i, entry) in p.backends.get_ref().iter().enumerate() {
+        let listed = p
+            .backends
+            .as_ref()
+            .map_or(&[][..], |b| b.get_ref().as_slice());
+        for (i, entry) in listed.iter().enumerate() {
             let entry_key = format!("{key}.backends[{i}]");
             let addr = self.check(entry, &entry_key, |e| resolve(&e.address));
             let weight = self.check(entry, &format!("{entry_key}.weight"), |e| {
@@ -577,6 +603,34 @@ impl Validator<'_> {
                 weight,
                 drain: entry.get_ref().drain,
             });
+        }
+        if let Some(file) = &p.backends_file {
+            let file_key = format!("{key}.backends-file");
+            let path = self.relative(file.get_ref());
+            match std::fs::read_to_string(&path) {
+                Ok(text) => {
+                    for (offset, parsed) in backends_file_lines(&text) {
+                        let checked = parsed.and_then(|b| {
+                            if out.iter().any(|o| o.addr == b.addr) {
+                                Err(format!("{} is listed twice in this pool", b.addr))
+                            } else {
+                                Ok(b)
+                            }
+                        });
+                        match checked {
+                            Ok(b) => out.push(b),
+                            Err(message) => self
+                                .errors
+                                .push(ConfigError::at(&path, &text, offset, &file_key, message)),
+                        }
+                    }
+                }
+                Err(e) => self.error(
+                    file.span(),
+                    &file_key,
+                    format!("cannot read {}: {e}", path.display()),
+                ),
+            }
         }
         out
     }
@@ -878,6 +932,48 @@ impl Validator<'_> {
 /// The largest `weight` of a backend.
 const MAX_WEIGHT: u32 = 100;
 
+/// The backends of a `backends-file`: one `host:port [weight] [drain]` a line, `#` comments
+/// and blank lines skipped; each with its line's offset in `text`.
+fn backends_file_lines(text: &str) -> Vec<(usize, Result<Backend, String>)> {
+    let mut out = Vec::new();
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let start = offset;
+        offset += line.len();
+        let content = line.split('#').next().unwrap_or("");
+        let mut words = content.split_whitespace();
+        let Some(address) = words.next() else {
+            continue;
+        };
+        let at = start + content.find(address).unwrap_or(0);
+        let parsed = (|| {
+            let addr = resolve(address)?;
+            let (mut weight, mut drain) = (1, false);
+            for word in words {
+                match word {
+                    "drain" => drain = true,
+                    w => {
+                        weight = w
+                            .parse::<u32>()
+                            .ok()
+                            .filter(|w| (1..=MAX_WEIGHT).contains(w))
+                            .ok_or_else(|| {
+                                format!("`{w}`: a weight is a whole number from 1 to {MAX_WEIGHT} (or `drain`)")
+                            })?
+                    }
+                }
+            }
+            Ok(Backend {
+                addr,
+                weight,
+                drain,
+            })
+        })();
+        out.push((at, parsed));
+    }
+    out
+}
+
 /// `host:port` to one address: literal addresses directly, names through the resolver (at
 /// load time; a reload resolves again).
 fn resolve(text: &str) -> Result<SocketAddr, String> {
@@ -1078,5 +1174,47 @@ balance = "fastest""#,
             "{text:?}"
         );
         assert!(text[2].contains("pools.app.balance: `fastest`"), "{text:?}");
+    }
+
+    #[test]
+    fn a_backends_file_adds_backends_and_its_errors_name_its_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        with_cert(dir.path());
+        let list = "# deploy 42\n127.0.0.1:3001 2\n  127.0.0.1:3002 drain # leaving\n\n";
+        std::fs::write(dir.path().join("backends.txt"), list).unwrap();
+        let text = GOOD.replace(
+            r#"backends = ["127.0.0.1:3000"]"#,
+            r#"backends = ["127.0.0.1:3000"]
+backends-file = "backends.txt""#,
+        );
+        let path = dir.path().join("f.toml");
+        let config = Config::parse(&path, &text).unwrap();
+        let app = &config.pools["app"];
+        let got: Vec<(u16, u32, bool)> = app
+            .backends
+            .iter()
+            .map(|b| (b.addr.port(), b.weight, b.drain))
+            .collect();
+        assert_eq!(got, [(3000, 1, false), (3001, 2, false), (3002, 1, true)]);
+        assert_eq!(config.watched_files(), [dir.path().join("backends.txt")]);
+
+        std::fs::write(
+            dir.path().join("backends.txt"),
+            format!("{list}127.0.0.1:3003 heavy\n127.0.0.1:3000\n"),
+        )
+        .unwrap();
+        let errors = Config::parse(&path, &text).unwrap_err().0;
+        let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(errors.len(), 2, "{text:?}");
+        assert!(
+            text[0].contains("backends.txt:5:1: pools.app.backends-file: `heavy`"),
+            "{text:?}"
+        );
+        assert!(
+            text[1].contains(
+                "backends.txt:6:1: pools.app.backends-file: 127.0.0.1:3000 is listed twice"
+            ),
+            "{text:?}"
+        );
     }
 }

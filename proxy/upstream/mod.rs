@@ -425,6 +425,7 @@ mod tests {
                     })
                 })
                 .collect(),
+            backends_file: None,
             balance,
             ejection: Ejection {
                 after: 3,

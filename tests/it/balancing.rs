@@ -391,3 +391,32 @@ async fn drain_by_reload_lets_in_flight_requests_finish_and_sends_no_new_ones() 
     let in_flight = "frontdoor_pool_capacity{measure=\"in_flight\",pool=\"app\"}";
     assert_eq!(fd.metric(in_flight).await, 0.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_backends_file_is_reloaded() {
+    let (a, b) = (Sim::quick().await, Sim::quick().await);
+    let ports = Ports::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = TestCa::new();
+    ca.issue(dir.path(), "localhost", &["localhost", "127.0.0.1"]);
+    let list = dir.path().join("backends.txt");
+    std::fs::write(&list, format!("# written by deploy\n{}\n", a.addr)).expect("write");
+    let rest = pool(&[], "backends-file = \"backends.txt\"", "");
+    let fd = Frontdoor::start_in(dir, ca, ports, &config_text(ports, &rest)).await;
+    let client = fd.client();
+    assert_eq!(node(&client, &fd, "/echo").await, a.addr.to_string());
+
+    let sample = "frontdoor_config_reloads_total{result=\"ok\"}";
+    let before = fd.metric(sample).await;
+    // As a deploy script would: write aside, rename over; no SIGHUP.
+    let aside = fd.dir.path().join("backends.txt.new");
+    std::fs::write(&aside, format!("{} 1\n{} drain\n", b.addr, a.addr)).expect("write");
+    std::fs::rename(&aside, fd.dir.path().join("backends.txt")).expect("rename");
+    assert!(
+        fd.wait_metric(sample, before + 1.0).await > before,
+        "reloaded"
+    );
+    for _ in 0..5 {
+        assert_eq!(node(&client, &fd, "/echo").await, b.addr.to_string());
+    }
+}
