@@ -300,6 +300,18 @@ impl Metrics {
         })
     }
 
+    /// Drops the series of a backend no pool lists any more, so that addresses that come and
+    /// go with deploys do not pile up.
+    pub fn forget_backend(&self, pool: &str, addr: &str) {
+        let f = &self.backends;
+        let _ = f.up.remove_label_values(&[pool, addr]);
+        let _ = f.requests.remove_label_values(&[pool, addr]);
+        let _ = f.ejections.remove_label_values(&[pool, addr]);
+        for result in ["passed", "failed"] {
+            let _ = f.checks.remove_label_values(&[pool, addr, result]);
+        }
+    }
+
     /// The families of one backend of `pool`, labelled once (pool name and address come
     /// from the config, so the label set stays bounded).
     pub fn backend(&self, pool: &str, addr: &str) -> BackendMetrics {

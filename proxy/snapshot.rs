@@ -34,6 +34,7 @@ impl Snapshot {
     /// `controllers`, and every backend its health from `backends` (the same ones across
     /// reloads: controllers retuned, backend states kept by pool and address).
     pub fn new(config: Config, controllers: &Controllers, backends: &Backends) -> Self {
+        backends.retain(&config);
         let routes = config.route_table();
         let pools = config
             .pools

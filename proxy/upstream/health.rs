@@ -237,6 +237,24 @@ impl Backends {
     }
 }
 
+impl Backends {
+    /// Forgets the backends `config` no longer lists (state and metric series); a backend
+    /// listed again later starts afresh, up.
+    pub fn retain(&self, config: &crate::config::Config) {
+        let mut by_key = self.by_key.lock().unwrap_or_else(PoisonError::into_inner);
+        by_key.retain(|(pool, addr), _| {
+            let listed = config
+                .pools
+                .get(pool)
+                .is_some_and(|p| p.backends.iter().any(|b| b.addr == *addr));
+            if !listed {
+                self.metrics.forget_backend(pool, &addr.to_string());
+            }
+            listed
+        });
+    }
+}
+
 /// One check: `GET path` over a new connection; passes on a 2xx or 3xx status line.
 pub async fn check(addr: SocketAddr, settings: &HealthSettings) -> bool {
     let (path, timeout) = (&settings.path, settings.timeout);

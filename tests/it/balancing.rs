@@ -387,6 +387,11 @@ async fn drain_by_reload_lets_in_flight_requests_finish_and_sends_no_new_ones() 
         "it finished"
     );
     assert_eq!(b.hits("/echo").await, 0, "no new request reached b");
+    let b_label = format!("backend=\"{}\"", b.addr);
+    assert!(
+        !fd.metrics().await.contains(&b_label),
+        "a removed backend's series are gone"
+    );
     // Its slot came back: nothing is counted in flight once everything answered.
     let in_flight = "frontdoor_pool_capacity{measure=\"in_flight\",pool=\"app\"}";
     assert_eq!(fd.metric(in_flight).await, 0.0);
