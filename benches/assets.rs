@@ -53,7 +53,18 @@ fn cache_hit(c: &mut Criterion) {
     let pool = Pool::new(
         "app",
         PoolSettings {
-            backends: vec!["127.0.0.1:9".parse().expect("addr")],
+            backends: vec![frontdoor::upstream::Backend {
+                addr: "127.0.0.1:9".parse().expect("addr"),
+                weight: 1,
+                drain: false,
+            }],
+            backends_file: None,
+            balance: frontdoor::upstream::Balance::LeastBusy,
+            ejection: frontdoor::upstream::Ejection {
+                after: 3,
+                duration: Duration::from_secs(10),
+            },
+            health: None,
             connect_timeout: Duration::from_secs(1),
             read_timeout: Duration::from_secs(1),
             write_timeout: Duration::from_secs(1),

@@ -3,7 +3,8 @@
 //! reachable through the public listeners (it is a separate listener, not a route).
 //!
 //! `/healthz` is answered from memory whatever the upstream does: it says this process is up
-//! and serving. `/readyz` also says whether every pool has a backend that accepts connections,
+//! and serving. `/readyz` also says whether every pool has a backend up (health checks, ejection,
+//! drain) and one that accepts connections,
 //! which is what a balancer in front of several frontdoor nodes should check.
 
 use async_trait::async_trait;
@@ -31,7 +32,8 @@ impl AdminApp {
         let mut report = String::new();
         let mut ready = true;
         for pool in snapshot.pools.values() {
-            let up = pool.any_reachable().await;
+            // Up by health checks and ejection, and accepting connections now.
+            let up = pool.any_up() && pool.any_reachable().await;
             ready &= up;
             report.push_str(&format!(
                 "pool {}: {}\n",

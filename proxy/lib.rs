@@ -13,7 +13,7 @@
 //! - [`admission`]: slots per backend, the proxy-held queue, CoDel shedding, priorities, the capacity view.
 //! - [`hints`]: `Link` preload/prefetch hints (route rules and learned assets), 103 Early Hints, script deferral.
 //! - [`tls`]: certificate loading and validation, the SNI resolver, dev-certificate generation.
-//! - [`upstream`]: pools of backends and peer selection.
+//! - [`upstream`]: pools of backends; selection (least busy, weighted round robin, hash), health checks, ejection.
 //! - [`jobs`]: offload routes answered 202 and replayed later as durable jobs (embedded or Redis store), schedules.
 //! - [`headers`]: `X-Request-Start`, `X-Forwarded-*`, `X-Request-Id`, hop-by-hop handling.
 //! - [`snapshot`]: everything the request path reads, built from a `Config` and swapped whole on reload.
@@ -32,8 +32,9 @@
 //!   early_request_filter     stamp arrival time
 //!   request_filter           health path; route match (one snapshot load); request id;
 //!                            offload → durable job, 202 | asset or edge-cache hit from memory |
+//!                            503 at once if every backend is down or draining;
 //!                            103 Early Hints (HTTP/1.1), then admission: a slot, the queue, or 503
-//!   upstream_peer            the backend the slot is on (else round robin)
+//!   upstream_peer            the backend the slot is on, else the pool's choice among backends up
 //!   upstream_request_filter  X-Request-Start, X-Forwarded-*, X-Request-Id; strip hop-by-hop
 //!   upstream_response_filter time the backend; the app's Server-Timing queue entry to metrics
 //!   response_filter          X-Request-Id back to the client; Link hints on HTML; start an

@@ -1,4 +1,5 @@
-//! Hot reload: on SIGHUP, or when the config file's contents change, read, validate and build
+//! Hot reload: on SIGHUP, or when the contents of the config file (or of a pool's
+//! `backends-file`) change, read, validate and build
 //! a whole new snapshot and swap it in. A file that does not validate is logged with every
 //! error, counted (`frontdoor_config_reloads_total{result="error"}`) and the old snapshot
 //! keeps serving.
@@ -90,9 +91,17 @@ impl Reloader {
     }
 }
 
-/// The file's contents, or `None` while it cannot be read (mid-replace by an editor).
-fn fingerprint(path: &PathBuf) -> Option<Vec<u8>> {
-    std::fs::read(path).ok()
+impl Reloader {
+    /// The contents of the config file and of the files it names (`backends-file`), or `None`
+    /// while one cannot be read (mid-replace by an editor or a deploy script).
+    fn fingerprint(&self) -> Option<Vec<u8>> {
+        let mut all = std::fs::read(&self.path).ok()?;
+        for file in self.shared.snapshot.load().config.watched_files() {
+            all.push(0);
+            all.extend(std::fs::read(file).ok()?);
+        }
+        Some(all)
+    }
 }
 
 #[async_trait]
@@ -105,18 +114,18 @@ impl BackgroundService for Reloader {
                 None
             }
         };
-        let mut last = fingerprint(&self.path);
+        let mut last = self.fingerprint();
         let mut tick = tokio::time::interval(POLL_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = shutdown.changed() => return,
                 Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => None } } => {
-                    last = fingerprint(&self.path);
+                    last = self.fingerprint();
                     self.reload_and_log("SIGHUP");
                 }
                 _ = tick.tick() => {
-                    let now = fingerprint(&self.path);
+                    let now = self.fingerprint();
                     if now.is_some() && now != last {
                         last = now;
                         self.reload_and_log("file changed");

@@ -103,6 +103,10 @@ pub fn build(config: Config, config_path: &Path) -> Result<Server, StartError> {
         ));
     }
     server.add_service(background_service(
+        "frontdoor health checks",
+        crate::upstream::HealthChecks::new(shared.clone()),
+    ));
+    server.add_service(background_service(
         "frontdoor config reload",
         Reloader::new(config_path.to_path_buf(), shared),
     ));

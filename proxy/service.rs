@@ -23,6 +23,9 @@ use crate::routing::RouteMatch;
 use crate::snapshot::Shared;
 use crate::upstream::{Attempts, Pool};
 
+/// `Retry-After` of the 503 a pool without admission answers when no backend is up.
+const NO_BACKEND_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Per-request facts, computed once.
 pub struct RequestCtx {
     /// Wall-clock arrival of the request head (what `X-Request-Start` reports).
@@ -157,6 +160,36 @@ impl Frontdoor {
 }
 
 impl Frontdoor {
+    /// Answers 503 at once, without trying to connect, when every backend of the route's
+    /// pool is down or draining (`Ok(true)`); else prepares the backend attempts.
+    async fn unavailable(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let Some(pool) = &ctx.pool else {
+            return Ok(false);
+        };
+        ctx.attempts = pool.attempts_for(session.req_header(), peer_ip(session));
+        if pool.any_up() {
+            return Ok(false);
+        }
+        let retry_after = pool
+            .admission()
+            .map_or(NO_BACKEND_RETRY_AFTER, |a| a.settings().retry_after);
+        let mut head = ResponseHeader::build(503, Some(5))?;
+        let body = "service unavailable: no backend is up\n";
+        head.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
+        head.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+        head.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+        head.insert_header(
+            http::header::RETRY_AFTER,
+            retry_after.as_secs().max(1).to_string(),
+        )?;
+        head.set(headers::X_REQUEST_ID, &ctx.request_id);
+        session.write_response_header(Box::new(head), false).await?;
+        session
+            .write_response_body(Some(Bytes::from_static(body.as_bytes())), true)
+            .await?;
+        Ok(true)
+    }
+
     /// Takes a slot of the route's pool, waiting in its queue if need be (`Ok(false)`), or
     /// answers 503 when admission control sheds the request (`Ok(true)`).
     async fn admit(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
@@ -166,9 +199,13 @@ impl Frontdoor {
         let Some(admission) = pool.admission() else {
             return Ok(false);
         };
-        match admission.admit(matched.route.priority, ctx.started).await {
+        let prefer = pool.preferred(&ctx.attempts);
+        match admission
+            .admit_preferring(matched.route.priority, ctx.started, prefer)
+            .await
+        {
             Ok(permit) => {
-                ctx.attempts = Attempts::on_backend(permit.backend());
+                ctx.attempts.start_on(permit.backend());
                 ctx.permit = Some(permit);
                 Ok(false)
             }
@@ -323,12 +360,16 @@ impl ProxyHttp for Frontdoor {
         if self.serve_asset(session, ctx).await? || self.serve_cached(session, ctx).await? {
             return Ok(true);
         }
+        if self.unavailable(session, ctx).await? {
+            return Ok(true);
+        }
         let (learned, metrics) = (&self.shared.learned, &self.shared.metrics);
         hints::send_early(session, ctx.route.as_ref(), learned, metrics).await?;
         self.admit(session, ctx).await
     }
 
-    /// The next backend of the route's pool (round robin; the following one on a retry).
+    /// The backend of the route's pool: the admission slot's, else the pool's choice (least
+    /// busy, round robin or hash) among backends up; on a retry, one not tried yet.
     async fn upstream_peer(
         &self,
         _session: &mut Session,
@@ -339,24 +380,45 @@ impl ProxyHttp for Frontdoor {
             .as_ref()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no pool"))?;
         ctx.upstream_started = Some(Instant::now());
-        Ok(pool.peer(&mut ctx.attempts))
+        let peer = pool.peer(&mut ctx.attempts);
+        // A retry on another backend takes the admission slot with it.
+        if let (Some(permit), Some(addr)) = (ctx.permit.as_mut(), ctx.attempts.current()) {
+            permit.move_to(addr);
+        }
+        Ok(peer)
     }
 
-    /// A failed connect is retried on the next backend for idempotent methods only: nothing
-    /// was sent, but a non-idempotent request must never risk running twice.
+    /// A failed connect counts toward the backend's ejection and is retried on another
+    /// backend that is up, whatever the method: nothing was sent, so nothing can run twice.
     fn fail_to_connect(
         &self,
-        session: &mut Session,
+        _session: &mut Session,
         _peer: &HttpPeer,
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
         if let Some(pool) = &ctx.pool {
             self.shared.metrics.upstream_connect_failed(pool.name());
-            let idempotent = session.req_header().method.is_idempotent();
-            e.set_retry(idempotent && pool.may_retry_connect(&ctx.attempts));
+            e.set_retry(pool.connect_failed(&ctx.attempts));
         }
         e
+    }
+
+    /// A connect succeeded: the backend's run of connect failures ends.
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        _reused: bool,
+        _peer: &HttpPeer,
+        #[cfg(unix)] _fd: std::os::unix::io::RawFd,
+        #[cfg(windows)] _sock: std::os::windows::io::RawSocket,
+        _digest: Option<&pingora::protocols::Digest>,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(pool) = &ctx.pool {
+            pool.connected(&ctx.attempts);
+        }
+        Ok(())
     }
 
     /// Tells the app where the request came from and when it arrived.

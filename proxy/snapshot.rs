@@ -9,14 +9,14 @@ use ipnet::IpNet;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::admission::Controllers;
+use crate::admission::{Controllers, SlotBackend};
 use crate::assets::AssetCache;
 use crate::config::Config;
 use crate::edge_cache::EdgeCache;
 use crate::metrics::Metrics;
 use crate::routing::RouteTable;
 use crate::tls::CertStore;
-use crate::upstream::Pool;
+use crate::upstream::{Backends, Pool};
 
 /// One generation of routing rules and pools.
 #[derive(Debug)]
@@ -31,20 +31,31 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// Builds the request-path view of `config`; pools with slots get their controller from
-    /// `controllers` (the same one across reloads, retuned).
-    pub fn new(config: Config, controllers: &Controllers) -> Self {
+    /// `controllers`, and every backend its health from `backends` (the same ones across
+    /// reloads: controllers retuned, backend states kept by pool and address).
+    pub fn new(config: Config, controllers: &Controllers, backends: &Backends) -> Self {
+        backends.retain(&config);
         let routes = config.route_table();
         let pools = config
             .pools
             .iter()
             .map(|(name, settings)| {
-                let admission = settings
-                    .admission
-                    .as_ref()
-                    .map(|a| controllers.for_pool(name, a, settings.backends.len()));
+                let admission = settings.admission.as_ref().map(|a| {
+                    let slotted = settings
+                        .backends
+                        .iter()
+                        .map(|b| SlotBackend {
+                            addr: b.addr,
+                            weight: b.weight,
+                            drain: b.drain,
+                            state: backends.state(name, b.addr),
+                        })
+                        .collect();
+                    controllers.for_pool(name, a, slotted)
+                });
                 (
                     name.clone(),
-                    Arc::new(Pool::new(name, settings.clone(), admission)),
+                    Arc::new(Pool::build(name, settings.clone(), admission, backends)),
                 )
             })
             .collect();
@@ -76,6 +87,8 @@ pub struct Shared {
     pub edge_cache: Arc<EdgeCache>,
     /// Admission controllers by pool; kept across reloads.
     pub controllers: Arc<Controllers>,
+    /// Backend health by pool and address; kept across reloads.
+    pub backends: Arc<Backends>,
     /// Assets each route's HTML references (learned hints); kept across reloads.
     pub learned: crate::hints::Learned,
     /// The job system, when some route offloads or a schedule exists (set once at start).
@@ -91,9 +104,11 @@ impl Shared {
         let assets = Arc::new(AssetCache::new(&config.cache, metrics.clone()));
         let edge_cache = Arc::new(EdgeCache::new(&config.cache, metrics.clone()));
         let controllers = Arc::new(Controllers::new(metrics.clone()));
+        let backends = Arc::new(Backends::new(metrics.clone()));
         Shared {
-            snapshot: ArcSwap::from_pointee(Snapshot::new(config, &controllers)),
+            snapshot: ArcSwap::from_pointee(Snapshot::new(config, &controllers, &backends)),
             controllers,
+            backends,
             certs,
             metrics,
             assets,
@@ -113,7 +128,10 @@ impl Shared {
     pub fn install(&self, config: Config) {
         self.certs
             .store(Arc::new(CertStore::new(config.certificates.clone())));
-        self.snapshot
-            .store(Arc::new(Snapshot::new(config, &self.controllers)));
+        self.snapshot.store(Arc::new(Snapshot::new(
+            config,
+            &self.controllers,
+            &self.backends,
+        )));
     }
 }

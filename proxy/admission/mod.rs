@@ -28,11 +28,13 @@ pub use capacity::CapacityView;
 pub use shed::respond_shed;
 
 use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use crate::metrics::Metrics;
+use crate::upstream::BackendState;
 use capacity::Window;
 use codel::Codel;
 
@@ -113,13 +115,37 @@ struct Waiter {
     id: u64,
     arrival: Instant,
     priority: Priority,
+    /// The backend round robin or hashing chose, taken when it has a free slot.
+    prefer: Option<SocketAddr>,
     send: oneshot::Sender<Permit>,
+}
+
+/// A backend as admission sees it: `slots × weight` slots, none while down or draining.
+#[derive(Debug, Clone)]
+pub struct SlotBackend {
+    /// Its address: slots are counted by address, so a reload that reorders or removes
+    /// backends never mixes up counts.
+    pub addr: SocketAddr,
+    /// Its weight (slots × weight).
+    pub weight: u32,
+    /// Draining: keeps its requests in flight, takes no new ones.
+    pub drain: bool,
+    /// Its health.
+    pub state: Arc<BackendState>,
+}
+
+impl SlotBackend {
+    fn eligible(&self) -> bool {
+        !self.drain && self.state.is_up()
+    }
 }
 
 struct State {
     settings: AdmissionSettings,
-    backends: usize,
-    in_flight: Vec<usize>,
+    backends: Vec<SlotBackend>,
+    /// In flight by backend address; a removed backend's entry stays until its last
+    /// request ends.
+    in_flight: HashMap<SocketAddr, usize>,
     queues: [VecDeque<Waiter>; 4],
     codel: Codel,
     window: Window,
@@ -128,11 +154,33 @@ struct State {
 
 impl State {
     fn total_in_flight(&self) -> usize {
-        self.in_flight.iter().sum()
+        self.in_flight.values().sum()
     }
 
+    fn capacity(&self, backend: &SlotBackend) -> usize {
+        self.settings.slots * backend.weight as usize
+    }
+
+    fn busy(&self, addr: SocketAddr) -> usize {
+        self.in_flight.get(&addr).copied().unwrap_or(0)
+    }
+
+    /// Slots of the backends not draining (up or not: the pool's nominal size).
     fn total_slots(&self) -> usize {
-        self.settings.slots * self.backends
+        self.backends
+            .iter()
+            .filter(|b| !b.drain)
+            .map(|b| self.capacity(b))
+            .sum()
+    }
+
+    /// Free slots on backends that may take a request now.
+    fn free_slots(&self) -> usize {
+        self.backends
+            .iter()
+            .filter(|b| b.eligible())
+            .map(|b| self.capacity(b).saturating_sub(self.busy(b.addr)))
+            .sum()
     }
 
     fn queued(&self) -> usize {
@@ -175,27 +223,40 @@ impl State {
 
     /// Whether `priority` may take a free slot now.
     fn has_slot_for(&self, priority: Priority) -> bool {
-        let limit = if priority == Priority::Critical {
-            self.total_slots()
+        let reserved = if priority == Priority::Critical {
+            0
         } else {
-            self.total_slots()
-                .saturating_sub(self.settings.reserved_slots)
+            self.settings.reserved_slots
         };
-        self.total_in_flight() < limit
+        self.free_slots() > reserved
     }
 
-    /// Takes a slot on the least-busy backend.
-    fn take_slot(&mut self) -> usize {
-        let (backend, _) = self
-            .in_flight
-            .iter()
-            .enumerate()
-            .min_by_key(|(_, n)| **n)
-            .unwrap_or((0, &0));
-        if let Some(n) = self.in_flight.get_mut(backend) {
-            *n += 1;
+    /// Takes a slot: on `prefer` if it may take one, else on the least-busy backend
+    /// relative to its slots; `None` when no backend has a free slot.
+    fn take_slot(&mut self, prefer: Option<SocketAddr>) -> Option<SocketAddr> {
+        let free = |b: &SlotBackend| b.eligible() && self.busy(b.addr) < self.capacity(b);
+        let preferred = prefer.filter(|p| self.backends.iter().any(|b| b.addr == *p && free(b)));
+        let chosen = preferred.or_else(|| {
+            let candidates = self
+                .backends
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| free(b))
+                .map(|(i, b)| (i, self.busy(b.addr), b.weight));
+            crate::upstream::select::least_busy(candidates).map(|i| self.backends[i].addr)
+        })?;
+        *self.in_flight.entry(chosen).or_insert(0) += 1;
+        Some(chosen)
+    }
+
+    /// Frees a slot of `addr`; forgets a removed backend once it has none in flight.
+    fn free_slot(&mut self, addr: SocketAddr) {
+        if let Some(n) = self.in_flight.get_mut(&addr) {
+            *n = n.saturating_sub(1);
+            if *n == 0 && !self.backends.iter().any(|b| b.addr == addr) {
+                self.in_flight.remove(&addr);
+            }
         }
-        backend
     }
 }
 
@@ -209,15 +270,24 @@ pub struct Admission {
 /// A slot held by a request; dropping it frees the slot for the next waiter.
 pub struct Permit {
     admission: Arc<Admission>,
-    backend: usize,
+    backend: SocketAddr,
     dispatched: Instant,
     armed: bool,
 }
 
 impl Permit {
-    /// The backend (index in the pool's list) this slot is on.
-    pub fn backend(&self) -> usize {
+    /// The backend this slot is on.
+    pub fn backend(&self) -> SocketAddr {
         self.backend
+    }
+
+    /// Moves the slot to `addr`: a failed connect sent the request to another backend, and
+    /// the counts follow the request (the new backend may briefly hold one over its slots).
+    pub fn move_to(&mut self, addr: SocketAddr) {
+        if addr != self.backend && self.armed {
+            self.admission.move_slot(self.backend, addr);
+            self.backend = addr;
+        }
     }
 }
 
@@ -234,7 +304,7 @@ impl Admission {
     fn new(
         pool: &str,
         settings: AdmissionSettings,
-        backends: usize,
+        backends: Vec<SlotBackend>,
         metrics: Arc<Metrics>,
     ) -> Self {
         let codel = Codel::new(settings.target, settings.interval);
@@ -242,8 +312,8 @@ impl Admission {
             pool: pool.to_string(),
             state: Mutex::new(State {
                 settings,
-                backends: backends.max(1),
-                in_flight: vec![0; backends.max(1)],
+                backends,
+                in_flight: HashMap::new(),
                 queues: Default::default(),
                 codel,
                 window: Window::new(Instant::now()),
@@ -270,6 +340,17 @@ impl Admission {
         priority: Priority,
         arrival: Instant,
     ) -> Result<Permit, Shed> {
+        self.admit_preferring(priority, arrival, None).await
+    }
+
+    /// Like [`Admission::admit`], placing the slot on `prefer` when it has a free one (the
+    /// pool's round robin or hash choice).
+    pub async fn admit_preferring(
+        self: &Arc<Self>,
+        priority: Priority,
+        arrival: Instant,
+        prefer: Option<SocketAddr>,
+    ) -> Result<Permit, Shed> {
         let (receive, timeout, id) = {
             let mut state = self.lock();
             let now = Instant::now();
@@ -277,8 +358,12 @@ impl Admission {
             let nobody_ahead = state.queues[..=priority as usize]
                 .iter()
                 .all(VecDeque::is_empty);
-            if nobody_ahead && state.has_slot_for(priority) {
-                let backend = state.take_slot();
+            let free = if nobody_ahead && state.has_slot_for(priority) {
+                state.take_slot(prefer)
+            } else {
+                None
+            };
+            if let Some(backend) = free {
                 let wait = now.saturating_duration_since(arrival);
                 state.observe(wait, now);
                 state.window.queued(wait, now);
@@ -310,6 +395,7 @@ impl Admission {
                 id,
                 arrival,
                 priority,
+                prefer,
                 send,
             });
             let timeout = state
@@ -336,7 +422,7 @@ impl Admission {
         Err(outcome)
     }
 
-    fn permit(self: &Arc<Self>, backend: usize, now: Instant) -> Permit {
+    fn permit(self: &Arc<Self>, backend: SocketAddr, now: Instant) -> Permit {
         Permit {
             admission: self.clone(),
             backend,
@@ -346,13 +432,11 @@ impl Admission {
     }
 
     /// Frees a slot of `backend` (held for `response`) and hands it to the next waiter.
-    fn release(self: &Arc<Self>, backend: usize, response: Duration) {
+    fn release(self: &Arc<Self>, backend: SocketAddr, response: Duration) {
         let mut state = self.lock();
         let now = Instant::now();
         state.window.completed(response, now);
-        if let Some(n) = state.in_flight.get_mut(backend) {
-            *n = n.saturating_sub(1);
-        }
+        state.free_slot(backend);
         self.dispatch(&mut state, now);
         self.metrics.queue_length(&self.pool, state.queued());
     }
@@ -381,16 +465,18 @@ impl Admission {
                 if waiter.send.is_closed() {
                     continue 'next;
                 }
-                let backend = state.take_slot();
+                let Some(backend) = state.take_slot(waiter.prefer) else {
+                    // Slots counted free but none takeable (a backend went down meanwhile).
+                    state.queues[class].push_front(waiter);
+                    return;
+                };
                 state.observe(wait, now);
                 state.window.queued(wait, now);
                 self.metrics.queue_waited(&self.pool, wait);
                 if let Err(mut unsent) = waiter.send.send(self.permit(backend, now)) {
                     // Gone between the check and the send: undo without re-entering.
                     unsent.armed = false;
-                    if let Some(n) = state.in_flight.get_mut(backend) {
-                        *n = n.saturating_sub(1);
-                    }
+                    state.free_slot(backend);
                 }
                 continue 'next;
             }
@@ -415,12 +501,35 @@ impl Admission {
         self.lock().codel.overloaded_at(Instant::now())
     }
 
-    fn retune(self: &Arc<Self>, settings: AdmissionSettings, backends: usize) {
+    fn move_slot(self: &Arc<Self>, from: SocketAddr, to: SocketAddr) {
+        let mut state = self.lock();
+        state.free_slot(from);
+        *state.in_flight.entry(to).or_insert(0) += 1;
+        self.dispatch(&mut state, Instant::now());
+    }
+
+    /// Hands free slots to waiters now: a backend came back up.
+    pub fn nudge(self: &Arc<Self>) {
+        let mut state = self.lock();
+        self.dispatch(&mut state, Instant::now());
+        self.metrics.queue_length(&self.pool, state.queued());
+    }
+
+    /// Requests in flight on `addr` now.
+    pub fn in_flight_on(&self, addr: SocketAddr) -> usize {
+        self.lock().busy(addr)
+    }
+
+    fn retune(self: &Arc<Self>, settings: AdmissionSettings, backends: Vec<SlotBackend>) {
         let mut state = self.lock();
         state.codel.retune(settings.target, settings.interval);
         state.settings = settings;
-        state.backends = backends.max(1);
-        state.in_flight.resize(backends.max(1), 0);
+        state.backends = backends;
+        // Counts stay by address: a removed backend's slots free as its requests end.
+        let listed: Vec<SocketAddr> = state.backends.iter().map(|b| b.addr).collect();
+        state
+            .in_flight
+            .retain(|addr, n| *n > 0 || listed.contains(addr));
         // More slots may have come: hand them out.
         self.dispatch(&mut state, Instant::now());
     }
@@ -446,7 +555,7 @@ impl Controllers {
         &self,
         pool: &str,
         settings: &AdmissionSettings,
-        backends: usize,
+        backends: Vec<SlotBackend>,
     ) -> Arc<Admission> {
         let mut by_pool = self.by_pool.lock().unwrap_or_else(PoisonError::into_inner);
         match by_pool.get(pool) {
@@ -503,12 +612,26 @@ mod tests {
         }
     }
 
+    fn slot_backends(n: usize) -> Vec<SlotBackend> {
+        (0..n)
+            .map(|i| {
+                let addr = SocketAddr::from(([127, 0, 0, 1], 3000 + i as u16));
+                SlotBackend {
+                    addr,
+                    weight: 1,
+                    drain: false,
+                    state: Arc::new(BackendState::detached(addr)),
+                }
+            })
+            .collect()
+    }
+
     fn controller(slots: usize, reserved: usize, backends: usize) -> Arc<Admission> {
         let metrics = Arc::new(Metrics::new().unwrap());
         Arc::new(Admission::new(
             "app",
             settings(slots, reserved),
-            backends,
+            slot_backends(backends),
             metrics,
         ))
     }
@@ -520,7 +643,7 @@ mod tests {
         let permits: Vec<Permit> = futures_all(&a, 4, Priority::Normal, now).await;
         let mut on = [0, 0];
         for p in &permits {
-            on[p.backend()] += 1;
+            on[usize::from(p.backend().port() - 3000)] += 1;
         }
         assert_eq!(on, [2, 2]);
         assert_eq!(a.load(), (4, 0));
@@ -583,7 +706,7 @@ mod tests {
         let metrics = Arc::new(Metrics::new().unwrap());
         let mut s = settings(1, 0);
         s.queue_timeout = Duration::from_millis(30);
-        let a = Arc::new(Admission::new("app", s, 1, metrics));
+        let a = Arc::new(Admission::new("app", s, slot_backends(1), metrics));
         let _held = a.admit(Priority::Normal, Instant::now()).await.unwrap();
         assert_eq!(
             a.admit(Priority::Normal, Instant::now()).await.err(),
@@ -596,7 +719,7 @@ mod tests {
     async fn job_replays_brake_while_their_pool_is_overloaded() {
         use crate::jobs::Brake;
         let controllers = Controllers::new(Arc::new(Metrics::new().unwrap()));
-        let a = controllers.for_pool("app", &settings(1, 0), 1);
+        let a = controllers.for_pool("app", &settings(1, 0), slot_backends(1));
         assert!(!controllers.overloaded("app"));
         let long_ago = Instant::now() - Duration::from_millis(500);
         drop(a.admit(Priority::Normal, long_ago).await.unwrap());
@@ -663,5 +786,72 @@ mod tests {
         // An interval without refusals ends it.
         tokio::time::sleep(Duration::from_millis(110)).await;
         assert!(!a.overloaded());
+    }
+
+    #[tokio::test]
+    async fn slots_follow_weights_and_skip_draining_backends() {
+        let mut backends = slot_backends(3);
+        backends[0].weight = 2;
+        backends[2].drain = true;
+        let a = Arc::new(Admission::new(
+            "app",
+            settings(1, 0),
+            backends.clone(),
+            Arc::new(Metrics::new().unwrap()),
+        ));
+        let permits = futures_all(&a, 3, Priority::Normal, Instant::now()).await;
+        let mut on = [0, 0, 0];
+        for p in &permits {
+            on[usize::from(p.backend().port() - 3000)] += 1;
+        }
+        assert_eq!(on, [2, 1, 0]);
+        assert_eq!(a.view().slots, 3);
+    }
+
+    #[tokio::test]
+    async fn a_reload_removing_a_backend_keeps_its_count_until_its_requests_end() {
+        let a = controller(1, 0, 2);
+        let permits = futures_all(&a, 2, Priority::Normal, Instant::now()).await;
+        let removed = permits[1].backend();
+        let kept: Vec<SlotBackend> = slot_backends(2)
+            .into_iter()
+            .filter(|b| b.addr != removed)
+            .collect();
+        a.retune(settings(1, 0), kept);
+        assert_eq!(a.in_flight_on(removed), 1, "still counted while in flight");
+        assert_eq!(a.load(), (2, 0));
+        drop(permits);
+        assert_eq!(a.load(), (0, 0));
+        assert_eq!(a.in_flight_on(removed), 0);
+        // New slots only go to the backend still listed.
+        let p = a.admit(Priority::Normal, Instant::now()).await.unwrap();
+        assert_ne!(p.backend(), removed);
+    }
+
+    #[tokio::test]
+    async fn a_moved_slot_is_counted_on_its_new_backend() {
+        let a = controller(1, 0, 2);
+        let mut p = a.admit(Priority::Normal, Instant::now()).await.unwrap();
+        let (from, to) = (p.backend(), SocketAddr::from(([127, 0, 0, 1], 3009)));
+        p.move_to(to);
+        assert_eq!((a.in_flight_on(from), a.in_flight_on(to)), (0, 1));
+        drop(p);
+        assert_eq!(a.load(), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn a_preferred_backend_gets_the_slot_while_it_has_one() {
+        let a = controller(1, 0, 2);
+        let second = SocketAddr::from(([127, 0, 0, 1], 3001));
+        let p1 = a
+            .admit_preferring(Priority::Normal, Instant::now(), Some(second))
+            .await
+            .unwrap();
+        assert_eq!(p1.backend(), second);
+        let p2 = a
+            .admit_preferring(Priority::Normal, Instant::now(), Some(second))
+            .await
+            .unwrap();
+        assert_ne!(p2.backend(), second, "full: the other backend");
     }
 }

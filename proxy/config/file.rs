@@ -283,8 +283,25 @@ fn default_health_path() -> Spanned<String> {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct PoolSection {
-    /// `host:port` of each backend.
-    pub backends: Spanned<Vec<Spanned<String>>>,
+    /// Each backend: `"host:port"` or `{ address = "host:port", weight = 2, drain = true }`.
+    #[serde(default)]
+    pub backends: Option<Spanned<Vec<Spanned<BackendEntry>>>>,
+    /// More backends, one `host:port [weight] [drain]` a line, in a file reloaded on change.
+    pub backends_file: Option<Spanned<String>>,
+    /// How a backend is chosen: `least-busy`, `round-robin` or `hash`.
+    #[serde(default = "default_balance")]
+    pub balance: Spanned<String>,
+    /// What `balance = "hash"` hashes: `path`, `path-and-query`, `client-ip`, `header:NAME`.
+    #[serde(default = "default_hash_key")]
+    pub hash_key: Spanned<String>,
+    /// Consecutive connect failures that take a backend out (0: never).
+    #[serde(default = "default_eject_after")]
+    pub eject_after: Spanned<i64>,
+    /// How long an ejected backend stays out.
+    #[serde(default = "default_eject_for")]
+    pub eject_for: Spanned<String>,
+    /// Active health checks; none: only passive ejection.
+    pub health: Option<HealthSection>,
     /// Time to establish a TCP connection to a backend.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: Spanned<String>,
@@ -297,11 +314,114 @@ pub struct PoolSection {
     /// How long an idle keep-alive connection is kept.
     #[serde(default = "default_idle_timeout")]
     pub idle_timeout: Spanned<String>,
-    /// Further backends tried after a failed connect, for idempotent methods only.
+    /// Further backends tried after a failed connect (any method: nothing was sent).
     #[serde(default = "default_connect_retries")]
     pub connect_retries: Spanned<i64>,
     /// Slots per backend and the queue in front of them; none: unlimited, no queue.
     pub admission: Option<AdmissionSection>,
+}
+
+/// One entry of `backends`: a `"host:port"` string or an inline table.
+#[derive(Debug)]
+pub struct BackendEntry {
+    /// `host:port`.
+    pub address: String,
+    /// Share of the traffic relative to the others; none: 1.
+    pub weight: Option<i64>,
+    /// Gets no new requests (those in flight finish).
+    pub drain: bool,
+}
+
+impl<'de> Deserialize<'de> for BackendEntry {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Entry;
+        impl<'de> serde::de::Visitor<'de> for Entry {
+            type Value = BackendEntry;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(
+                    r#""host:port" or { address = "host:port", weight = 1, drain = false }"#,
+                )
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<BackendEntry, E> {
+                Ok(BackendEntry {
+                    address: s.to_string(),
+                    weight: None,
+                    drain: false,
+                })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<BackendEntry, A::Error> {
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct Table {
+                    address: String,
+                    weight: Option<i64>,
+                    #[serde(default)]
+                    drain: bool,
+                }
+                let t = Table::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(BackendEntry {
+                    address: t.address,
+                    weight: t.weight,
+                    drain: t.drain,
+                })
+            }
+        }
+        deserializer.deserialize_any(Entry)
+    }
+}
+
+/// `[pools.NAME.health]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct HealthSection {
+    /// Path of the check (`GET`, HTTP/1.1).
+    #[serde(default = "default_health_check_path")]
+    pub path: Spanned<String>,
+    /// `Host` of the check; none: the backend's address.
+    pub host: Option<Spanned<String>>,
+    /// Time between checks of one backend.
+    #[serde(default = "default_health_interval")]
+    pub interval: Spanned<String>,
+    /// Longest a check may take.
+    #[serde(default = "default_health_timeout")]
+    pub timeout: Spanned<String>,
+    /// Consecutive passed checks that bring a down backend up.
+    #[serde(default = "default_rise")]
+    pub rise: Spanned<i64>,
+    /// Consecutive failed checks that take an up backend down.
+    #[serde(default = "default_fall")]
+    pub fall: Spanned<i64>,
+}
+
+fn default_balance() -> Spanned<String> {
+    unspanned("least-busy".to_string())
+}
+fn default_hash_key() -> Spanned<String> {
+    unspanned("path".to_string())
+}
+fn default_eject_after() -> Spanned<i64> {
+    unspanned(3)
+}
+fn default_eject_for() -> Spanned<String> {
+    unspanned("10s".to_string())
+}
+fn default_health_check_path() -> Spanned<String> {
+    unspanned("/healthz".to_string())
+}
+fn default_health_interval() -> Spanned<String> {
+    unspanned("2s".to_string())
+}
+fn default_health_timeout() -> Spanned<String> {
+    unspanned("1s".to_string())
+}
+fn default_rise() -> Spanned<i64> {
+    unspanned(2)
+}
+fn default_fall() -> Spanned<i64> {
+    unspanned(3)
 }
 
 /// `[pools.NAME.admission]`

@@ -28,6 +28,7 @@ use crate::edge_cache::CacheRoute;
 use crate::hints::{DeferScripts, Destination, LinkTemplate, Rel, RouteHints};
 use crate::routing::{HostPattern, PathTemplate, Route, RouteTable};
 use crate::tls::{load_certified_key, Certificate};
+use crate::upstream::{Backend, Balance, Ejection, HashKey, HealthSettings};
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
@@ -120,8 +121,16 @@ pub struct ListenSettings {
 /// `[pools.NAME]`, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolSettings {
-    /// Resolved backend addresses, in file order.
-    pub backends: Vec<SocketAddr>,
+    /// Backends (resolved addresses, weights, drain): `backends`, then `backends-file`.
+    pub backends: Vec<Backend>,
+    /// `backends-file`, watched for changes by the reloader.
+    pub backends_file: Option<PathBuf>,
+    /// How a backend is chosen.
+    pub balance: Balance,
+    /// Passive ejection on consecutive connect failures.
+    pub ejection: Ejection,
+    /// Active health checks; `None`: passive ejection only.
+    pub health: Option<HealthSettings>,
     /// TCP connect timeout.
     pub connect_timeout: Duration,
     /// Per-read timeout.
@@ -130,7 +139,7 @@ pub struct PoolSettings {
     pub write_timeout: Duration,
     /// Idle keep-alive timeout.
     pub idle_timeout: Duration,
-    /// Further backends tried after a connect failure (idempotent methods only).
+    /// Further backends tried after a connect failure (any method: nothing was sent).
     pub connect_retries: usize,
     /// Slots and queue; `None`: unlimited.
     pub admission: Option<AdmissionSettings>,
@@ -172,6 +181,14 @@ impl Config {
             (Some(config), true) => Ok(config),
             _ => Err(ConfigErrors(v.errors)),
         }
+    }
+
+    /// Files besides the config itself whose change triggers a reload (`backends-file`s).
+    pub fn watched_files(&self) -> Vec<PathBuf> {
+        self.pools
+            .values()
+            .filter_map(|p| p.backends_file.clone())
+            .collect()
     }
 
     /// The compiled route table.
@@ -485,19 +502,36 @@ impl Validator<'_> {
         let mut out = BTreeMap::new();
         for (name, p) in pools {
             let key = format!("pools.{name}");
-            if p.backends.get_ref().is_empty() {
-                self.error(
-                    p.backends.span(),
-                    &format!("{key}.backends"),
-                    "a pool needs at least one backend",
-                );
+            let backends = self.backends(p, &key);
+            let backends_file = p.backends_file.as_ref().map(|f| self.relative(f.get_ref()));
+            if backends.is_empty() {
+                let span = match (&p.backends, &p.backends_file) {
+                    (Some(list), _) if !list.get_ref().is_empty() => None,
+                    (_, Some(file)) => Some(file.span()),
+                    (Some(list), None) => Some(list.span()),
+                    (None, None) => Some(0..0),
+                };
+                if let Some(span) = span {
+                    let message = if p.backends_file.is_some() {
+                        "the pool lists no backend (`backends` and `backends-file` are empty)"
+                    } else {
+                        "a pool needs at least one backend (`backends` or `backends-file`)"
+                    };
+                    self.error(span, &format!("{key}.backends"), message);
+                }
             }
-            let backends: Vec<SocketAddr> = p
-                .backends
-                .get_ref()
-                .iter()
-                .filter_map(|b| self.socket_addr(b, &format!("{key}.backends")))
-                .collect();
+            let balance = self.balance(p, &key);
+            let ejection = self.ejection(p, &key);
+            let health = match &p.health {
+                Some(h) => match self.health(h, &format!("{key}.health")) {
+                    Some(h) => Some(h),
+                    None => continue,
+                },
+                None => None,
+            };
+            let (Some(balance), Some(ejection)) = (balance, ejection) else {
+                continue;
+            };
             let admission = match &p.admission {
                 Some(a) => match self.admission(a, &format!("{key}.admission")) {
                     Some(a) => Some(a),
@@ -509,6 +543,10 @@ impl Validator<'_> {
                 Some(PoolSettings {
                     admission,
                     backends,
+                    backends_file,
+                    balance,
+                    ejection,
+                    health,
                     connect_timeout: self
                         .duration(&p.connect_timeout, &format!("{key}.connect-timeout"))?,
                     read_timeout: self.duration(&p.read_timeout, &format!("{key}.read-timeout"))?,
@@ -527,6 +565,149 @@ impl Validator<'_> {
             }
         }
         out
+    }
+
+    /// `backends` of a pool, then those of its `backends-file`: addresses resolved, weights
+    /// checked, no address twice.
+    fn backends(&mut self, p: &file::PoolSection, key: &str) -> Vec<Backend> {
+        let mut out: Vec<Backend> = Vec::new();
+        let listed = p
+            .backends
+            .as_ref()
+            .map_or(&[][..], |b| b.get_ref().as_slice());
+        for (i, entry) in listed.iter().enumerate() {
+            let entry_key = format!("{key}.backends[{i}]");
+            let addr = self.check(entry, &entry_key, |e| resolve(&e.address));
+            let weight = self.check(entry, &format!("{entry_key}.weight"), |e| {
+                let w = e.weight.unwrap_or(1);
+                u32::try_from(w)
+                    .ok()
+                    .filter(|w| (1..=MAX_WEIGHT).contains(w))
+                    .ok_or_else(|| {
+                        format!("must be a whole number from 1 to {MAX_WEIGHT}, not {w}")
+                    })
+            });
+            let (Some(addr), Some(weight)) = (addr, weight) else {
+                continue;
+            };
+            if out.iter().any(|b| b.addr == addr) {
+                self.error(
+                    entry.span(),
+                    &entry_key,
+                    format!("{addr} is listed twice in this pool"),
+                );
+                continue;
+            }
+            out.push(Backend {
+                addr,
+                weight,
+                drain: entry.get_ref().drain,
+            });
+        }
+        if let Some(file) = &p.backends_file {
+            let file_key = format!("{key}.backends-file");
+            let path = self.relative(file.get_ref());
+            match std::fs::read_to_string(&path) {
+                Ok(text) => {
+                    for (offset, parsed) in backends_file_lines(&text) {
+                        let checked = parsed.and_then(|b| {
+                            if out.iter().any(|o| o.addr == b.addr) {
+                                Err(format!("{} is listed twice in this pool", b.addr))
+                            } else {
+                                Ok(b)
+                            }
+                        });
+                        match checked {
+                            Ok(b) => out.push(b),
+                            Err(message) => self
+                                .errors
+                                .push(ConfigError::at(&path, &text, offset, &file_key, message)),
+                        }
+                    }
+                }
+                Err(e) => self.error(
+                    file.span(),
+                    &file_key,
+                    format!("cannot read {}: {e}", path.display()),
+                ),
+            }
+        }
+        out
+    }
+
+    fn balance(&mut self, p: &file::PoolSection, key: &str) -> Option<Balance> {
+        let hash_key = self.check(&p.hash_key, &format!("{key}.hash-key"), |k| {
+            HashKey::parse(k)
+        })?;
+        self.check(&p.balance, &format!("{key}.balance"), |b| {
+            match b.as_str() {
+                "least-busy" => Ok(Balance::LeastBusy),
+                "round-robin" => Ok(Balance::RoundRobin),
+                "hash" => Ok(Balance::Hash(hash_key.clone())),
+                other => Err(format!(
+                    "`{other}` is not a balance: use \"least-busy\", \"round-robin\" or \"hash\""
+                )),
+            }
+        })
+    }
+
+    fn ejection(&mut self, p: &file::PoolSection, key: &str) -> Option<Ejection> {
+        let after = self.check(&p.eject_after, &format!("{key}.eject-after"), |n| {
+            u32::try_from(*n).map_err(|_| format!("must be 0 or more, not {n}"))
+        });
+        let duration = self.duration(&p.eject_for, &format!("{key}.eject-for"));
+        Some(Ejection {
+            after: after?,
+            duration: duration?,
+        })
+    }
+
+    fn health(&mut self, h: &file::HealthSection, key: &str) -> Option<HealthSettings> {
+        let path = self.check(&h.path, &format!("{key}.path"), |p| {
+            if p.starts_with('/')
+                && !p
+                    .chars()
+                    .any(|c| c.is_ascii_whitespace() || c.is_ascii_control())
+            {
+                Ok(p.clone())
+            } else {
+                Err(format!("`{p}` must start with `/` and hold no spaces"))
+            }
+        });
+        let host = match &h.host {
+            Some(host) => self.check(host, &format!("{key}.host"), |v| {
+                let clean = !v.is_empty()
+                    && v.chars()
+                        .all(|c| c.is_ascii_graphic() && c != '/' && c != '@');
+                if clean {
+                    Ok(Some(v.clone()))
+                } else {
+                    Err(format!("`{v}` is not a host name (with an optional :port)"))
+                }
+            })?,
+            None => None,
+        };
+        let interval = self.duration(&h.interval, &format!("{key}.interval"));
+        let timeout = self.duration(&h.timeout, &format!("{key}.timeout"));
+        let rise = self.positive(&h.rise, &format!("{key}.rise"));
+        let fall = self.positive(&h.fall, &format!("{key}.fall"));
+        let interval = interval?;
+        if interval.is_zero() {
+            self.error(
+                h.interval.span(),
+                &format!("{key}.interval"),
+                "must be more than 0s",
+            );
+            return None;
+        }
+        Some(HealthSettings {
+            path: path?,
+            host,
+            interval,
+            timeout: timeout?,
+            rise: u32::try_from(rise?.get()).unwrap_or(u32::MAX),
+            fall: u32::try_from(fall?.get()).unwrap_or(u32::MAX),
+        })
     }
 
     fn admission(&mut self, a: &file::AdmissionSection, key: &str) -> Option<AdmissionSettings> {
@@ -748,6 +929,51 @@ impl Validator<'_> {
     }
 }
 
+/// The largest `weight` of a backend.
+const MAX_WEIGHT: u32 = 100;
+
+/// The backends of a `backends-file`: one `host:port [weight] [drain]` a line, `#` comments
+/// and blank lines skipped; each with its line's offset in `text`.
+fn backends_file_lines(text: &str) -> Vec<(usize, Result<Backend, String>)> {
+    let mut out = Vec::new();
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let start = offset;
+        offset += line.len();
+        let content = line.split('#').next().unwrap_or("");
+        let mut words = content.split_whitespace();
+        let Some(address) = words.next() else {
+            continue;
+        };
+        let at = start + content.find(address).unwrap_or(0);
+        let parsed = (|| {
+            let addr = resolve(address)?;
+            let (mut weight, mut drain) = (1, false);
+            for word in words {
+                match word {
+                    "drain" => drain = true,
+                    w => {
+                        weight = w
+                            .parse::<u32>()
+                            .ok()
+                            .filter(|w| (1..=MAX_WEIGHT).contains(w))
+                            .ok_or_else(|| {
+                                format!("`{w}`: a weight is a whole number from 1 to {MAX_WEIGHT} (or `drain`)")
+                            })?
+                    }
+                }
+            }
+            Ok(Backend {
+                addr,
+                weight,
+                drain,
+            })
+        })();
+        out.push((at, parsed));
+    }
+    out
+}
+
 /// `host:port` to one address: literal addresses directly, names through the resolver (at
 /// load time; a reload resolves again).
 fn resolve(text: &str) -> Result<SocketAddr, String> {
@@ -899,5 +1125,96 @@ pool = "app"
         let defer = hints.defer_scripts.as_ref().unwrap();
         assert!(!defer.applies_to("/assets/jquery-1.js"));
         assert!(defer.applies_to("/assets/app-1.js"));
+    }
+
+    #[test]
+    fn backends_take_strings_or_tables_with_weight_and_drain() {
+        let dir = tempfile::tempdir().unwrap();
+        with_cert(dir.path());
+        let text = GOOD.replace(
+            r#"backends = ["127.0.0.1:3000"]"#,
+            r#"backends = ["127.0.0.1:3000", { address = "127.0.0.1:3001", weight = 3 }, { address = "127.0.0.1:3002", drain = true }]
+balance = "hash"
+hash-key = "header:X-User""#,
+        ) + "[pools.app.health]\ninterval = \"500ms\"\n";
+        let config = Config::parse(&dir.path().join("f.toml"), &text).unwrap();
+        let app = &config.pools["app"];
+        let weights: Vec<(u32, bool)> = app.backends.iter().map(|b| (b.weight, b.drain)).collect();
+        assert_eq!(weights, [(1, false), (3, false), (1, true)]);
+        assert!(matches!(app.balance, Balance::Hash(HashKey::Header(_))));
+        let health = app.health.as_ref().unwrap();
+        assert_eq!(
+            (health.path.as_str(), health.rise, health.fall),
+            ("/healthz", 2, 3)
+        );
+        assert_eq!(health.interval, Duration::from_millis(500));
+        assert_eq!(app.ejection.after, 3);
+    }
+
+    #[test]
+    fn bad_backend_entries_are_errors_with_their_place() {
+        let dir = tempfile::tempdir().unwrap();
+        with_cert(dir.path());
+        let text = GOOD.replace(
+            r#"backends = ["127.0.0.1:3000"]"#,
+            r#"backends = ["127.0.0.1:3000", { address = "127.0.0.1:3000" }, { address = "127.0.0.1:3001", weight = 0 }]
+balance = "fastest""#,
+        );
+        let errors = Config::parse(&dir.path().join("f.toml"), &text)
+            .unwrap_err()
+            .0;
+        let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(errors.len(), 3, "{text:?}");
+        assert!(
+            text[0].contains("pools.app.backends[1]: 127.0.0.1:3000 is listed twice"),
+            "{text:?}"
+        );
+        assert!(
+            text[1].contains("pools.app.backends[2].weight: must be"),
+            "{text:?}"
+        );
+        assert!(text[2].contains("pools.app.balance: `fastest`"), "{text:?}");
+    }
+
+    #[test]
+    fn a_backends_file_adds_backends_and_its_errors_name_its_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        with_cert(dir.path());
+        let list = "# deploy 42\n127.0.0.1:3001 2\n  127.0.0.1:3002 drain # leaving\n\n";
+        std::fs::write(dir.path().join("backends.txt"), list).unwrap();
+        let text = GOOD.replace(
+            r#"backends = ["127.0.0.1:3000"]"#,
+            r#"backends = ["127.0.0.1:3000"]
+backends-file = "backends.txt""#,
+        );
+        let path = dir.path().join("f.toml");
+        let config = Config::parse(&path, &text).unwrap();
+        let app = &config.pools["app"];
+        let got: Vec<(u16, u32, bool)> = app
+            .backends
+            .iter()
+            .map(|b| (b.addr.port(), b.weight, b.drain))
+            .collect();
+        assert_eq!(got, [(3000, 1, false), (3001, 2, false), (3002, 1, true)]);
+        assert_eq!(config.watched_files(), [dir.path().join("backends.txt")]);
+
+        std::fs::write(
+            dir.path().join("backends.txt"),
+            format!("{list}127.0.0.1:3003 heavy\n127.0.0.1:3000\n"),
+        )
+        .unwrap();
+        let errors = Config::parse(&path, &text).unwrap_err().0;
+        let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(errors.len(), 2, "{text:?}");
+        assert!(
+            text[0].contains("backends.txt:5:1: pools.app.backends-file: `heavy`"),
+            "{text:?}"
+        );
+        assert!(
+            text[1].contains(
+                "backends.txt:6:1: pools.app.backends-file: 127.0.0.1:3000 is listed twice"
+            ),
+            "{text:?}"
+        );
     }
 }

@@ -84,7 +84,7 @@ async fn healthz_answers_while_the_upstream_is_stuck_and_stuck_requests_time_out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connect_failures_retry_idempotent_requests_only() {
+async fn connect_failures_retry_every_method_on_another_backend() {
     let sim = Sim::quick().await;
     let ports = Ports::new();
     let rest = one_pool(&[dead_backend(), sim.addr])
@@ -95,30 +95,16 @@ async fn connect_failures_retry_idempotent_requests_only() {
         let response = client.get(fd.url("/echo")).send().await.expect("get");
         assert_eq!(response.status(), 200, "GET moves on to the live backend");
     }
-    let mut statuses = Vec::new();
+    // A failed connect sent nothing: a POST may go to another backend as safely as a GET.
     for _ in 0..6 {
-        statuses.push(
-            client
-                .post(fd.url("/echo"))
-                .body("x")
-                .send()
-                .await
-                .expect("post")
-                .status()
-                .as_u16(),
-        );
+        let response = client
+            .post(fd.url("/echo"))
+            .body("x")
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(response.status(), 200, "POST moves on too");
     }
-    // Round robin alternates: every POST that drew the dead backend fails rather than retrying.
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 502).count(),
-        3,
-        "{statuses:?}"
-    );
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 200).count(),
-        3,
-        "{statuses:?}"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

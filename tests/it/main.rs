@@ -5,6 +5,7 @@ mod common;
 
 mod admission;
 mod assets;
+mod balancing;
 mod check;
 mod compression;
 mod edge_cache;

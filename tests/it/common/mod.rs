@@ -80,7 +80,12 @@ pub struct Sim {
 
 impl Sim {
     pub async fn start(options: SimulatorOptions) -> Sim {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        Sim::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), options).await
+    }
+
+    /// A simulator on `addr` (a port reserved earlier, to restart a stopped one there).
+    pub async fn start_on(addr: SocketAddr, options: SimulatorOptions) -> Sim {
+        let listener = tokio::net::TcpListener::bind(addr)
             .await
             .expect("bind simulator");
         let addr = listener.local_addr().expect("addr");
@@ -102,12 +107,16 @@ impl Sim {
     }
 
     pub async fn quick() -> Sim {
-        Sim::start(SimulatorOptions {
+        Sim::start(Sim::quick_options()).await
+    }
+
+    /// The options of [`Sim::quick`].
+    pub fn quick_options() -> SimulatorOptions {
+        SimulatorOptions {
             workers: std::num::NonZeroUsize::new(16).expect("nonzero"),
             service_time: Duration::from_millis(1),
             manual_update_time: Duration::from_millis(50),
-        })
-        .await
+        }
     }
 }
 

@@ -1,0 +1,537 @@
+//! Upstream pools: the Passenger backends a route sends requests to.
+//!
+//! Selection ([`select`]) is per pool: least busy (the admission controller places slots
+//! for pools with `[pools.NAME.admission]`), weighted round robin, or consistent hashing.
+//! Backends that are down ([`health`]: active checks, passive ejection) or draining get no
+//! new requests. A failed connect moves the request to another backend (at most
+//! `connect-retries` times): nothing was sent, so any method may go again. Keep-alive
+//! connections are pooled by Pingora per backend address.
+
+pub mod health;
+pub mod select;
+
+pub use health::{BackendState, Backends, Busy, Ejection, HealthChecks, HealthSettings};
+pub use select::{Balance, HashKey};
+
+use bytes::{Bytes, BytesMut};
+use pingora::connectors::http::Connector;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::upstreams::peer::HttpPeer;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::admission::Admission;
+use crate::config::PoolSettings;
+use select::Ring;
+
+/// One backend of a pool, as configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backend {
+    /// Resolved address.
+    pub addr: SocketAddr,
+    /// Share of the traffic relative to the pool's other backends (slots × weight with
+    /// admission).
+    pub weight: u32,
+    /// Gets no new requests; those in flight finish.
+    pub drain: bool,
+}
+
+/// One pool of backends.
+pub struct Pool {
+    name: String,
+    settings: PoolSettings,
+    next: AtomicUsize,
+    admission: Option<Arc<Admission>>,
+    /// The state of each backend, in `settings.backends` order.
+    states: Vec<Arc<BackendState>>,
+    /// Weighted round-robin order (indices).
+    schedule: Vec<usize>,
+    ring: Ring,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("name", &self.name)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Which backends a request used and uses; lives in the request context.
+#[derive(Debug, Default)]
+pub struct Attempts {
+    /// The backend of the first attempt (where an admission slot was taken).
+    first: Option<SocketAddr>,
+    /// The request's hash key, for `balance = "hash"`.
+    key: Option<u64>,
+    /// Backends tried, in order.
+    tried: Vec<SocketAddr>,
+    /// The current attempt counted on its backend.
+    busy: Option<Busy>,
+    /// Connect attempts made so far.
+    pub made: usize,
+}
+
+impl Attempts {
+    /// Attempts that start on backend `addr` (the one an admission slot was taken on).
+    pub fn on_backend(addr: SocketAddr) -> Self {
+        Attempts {
+            first: Some(addr),
+            ..Attempts::default()
+        }
+    }
+
+    /// Starts on `addr` (the admission slot's backend), keeping the hash key.
+    pub fn start_on(&mut self, addr: SocketAddr) {
+        self.first = Some(addr);
+    }
+
+    /// The backend of the current attempt.
+    pub fn current(&self) -> Option<SocketAddr> {
+        self.tried.last().copied()
+    }
+}
+
+impl Pool {
+    /// A pool named `name` with backend states of its own; `admission` is its controller
+    /// when it has slots.
+    pub fn new(name: &str, settings: PoolSettings, admission: Option<Arc<Admission>>) -> Self {
+        let states = settings
+            .backends
+            .iter()
+            .map(|b| Arc::new(BackendState::detached(b.addr)))
+            .collect();
+        Pool::with_states(name, settings, admission, states)
+    }
+
+    /// A pool whose backend states come from `backends` (kept across reloads).
+    pub fn build(
+        name: &str,
+        settings: PoolSettings,
+        admission: Option<Arc<Admission>>,
+        backends: &Backends,
+    ) -> Self {
+        let states = settings
+            .backends
+            .iter()
+            .map(|b| backends.state(name, b.addr))
+            .collect();
+        Pool::with_states(name, settings, admission, states)
+    }
+
+    fn with_states(
+        name: &str,
+        settings: PoolSettings,
+        admission: Option<Arc<Admission>>,
+        states: Vec<Arc<BackendState>>,
+    ) -> Self {
+        // Draining backends take no turn (a down one's turn passes to the next in order).
+        let weights: Vec<u32> = settings
+            .backends
+            .iter()
+            .map(|b| if b.drain { 0 } else { b.weight })
+            .collect();
+        let ring = match settings.balance {
+            Balance::Hash(_) => Ring::new(
+                &settings
+                    .backends
+                    .iter()
+                    .map(|b| (b.addr, b.weight))
+                    .collect::<Vec<_>>(),
+            ),
+            _ => Ring::default(),
+        };
+        Pool {
+            name: name.to_string(),
+            schedule: select::schedule(&weights),
+            ring,
+            settings,
+            next: AtomicUsize::new(0),
+            admission,
+            states,
+        }
+    }
+
+    /// The admission controller, when the pool has `[pools.NAME.admission]`.
+    pub fn admission(&self) -> Option<&Arc<Admission>> {
+        self.admission.as_ref()
+    }
+
+    /// The pool's name (the `pool` metrics label).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The validated settings.
+    pub fn settings(&self) -> &PoolSettings {
+        &self.settings
+    }
+
+    /// Each backend's state, in config order.
+    pub fn states(&self) -> &[Arc<BackendState>] {
+        &self.states
+    }
+
+    /// Whether backend `i` may get a new request: up and not draining.
+    fn eligible(&self, i: usize) -> bool {
+        self.settings.backends.get(i).is_some_and(|b| !b.drain) && self.states[i].is_up()
+    }
+
+    /// Whether some backend may get a new request (else the pool answers 503 at once).
+    pub fn any_up(&self) -> bool {
+        (0..self.states.len()).any(|i| self.eligible(i))
+    }
+
+    /// Attempts for a request: its hash key computed once, when the pool hashes.
+    pub fn attempts_for(&self, head: &RequestHeader, client: Option<IpAddr>) -> Attempts {
+        let Balance::Hash(key) = &self.settings.balance else {
+            return Attempts::default();
+        };
+        let hashed = match key {
+            HashKey::Path => select::hash(head.uri.path().as_bytes()),
+            HashKey::PathAndQuery => select::hash(
+                head.uri
+                    .path_and_query()
+                    .map_or("/", |p| p.as_str())
+                    .as_bytes(),
+            ),
+            HashKey::ClientIp => select::hash(
+                client
+                    .map(|ip| ip.to_string())
+                    .unwrap_or_default()
+                    .as_bytes(),
+            ),
+            HashKey::Header(name) => {
+                select::hash(head.headers.get(name).map_or(&[][..], |v| v.as_bytes()))
+            }
+        };
+        Attempts {
+            key: Some(hashed),
+            ..Attempts::default()
+        }
+    }
+
+    /// The backend round robin or hashing would choose, for admission to place the slot on
+    /// (least busy leaves the choice to admission).
+    pub fn preferred(&self, attempts: &Attempts) -> Option<SocketAddr> {
+        match self.settings.balance {
+            Balance::LeastBusy => None,
+            _ => self
+                .select(attempts.key, &[])
+                .map(|i| self.settings.backends[i].addr),
+        }
+    }
+
+    /// The index of the backend for a new attempt, skipping `tried`; `None` when no
+    /// eligible backend is left.
+    fn select(&self, key: Option<u64>, tried: &[SocketAddr]) -> Option<usize> {
+        let backends = &self.settings.backends;
+        let ok = |i: usize| self.eligible(i) && !tried.contains(&backends[i].addr);
+        match (&self.settings.balance, key) {
+            (Balance::Hash(_), Some(key)) => self.ring.find(key, ok),
+            (Balance::LeastBusy, _) => {
+                let n = backends.len();
+                let start = self.next.fetch_add(1, Ordering::Relaxed);
+                select::least_busy(
+                    (0..n)
+                        .map(|k| (start + k) % n)
+                        .filter(|i| ok(*i))
+                        .map(|i| (i, self.states[i].in_flight(), backends[i].weight)),
+                )
+            }
+            _ => {
+                let n = self.schedule.len();
+                let start = self.next.fetch_add(1, Ordering::Relaxed);
+                (0..n)
+                    .map(|k| self.schedule[(start + k) % n])
+                    .find(|i| ok(*i))
+            }
+        }
+    }
+
+    /// The peer for the next attempt: the admission slot's backend first, else the pool's
+    /// choice among eligible backends not tried yet. When none is eligible (a race with a
+    /// backend going down), a backend not tried yet, else the first: never no peer.
+    pub fn peer(&self, attempts: &mut Attempts) -> Box<HttpPeer> {
+        let backends = &self.settings.backends;
+        let index = match attempts.first.filter(|_| attempts.made == 0) {
+            Some(first) => backends.iter().position(|b| b.addr == first),
+            None => self.select(attempts.key, &attempts.tried),
+        }
+        .or_else(|| {
+            backends
+                .iter()
+                .position(|b| !attempts.tried.contains(&b.addr))
+        })
+        .unwrap_or(0);
+        let addr = match (backends.get(index), self.states.get(index)) {
+            (Some(b), Some(state)) => {
+                attempts.busy = Some(state.busy());
+                b.addr
+            }
+            // An empty pool cannot validate; keep a peer that refuses rather than panic.
+            _ => SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
+        attempts.tried.push(addr);
+        attempts.made += 1;
+        let mut peer = HttpPeer::new(addr, false, String::new());
+        let options = &mut peer.options;
+        options.connection_timeout = Some(self.settings.connect_timeout);
+        options.read_timeout = Some(self.settings.read_timeout);
+        options.write_timeout = Some(self.settings.write_timeout);
+        options.idle_timeout = Some(self.settings.idle_timeout);
+        Box::new(peer)
+    }
+
+    /// Records a failed connect of the current attempt (passive ejection); then whether
+    /// another backend may be tried: retries left and an eligible backend not tried yet.
+    pub fn connect_failed(&self, attempts: &Attempts) -> bool {
+        if let Some(i) = self.index_of(attempts.current()) {
+            self.states[i].connect_failed(self.settings.ejection);
+        }
+        attempts.made <= self.settings.connect_retries
+            && self.select(attempts.key, &attempts.tried).is_some()
+    }
+
+    /// The current attempt connected: its backend's failure streak ends.
+    pub fn connected(&self, attempts: &Attempts) {
+        if let Some(i) = self.index_of(attempts.current()) {
+            self.states[i].connected();
+        }
+    }
+
+    fn index_of(&self, addr: Option<SocketAddr>) -> Option<usize> {
+        let addr = addr?;
+        self.settings.backends.iter().position(|b| b.addr == addr)
+    }
+
+    /// Whether another backend may be tried after a failed connect.
+    pub fn may_retry_connect(&self, attempts: &Attempts) -> bool {
+        attempts.made <= self.settings.connect_retries
+    }
+
+    /// Whether at least one backend accepts a TCP connection within the connect timeout.
+    pub async fn any_reachable(&self) -> bool {
+        for backend in &self.settings.backends {
+            if reachable(backend.addr, self.settings.connect_timeout).await {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// Why a request frontdoor makes on its own behalf got no usable answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FetchError {
+    /// The body (declared or read) is over the caller's limit.
+    #[error("larger than the limit")]
+    TooLarge,
+    /// Connect, write or read failed.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// A GET that frontdoor sends on its own behalf (an asset fill, a cache refresh): the
+/// forwarding headers a proxied request would carry, and `Accept-Encoding: identity`, since
+/// frontdoor stores identity and compresses itself.
+pub fn own_request(path_and_query: &str, host: Option<&str>) -> pingora::Result<RequestHeader> {
+    let mut request = RequestHeader::build("GET", path_and_query.as_bytes(), None)?;
+    request.insert_header(http::header::HOST, host.unwrap_or("localhost"))?;
+    request.insert_header(http::header::ACCEPT_ENCODING, "identity")?;
+    request.insert_header(
+        crate::headers::X_REQUEST_START,
+        crate::headers::request_start_value(SystemTime::now()),
+    )?;
+    request.insert_header(crate::headers::X_FORWARDED_PROTO, "https")?;
+    Ok(request)
+}
+
+/// Sends `request` to the next backend of `pool` through `connector` (its keep-alive pool)
+/// and reads the whole answer, refusing bodies over `max` bytes. The connection goes back to
+/// the pool only after a complete answer.
+pub async fn fetch(
+    connector: &Connector,
+    pool: &Pool,
+    request: RequestHeader,
+    max: u64,
+) -> Result<(Box<ResponseHeader>, Bytes), FetchError> {
+    let failed = |e: Box<pingora::Error>| FetchError::Failed(e.to_string());
+    let peer = pool.peer(&mut Attempts::default());
+    let (mut session, _reused) = connector.get_http_session(&*peer).await.map_err(failed)?;
+    session
+        .write_request_header(Box::new(request))
+        .await
+        .map_err(failed)?;
+    session.finish_request_body().await.map_err(failed)?;
+    session.read_response_header().await.map_err(failed)?;
+    let head = session
+        .response_header()
+        .ok_or_else(|| FetchError::Failed("no response head".into()))?
+        .clone();
+    let declared = head
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return Err(FetchError::TooLarge);
+    }
+    let mut body = BytesMut::with_capacity(declared.unwrap_or(0) as usize);
+    while let Some(chunk) = session.read_response_body().await.map_err(failed)? {
+        if (body.len() + chunk.len()) as u64 > max {
+            return Err(FetchError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    connector
+        .release_http_session(session, &*peer, Some(pool.settings().idle_timeout))
+        .await;
+    Ok((Box::new(head), exact(body)))
+}
+
+/// `buffer`'s bytes in an allocation of their own size. What frontdoor stores lives long, and
+/// a buffer grown by doubling holds up to twice its bytes (`freeze` keeps the capacity).
+pub fn exact(buffer: BytesMut) -> Bytes {
+    if buffer.capacity() > buffer.len() + buffer.len() / 16 {
+        Bytes::copy_from_slice(&buffer)
+    } else {
+        buffer.freeze()
+    }
+}
+
+async fn reachable(addr: SocketAddr, timeout: Duration) -> bool {
+    matches!(
+        tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await,
+        Ok(Ok(_))
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(backends: &[(&str, u32, bool)], balance: Balance, retries: usize) -> PoolSettings {
+        PoolSettings {
+            backends: backends
+                .iter()
+                .filter_map(|(a, weight, drain)| {
+                    Some(Backend {
+                        addr: a.parse().ok()?,
+                        weight: *weight,
+                        drain: *drain,
+                    })
+                })
+                .collect(),
+            backends_file: None,
+            balance,
+            ejection: Ejection {
+                after: 3,
+                duration: Duration::from_secs(10),
+            },
+            health: None,
+            connect_timeout: Duration::from_millis(100),
+            read_timeout: Duration::from_secs(1),
+            write_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(1),
+            connect_retries: retries,
+            admission: None,
+        }
+    }
+
+    fn pool(backends: &[&str], retries: usize) -> Pool {
+        let list: Vec<(&str, u32, bool)> = backends.iter().map(|b| (*b, 1, false)).collect();
+        Pool::new("app", settings(&list, Balance::RoundRobin, retries), None)
+    }
+
+    fn port(peer: &HttpPeer) -> u16 {
+        peer._address.as_inet().map_or(0, |a| a.port())
+    }
+
+    #[test]
+    fn round_robin_then_next_backend_on_retry() {
+        let p = pool(&["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"], 1);
+        let mut a = Attempts::default();
+        assert_eq!(port(&p.peer(&mut a)), 1);
+        assert!(p.may_retry_connect(&a));
+        assert_eq!(port(&p.peer(&mut a)), 2);
+        assert!(!p.may_retry_connect(&a));
+        let mut b = Attempts::default();
+        assert_eq!(port(&p.peer(&mut b)), 3);
+    }
+
+    #[test]
+    fn weighted_round_robin_skips_draining_and_down_backends() {
+        let list = [
+            ("127.0.0.1:1", 2, false),
+            ("127.0.0.1:2", 1, false),
+            ("127.0.0.1:3", 5, true),
+        ];
+        let p = Pool::new("app", settings(&list, Balance::RoundRobin, 1), None);
+        let ports: Vec<u16> = (0..6)
+            .map(|_| port(&p.peer(&mut Attempts::default())))
+            .collect();
+        assert_eq!(ports, [1, 2, 1, 1, 2, 1]);
+        // Backend 1 ejected: everything goes to 2.
+        let ejection = p.settings.ejection;
+        for _ in 0..3 {
+            p.states[0].connect_failed(ejection);
+        }
+        assert!((0..4).all(|_| port(&p.peer(&mut Attempts::default())) == 2));
+        p.states[1].connect_failed(ejection);
+        p.states[1].connect_failed(ejection);
+        assert!(p.any_up());
+        p.states[1].connect_failed(ejection);
+        assert!(!p.any_up(), "the draining backend does not count");
+    }
+
+    #[test]
+    fn least_busy_follows_requests_in_flight_relative_to_weight() {
+        let list = [("127.0.0.1:1", 1, false), ("127.0.0.1:2", 2, false)];
+        let p = Pool::new("app", settings(&list, Balance::LeastBusy, 1), None);
+        let mut held = Vec::new();
+        let mut on = [0, 0];
+        for _ in 0..6 {
+            let mut a = Attempts::default();
+            on[usize::from(port(&p.peer(&mut a))) - 1] += 1;
+            held.push(a);
+        }
+        assert_eq!(on, [2, 4]);
+        drop(held);
+        assert!(p.states.iter().all(|s| s.in_flight() == 0));
+    }
+
+    #[test]
+    fn hashing_keeps_a_key_on_one_backend_and_a_retry_moves_it() {
+        let list = [
+            ("127.0.0.1:1", 1, false),
+            ("127.0.0.1:2", 1, false),
+            ("127.0.0.1:3", 1, false),
+        ];
+        let p = Pool::new(
+            "app",
+            settings(&list, Balance::Hash(HashKey::Path), 2),
+            None,
+        );
+        let head = |path: &str| RequestHeader::build("GET", path.as_bytes(), None).unwrap();
+        let mut seen = std::collections::HashSet::new();
+        for k in 0..30 {
+            let path = format!("/courses/{k}");
+            let first = port(&p.peer(&mut p.attempts_for(&head(&path), None)));
+            for _ in 0..3 {
+                assert_eq!(
+                    port(&p.peer(&mut p.attempts_for(&head(&path), None))),
+                    first
+                );
+            }
+            seen.insert(first);
+        }
+        assert_eq!(seen.len(), 3);
+        let mut a = p.attempts_for(&head("/x"), None);
+        let first = port(&p.peer(&mut a));
+        assert!(p.connect_failed(&a));
+        assert_ne!(port(&p.peer(&mut a)), first);
+    }
+}
