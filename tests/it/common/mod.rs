@@ -20,12 +20,26 @@ pub fn bin() -> &'static str {
 }
 
 /// A loopback port nobody listens on right now (Pingora listeners don't report their port,
-/// so the test reserves one and lets it go just before frontdoor binds it).
+/// so the test reserves one and lets it go before frontdoor binds it). Ports come from below
+/// the kernel's ephemeral range (32768+), so no client socket of a concurrent test can take
+/// one as its source port in between, and each is handed out once per test run.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    static GIVEN: std::sync::Mutex<Option<std::collections::HashSet<u16>>> =
+        std::sync::Mutex::new(None);
+    let mut given = GIVEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let given = given.get_or_insert_with(Default::default);
+    loop {
+        let port = rand::random::<u16>() % 12_000 + 20_000;
+        if given.contains(&port) {
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.insert(port);
+            return port;
+        }
+    }
 }
 
 /// A test certificate authority and leaf certificates signed by it.
