@@ -13,6 +13,7 @@ mod headers;
 mod health;
 mod hints;
 mod jobs;
+mod multinode;
 mod reload;
 mod routing;
 mod tls;
