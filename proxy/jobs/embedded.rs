@@ -577,12 +577,10 @@ impl JobStore for EmbeddedStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jobs::store::{new_job_id, now_ms};
+    use crate::jobs::store::{now_ms, NewJob};
 
     fn job(route: &str, dedup: Option<&str>) -> Job {
-        let now = now_ms();
-        Job {
-            id: new_job_id(),
+        NewJob {
             route: route.into(),
             method: "POST".into(),
             target: "/x".into(),
@@ -590,16 +588,8 @@ mod tests {
             body: Vec::new(),
             dedup: dedup.map(str::to_string),
             idempotency_key: None,
-            fingerprint: "f".into(),
-            state: JobState::Queued,
-            attempt: 0,
-            enqueued_ms: now,
-            due_ms: now,
-            finished_ms: None,
-            result: None,
-            last_error: None,
-            lease: None,
         }
+        .queued()
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

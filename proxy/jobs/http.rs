@@ -10,7 +10,7 @@ use pingora::proxy::Session;
 use pingora::Result;
 use std::time::Duration;
 
-use super::store::{self, Cancelled, Enqueued, Job, JobState};
+use super::store::{self, Cancelled, Enqueued, Job, NewJob};
 use super::{Jobs, OffloadRoute, STATUS_PREFIX};
 use crate::routing::RouteMatch;
 
@@ -311,13 +311,7 @@ pub async fn offload(
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
         .filter(|k| !k.is_empty() && k.len() <= 255);
-    let fingerprint = format!(
-        "{:016x}",
-        store::fnv1a(&[method.as_bytes(), target.as_bytes(), &body])
-    );
-    let now = store::now_ms();
-    let job = Job {
-        id: store::new_job_id(),
+    let job = NewJob {
         route: route.clone(),
         method,
         target,
@@ -325,16 +319,8 @@ pub async fn offload(
         body,
         dedup: offload.key.as_ref().map(|k| k.render(&matched.params)),
         idempotency_key,
-        fingerprint,
-        state: JobState::Queued,
-        attempt: 0,
-        enqueued_ms: now,
-        due_ms: now,
-        finished_ms: None,
-        result: None,
-        last_error: None,
-        lease: None,
-    };
+    }
+    .queued();
     let dedup_ttl = dedup_ttl(offload);
     match jobs.store.enqueue(job, dedup_ttl).await {
         Ok(Enqueued::New(job)) => {

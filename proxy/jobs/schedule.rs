@@ -22,7 +22,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::store::{fnv1a, new_job_id, now_ms, Enqueued, Job, JobState};
+use super::store::{fnv1a, now_ms, Enqueued, NewJob};
 use super::Jobs;
 use crate::routing::path_segments;
 use crate::snapshot::Shared;
@@ -219,29 +219,16 @@ async fn fire(shared: &Shared, jobs: &Jobs, schedule: &Schedule, key: &str) {
     };
     let segments: Vec<&str> = path_segments(&target).collect();
     let params = route.template.matches(&segments).unwrap_or_default();
-    let now = now_ms();
-    let job = Job {
-        id: new_job_id(),
+    let job = NewJob {
         route: schedule.route.clone(),
         method: schedule.method.as_str().to_string(),
-        target: target.clone(),
+        target,
         headers: vec![("x-frontdoor-schedule".to_string(), schedule.name.clone())],
         body: Vec::new(),
         dedup: offload.key.as_ref().map(|k| k.render(&params)),
         idempotency_key: None,
-        fingerprint: format!(
-            "{:016x}",
-            fnv1a(&[schedule.method.as_str().as_bytes(), target.as_bytes()])
-        ),
-        state: JobState::Queued,
-        attempt: 0,
-        enqueued_ms: now,
-        due_ms: now,
-        finished_ms: None,
-        result: None,
-        last_error: None,
-        lease: None,
-    };
+    }
+    .queued();
     match jobs
         .store
         .enqueue(job, super::http::dedup_ttl(offload))

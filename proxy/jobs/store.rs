@@ -108,6 +108,56 @@ pub struct Job {
     pub lease: Option<String>,
 }
 
+/// A request about to become a job: what the offload route (or a schedule) stored of it.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    /// The offload route (the `route` label).
+    pub route: String,
+    /// Method of the stored request.
+    pub method: String,
+    /// Path and query of the stored request.
+    pub target: String,
+    /// The selected request header fields.
+    pub headers: Vec<(String, String)>,
+    /// The request body.
+    pub body: Vec<u8>,
+    /// The rendered dedup key, if the route has one.
+    pub dedup: Option<String>,
+    /// The client's `Idempotency-Key`, if sent.
+    pub idempotency_key: Option<String>,
+}
+
+impl NewJob {
+    /// The job, queued now under a fresh id; its fingerprint (what "the same payload" means
+    /// for `Idempotency-Key`) hashes method, target and body.
+    pub fn queued(self) -> Job {
+        let now = now_ms();
+        let fingerprint = format!(
+            "{:016x}",
+            fnv1a(&[self.method.as_bytes(), self.target.as_bytes(), &self.body])
+        );
+        Job {
+            id: new_job_id(),
+            route: self.route,
+            method: self.method,
+            target: self.target,
+            headers: self.headers,
+            body: self.body,
+            dedup: self.dedup,
+            idempotency_key: self.idempotency_key,
+            fingerprint,
+            state: JobState::Queued,
+            attempt: 0,
+            enqueued_ms: now,
+            due_ms: now,
+            finished_ms: None,
+            result: None,
+            last_error: None,
+            lease: None,
+        }
+    }
+}
+
 /// What `enqueue` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Enqueued {
