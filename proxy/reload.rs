@@ -45,9 +45,9 @@ impl Reloader {
 
     /// Reloads once, now.
     pub fn reload(&self) -> Result<ReloadOutcome, ConfigErrors> {
-        let result = Config::load(&self.path);
-        self.shared.metrics.config_reloaded(result.is_ok());
-        let config = result?;
+        let config = Config::load(&self.path).inspect_err(|_| {
+            self.shared.metrics.config_reloaded(false);
+        })?;
         let current = self.shared.snapshot.load();
         let mut restart_only = Vec::new();
         if config.listen != current.config.listen {
@@ -68,6 +68,8 @@ impl Reloader {
             restart_only.push("jobs");
         }
         self.shared.install(config);
+        // Counted once the new snapshot serves: whoever sees the count sees the new rules.
+        self.shared.metrics.config_reloaded(true);
         Ok(if restart_only.is_empty() {
             ReloadOutcome::Applied
         } else {
