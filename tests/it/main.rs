@@ -16,4 +16,5 @@ mod jobs;
 mod multinode;
 mod reload;
 mod routing;
+mod soak;
 mod tls;

@@ -14,9 +14,13 @@ use std::time::{Duration, Instant};
 
 use frontdoor::simulator::{Simulator, SimulatorOptions};
 
-/// The binary under test.
+/// The binary under test: this build's, or `FRONTDOOR_BIN` (the soak script points it at the
+/// release build).
 pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_frontdoor")
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var("FRONTDOOR_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_frontdoor").into())
+    })
 }
 
 /// A loopback port nobody listens on right now (Pingora listeners don't report their port,
@@ -289,6 +293,11 @@ impl Frontdoor {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// The process id of the running frontdoor.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn config_path(&self) -> PathBuf {
