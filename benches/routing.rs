@@ -21,6 +21,7 @@ fn route(name: String, host: Option<&str>, methods: Option<Vec<Method>>, path: &
         priority: frontdoor::admission::Priority::Normal,
         hints: Default::default(),
         offload: None,
+        max_body: None,
     }
 }
 
