@@ -30,8 +30,10 @@
 //! # A request, end to end
 //! ```text
 //! client ──TLS (rustls, ALPN h2/http1.1)──▶ HTTPS listener
-//!   early_request_filter     stamp arrival time
-//!   request_filter           health path; route match (one snapshot load); request id;
+//!   (HTTP/1.x)               the head must be complete within header-timeout (hostile::slow)
+//!   early_request_filter     stamp arrival time; body-timeout for each body read
+//!   request_filter           refuse hostile heads (framing, limits, paths); normalise the path;
+//!                            health path; route match (one snapshot load); request id;
 //!                            offload → durable job, 202 | asset or edge-cache hit from memory |
 //!                            503 at once if every backend is down or draining;
 //!                            103 Early Hints (HTTP/1.1), then admission: a slot, the queue, or 503

@@ -337,7 +337,8 @@ impl ProxyHttp for Frontdoor {
         Ok(())
     }
 
-    /// Routes the request. `Ok(true)` = a response was already written: no route (404), a
+    /// Routes the request. `Ok(true)` = a response was already written: a hostile or
+    /// oversized head (400, 414, 431) or declared body (413), no route (404), a
     /// job's status, an offloaded request's 202 (it never takes a slot), an asset or an
     /// edge-cache entry from memory, a shed request (503). A request going upstream may get
     /// `103 Early Hints` first, before it waits for a slot.
@@ -634,7 +635,11 @@ impl ProxyHttp for Frontdoor {
                 ErrorSource::Downstream,
                 ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed,
             ) => 0,
-            (ErrorSource::Downstream, _) => 400,
+            (ErrorSource::Downstream, _) => {
+                // A body Pingora could not frame (a bad chunk size): the head had passed.
+                self.shared.metrics.rejected("malformed");
+                400
+            }
             _ => 500,
         };
         if code > 0 {

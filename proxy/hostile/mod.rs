@@ -121,19 +121,19 @@ impl Rejection {
 }
 
 /// Checks a request head: `raw` is the head as received on HTTP/1.x (`None` on HTTP/2, whose
-/// framing has no such ambiguity), `uri` the request target, `fields` the field count,
-/// `content_length` the declared body size.
+/// framing has no such ambiguity), `head_bytes` its size, `uri_bytes` the request target's
+/// length, `fields` the field count.
 pub fn check_head(
     raw: Option<&[u8]>,
     head_bytes: usize,
-    uri: &str,
+    uri_bytes: usize,
     fields: usize,
     limits: &Limits,
 ) -> Result<(), Rejection> {
     if let Some(raw) = raw {
         check_framing(raw)?;
     }
-    if uri.len() > limits.max_uri_bytes {
+    if uri_bytes > limits.max_uri_bytes {
         return Err(Rejection::UriTooLong);
     }
     if head_bytes > limits.max_header_bytes {
@@ -155,13 +155,11 @@ pub fn screen_head(
     let head = session.req_header();
     let uri = head.raw_path();
     let h1 = (!session.is_http2()).then_some(raw.as_ref());
-    check_head(
-        h1,
-        raw.len(),
-        &String::from_utf8_lossy(uri),
-        head.headers.len(),
-        limits,
-    )?;
+    check_head(h1, raw.len(), uri.len(), head.headers.len(), limits)?;
+    if !head.raw_path_is_utf8() {
+        // The router would match a lossy rendering while the app got the raw bytes.
+        return Err(Rejection::BadPath("not UTF-8"));
+    }
     let Some(normal) = path::normalise(head.uri.path())? else {
         return Ok(());
     };
@@ -338,17 +336,17 @@ mod tests {
             max_uri_bytes: 10,
             ..Limits::default()
         };
-        assert_eq!(check_head(None, 50, "/a", 2, &limits), Ok(()));
+        assert_eq!(check_head(None, 50, 2, 2, &limits), Ok(()));
         assert_eq!(
-            check_head(None, 50, "/0123456789", 2, &limits).map_err(Rejection::status),
+            check_head(None, 50, 11, 2, &limits).map_err(Rejection::status),
             Err(414)
         );
         assert_eq!(
-            check_head(None, 101, "/a", 2, &limits).map_err(Rejection::status),
+            check_head(None, 101, 2, 2, &limits).map_err(Rejection::status),
             Err(431)
         );
         assert_eq!(
-            check_head(None, 50, "/a", 3, &limits).map_err(Rejection::status),
+            check_head(None, 50, 2, 3, &limits).map_err(Rejection::status),
             Err(431)
         );
     }

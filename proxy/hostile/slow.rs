@@ -87,6 +87,8 @@ pub struct HeadDeadline {
     head_began: Option<Instant>,
     /// The last four bytes read in a head, to find its blank line across reads.
     tail: u32,
+    /// The current request has its final response head written: later writes are body.
+    answered: bool,
     sleep: Pin<Box<Sleep>>,
 }
 
@@ -109,6 +111,7 @@ impl HeadDeadline {
             in_head: true,
             head_began: None,
             tail: 0,
+            answered: false,
             sleep: Box::pin(tokio::time::sleep(timeout)),
         }
     }
@@ -138,6 +141,7 @@ impl HeadDeadline {
                 self.in_head = false;
                 self.head_began = None;
                 self.tail = 0;
+                self.answered = false;
                 return;
             }
         }
@@ -146,6 +150,9 @@ impl HeadDeadline {
     /// Follows what is written: a final response ends the exchange (the next bytes read are
     /// a new head), and an error answer without `X-Request-Id` is one Pingora gave itself.
     fn wrote(&mut self, bytes: &[u8]) {
+        if self.answered {
+            return;
+        }
         let Some(status) = response_status(bytes) else {
             return;
         };
@@ -156,6 +163,7 @@ impl HeadDeadline {
             self.metrics.rejected("malformed");
             super::log_rejected(&self.client(), status, "malformed", None);
         }
+        self.answered = true;
         self.in_head = true;
         self.head_began = None;
         self.tail = 0;

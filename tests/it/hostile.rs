@@ -217,6 +217,8 @@ async fn invalid_chunk_sizes_never_smuggle_a_request() {
         app.request_lines()
     );
     assert!(!app.text().contains("smuggled"), "{}", app.text());
+    let sample = "frontdoor_rejected_requests_total{reason=\"malformed\"}";
+    assert_eq!(fd.wait_metric(sample, 4.0).await, 4.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -444,6 +446,13 @@ pool = "public"
         assert_eq!(status(&answer), 400, "{path}: {answer}");
         assert!(!answer.contains("SECRET"), "{path}");
     }
+    // Raw bytes that are not UTF-8 (the router would see a lossy rendering).
+    let answer = exchange(
+        &fd,
+        b"GET /public/\xff\xfe HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status(&answer), 400, "{answer}");
     // Other spellings of an admin path reach the admin route, as the path the app reads.
     for path in ["//admin/x", "/%61dmin/x", "/admin//x"] {
         let request =
