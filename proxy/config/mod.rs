@@ -1105,6 +1105,42 @@ pool = "app"
     }
 
     #[test]
+    fn limits_have_defaults_per_route_overrides_and_refuse_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        with_cert(dir.path());
+        let config = Config::parse(&dir.path().join("f.toml"), GOOD).unwrap();
+        assert_eq!(config.limits, crate::hostile::Limits::default());
+        assert_eq!(config.routes[0].max_body, None);
+
+        let tuned = GOOD.replace(
+            "[pools.app]",
+            "[proxy]\nmax-header-bytes = \"16KiB\"\nheader-timeout = \"5s\"\n\n[pools.app]",
+        ) + "max-body = \"1GiB\"\n";
+        let config = Config::parse(&dir.path().join("f.toml"), &tuned).unwrap();
+        assert_eq!(config.limits.max_header_bytes, 16 * 1024);
+        assert_eq!(config.limits.header_timeout, Duration::from_secs(5));
+        assert_eq!(config.routes[0].max_body, Some(1 << 30));
+
+        let bad = GOOD.replace(
+            "[pools.app]",
+            "[proxy]\nmax-headers = 0\nmax-uri-bytes = \"0B\"\nbody-timeout = \"0s\"\n\n[pools.app]",
+        ) + "max-body = \"big\"\n";
+        let errors = Config::parse(&dir.path().join("f.toml"), &bad)
+            .unwrap_err()
+            .0;
+        let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "proxy.max-headers",
+                "proxy.max-uri-bytes",
+                "proxy.body-timeout",
+                "routes[0].max-body"
+            ]
+        );
+    }
+
+    #[test]
     fn unknown_keys_and_syntax_errors_name_their_place() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f.toml");

@@ -207,8 +207,7 @@ impl AsyncRead for HeadDeadline {
         let before = buf.filled().len();
         let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = polled {
-            let fresh = buf.filled()[before..].to_vec();
-            this.saw(&fresh);
+            this.saw(&buf.filled()[before..]);
             if this.in_head && this.head_began.is_some() {
                 // Registers the deadline's waker for the next read of this head.
                 if this.sleep.as_mut().poll(cx).is_ready() {
