@@ -84,9 +84,10 @@ pub fn build(config: Config, config_path: &Path) -> Result<Server, StartError> {
     server.add_service(proxy);
 
     if let Some(http) = listen.http {
+        let redirect_app = HttpServer::new_app(RedirectApp::new(listen.redirect_https_port));
         let mut redirect = Service::new(
             "frontdoor http redirect".to_string(),
-            HttpServer::new_app(RedirectApp::new(listen.redirect_https_port)),
+            crate::hostile::slow::Guard::new(redirect_app, shared.clone()),
         );
         redirect.add_tcp(&http.to_string());
         redirect.threads = Some(1);

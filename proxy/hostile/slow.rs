@@ -1,4 +1,5 @@
-//! Slow heads (slowloris) and the rejections Pingora makes on its own.
+//! Slow heads (slowloris) and the rejections Pingora makes on its own, on the HTTPS and the
+//! plain-HTTP (redirect) listeners.
 //!
 //! Pingora 0.9 reads an HTTP/1.x head with a timeout per read (60 s), never for the whole
 //! head, and has no hook before the head is complete: a client sending one byte a second

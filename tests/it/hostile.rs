@@ -338,6 +338,14 @@ pool = "app"
             }
         }));
     }
+    // And one on the plain-HTTP listener, which only redirects.
+    let mut plain = tokio::net::TcpStream::connect(("127.0.0.1", fd.ports.http))
+        .await
+        .expect("connect http");
+    plain
+        .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n")
+        .await
+        .expect("write");
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     // Meanwhile a normal request takes the one slot and is answered.
@@ -361,9 +369,17 @@ pool = "app"
             .expect("a slow head was never closed")
             .expect("slow client");
     }
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(20), plain.read_to_end(&mut rest)).await;
+    assert!(
+        closed.is_ok(),
+        "the slow head on the plain-HTTP listener was never closed"
+    );
+    assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
     let sample = "frontdoor_rejected_requests_total{reason=\"header_timeout\"}";
-    assert_eq!(fd.wait_metric(sample, slow as f64).await, slow as f64);
-    assert_eq!(wait_log_lines(&fd, "status=408", slow).await, slow);
+    let cut = slow + 1;
+    assert_eq!(fd.wait_metric(sample, cut as f64).await, cut as f64);
+    assert_eq!(wait_log_lines(&fd, "status=408", cut).await, cut);
     assert_eq!(app.request_lines(), ["GET /normal HTTP/1.1"]);
 }
 
