@@ -19,6 +19,10 @@ pub fn normalise(path: &str) -> Result<Option<String>, Rejection> {
     if path.contains('\\') {
         return Err(Rejection::BadPath("backslash"));
     }
+    if is_plain(path) {
+        // The common case, without allocating: nothing to decode, merge or refuse.
+        return Ok(None);
+    }
     let mut out = String::with_capacity(path.len());
     for segment in path.split('/').filter(|s| !s.is_empty()) {
         out.push('/');
@@ -34,6 +38,13 @@ pub fn normalise(path: &str) -> Result<Option<String>, Rejection> {
         out.push('/');
     }
     Ok((out != path).then_some(out))
+}
+
+/// No escape, control character, repeated slash or dot segment.
+fn is_plain(path: &str) -> bool {
+    !path.bytes().any(|b| b == b'%' || b.is_ascii_control())
+        && !path.contains("//")
+        && path.split('/').all(|s| s != "." && s != "..")
 }
 
 /// Appends the normal spelling of `segment` to `out`; returns its decoded bytes.
