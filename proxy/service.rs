@@ -410,14 +410,10 @@ impl ProxyHttp for Frontdoor {
         _end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if let (Some(limit), Some(chunk)) = (ctx.body_limit.as_mut(), body.as_ref()) {
-            if let Err(rejection) = limit.arrived(chunk.len()) {
-                self.shared.metrics.rejected(rejection.reason());
-                let status = ErrorType::HTTPStatus(rejection.status());
-                return Error::e_explain(status, rejection.detail());
-            }
+        match (ctx.body_limit.as_mut(), body.as_ref()) {
+            (Some(limit), Some(chunk)) => limit.stream(chunk.len(), &self.shared.metrics),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     /// The backend of the route's pool: the admission slot's, else the pool's choice (least

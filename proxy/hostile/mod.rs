@@ -256,6 +256,20 @@ impl BodyLimit {
         }
     }
 
+    /// Counts a chunk on its way upstream; over the limit, the request fails with 413
+    /// (counted), answered by `fail_to_proxy` if no response has started.
+    pub fn stream(
+        &mut self,
+        bytes: usize,
+        metrics: &crate::metrics::Metrics,
+    ) -> pingora::Result<()> {
+        self.arrived(bytes).or_else(|rejection| {
+            metrics.rejected(rejection.reason());
+            let status = pingora::ErrorType::HTTPStatus(rejection.status());
+            pingora::Error::e_explain(status, rejection.detail())
+        })
+    }
+
     /// Counts a chunk that arrived.
     pub fn arrived(&mut self, bytes: usize) -> Result<(), Rejection> {
         self.seen = self

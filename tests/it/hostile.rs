@@ -297,7 +297,7 @@ async fn slow_heads_hold_no_slot_and_are_closed_after_the_header_timeout() {
     let rest = format!(
         r#"
 [proxy]
-header-timeout = "5s"
+header-timeout = "8s"
 
 [pools.app]
 backends = ["{}"]
