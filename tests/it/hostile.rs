@@ -145,6 +145,14 @@ async fn smuggling_attempts_are_refused_before_the_app_sees_a_byte() {
         ),
         ("NUL in a value", post("X-Note: a\0b\r\nContent-Length: 0\r\n", "")),
         (
+            "Host twice",
+            b"GET /form HTTP/1.1\r\nHost: localhost\r\nHost: admin.internal\r\n\r\n".to_vec(),
+        ),
+        (
+            "absolute form naming another host",
+            b"GET http://admin.internal/form HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec(),
+        ),
+        (
             "TE on HTTP/1.0",
             format!(
                 "POST /form HTTP/1.0\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n{framing}"
