@@ -1,5 +1,6 @@
-//! Route matching over a realistic 100-route table, and the X-Request-Start stamp: the two
-//! things every proxied request pays for before it reaches the upstream.
+//! Route matching over a realistic 100-route table, the X-Request-Start stamp, and the
+//! hostile-input screen of a head (framing scan, limits, path normalisation): what every
+//! proxied request pays for before it reaches the upstream.
 //!
 //! `cargo bench --bench routing`; figures in BENCHMARKS.md.
 
@@ -21,6 +22,7 @@ fn route(name: String, host: Option<&str>, methods: Option<Vec<Method>>, path: &
         priority: frontdoor::admission::Priority::Normal,
         hints: Default::default(),
         offload: None,
+        max_body: None,
     }
 }
 
@@ -173,6 +175,31 @@ fn routing(c: &mut Criterion) {
     group.finish();
     c.bench_function("x_request_start_value", |b| {
         b.iter(|| frontdoor::headers::request_start_value(black_box(SystemTime::now())))
+    });
+    hostile(c);
+}
+
+/// A Chrome-like HTTP/1.1 head of ~700 bytes, screened as `request_filter` does.
+fn hostile(c: &mut Criterion) {
+    use frontdoor::hostile::{check_head, path, Limits};
+    let head = "GET /courses/mit/physics?tab=overview HTTP/1.1\r\nHost: dashboard.example.org\r\n\
+        User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36\r\n\
+        Accept: text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8\r\n\
+        Accept-Language: en-US,en;q=0.9\r\nAccept-Encoding: gzip, deflate, br, zstd\r\n\
+        Cookie: _dashboard_session=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\r\n\
+        Referer: https://dashboard.example.org/courses\r\nSec-Fetch-Dest: document\r\nSec-Fetch-Mode: navigate\r\n\
+        Sec-Fetch-Site: same-origin\r\nUpgrade-Insecure-Requests: 1\r\nConnection: keep-alive\r\n\r\n";
+    let limits = Limits::default();
+    let raw = head.as_bytes();
+    assert_eq!(check_head(Some(raw), raw.len(), 37, 12, &limits), Ok(()));
+    c.bench_function("hostile_check_head_700b", |b| {
+        b.iter(|| check_head(black_box(Some(raw)), raw.len(), 37, 12, &limits))
+    });
+    c.bench_function("hostile_path_already_normal", |b| {
+        b.iter(|| path::normalise(black_box("/courses/mit/physics")))
+    });
+    c.bench_function("hostile_path_normalised", |b| {
+        b.iter(|| path::normalise(black_box("//courses/%6dit//physics")))
     });
 }
 

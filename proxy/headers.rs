@@ -20,6 +20,8 @@ pub const X_FORWARDED_FOR: &str = "x-forwarded-for";
 pub const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
 /// `X-Forwarded-Host`
 pub const X_FORWARDED_HOST: &str = "x-forwarded-host";
+/// The prefix of the fields frontdoor itself sends to the app (`x-frontdoor-schedule`).
+pub const INTERNAL_PREFIX: &str = "x-frontdoor-";
 
 /// `t=<unix seconds>.<milliseconds>`, exactly three decimals: the one form New Relic,
 /// Judoscale, Scout and rack-timeout (`^(t=)?\d+\.\d{3}$`) all parse.
@@ -142,6 +144,21 @@ impl Forwarding<'_> {
         if !trusted {
             // RFC 7239 `Forwarded` would carry the same claims; an untrusted one is dropped.
             head.unset("forwarded");
+            // The app reads `Idempotency-Key` as "this is a replay of job <key>"
+            // (`jobs::worker`); only frontdoor's replays (or a trusted proxy) may say so.
+            head.unset(crate::jobs::http::IDEMPOTENCY_KEY);
+        }
+        // `X-Frontdoor-*` fields are frontdoor's own messages to the app (a schedule's name);
+        // no downstream peer may send one.
+        let internal: Vec<String> = head
+            .headers()
+            .keys()
+            .map(|name| name.as_str())
+            .filter(|name| name.starts_with(INTERNAL_PREFIX))
+            .map(str::to_string)
+            .collect();
+        for name in internal {
+            head.unset(&name);
         }
         head.set(X_REQUEST_ID, self.request_id);
     }
@@ -219,6 +236,9 @@ mod tests {
         h.insert_header(X_FORWARDED_FOR, "6.6.6.6").unwrap();
         h.insert_header(X_FORWARDED_PROTO, "http").unwrap();
         h.insert_header("forwarded", "for=6.6.6.6").unwrap();
+        h.insert_header("idempotency-key", "job-of-someone-else")
+            .unwrap();
+        h.insert_header("X-Frontdoor-Schedule", "nightly").unwrap();
         h
     }
 
@@ -231,6 +251,8 @@ mod tests {
         assert_eq!(h.headers[X_FORWARDED_PROTO], "https");
         assert_eq!(h.headers[X_FORWARDED_HOST], "example.com");
         assert!(!h.headers.contains_key("forwarded"));
+        assert!(!h.headers.contains_key("idempotency-key"));
+        assert!(!h.headers.contains_key("x-frontdoor-schedule"));
     }
 
     #[test]
@@ -240,6 +262,8 @@ mod tests {
         assert_eq!(h.headers[X_REQUEST_START], "t=1");
         assert_eq!(h.headers[X_FORWARDED_FOR], "6.6.6.6, 10.1.2.3");
         assert_eq!(h.headers[X_FORWARDED_PROTO], "http");
+        assert_eq!(h.headers["idempotency-key"], "job-of-someone-else");
+        assert!(!h.headers.contains_key("x-frontdoor-schedule"));
         assert!(is_trusted(
             Some("::ffff:10.1.2.3".parse().unwrap()),
             &["10.0.0.0/8".parse().unwrap()]

@@ -15,6 +15,7 @@
 //! - [`tls`]: certificate loading and validation, the SNI resolver, dev-certificate generation.
 //! - [`upstream`]: pools of backends; selection (least busy, weighted round robin, hash), health checks, ejection.
 //! - [`jobs`]: offload routes answered 202 and replayed later as durable jobs (embedded or Redis store), schedules.
+//! - [`hostile`]: hostile input refused before routing: ambiguous framing, head/URI/body limits, path normalisation, slow heads.
 //! - [`headers`]: `X-Request-Start`, `X-Forwarded-*`, `X-Request-Id`, hop-by-hop handling.
 //! - [`snapshot`]: everything the request path reads, built from a `Config` and swapped whole on reload.
 //! - [`reload`]: the background service that reloads the config on SIGHUP or file change.
@@ -29,8 +30,10 @@
 //! # A request, end to end
 //! ```text
 //! client ──TLS (rustls, ALPN h2/http1.1)──▶ HTTPS listener
-//!   early_request_filter     stamp arrival time
-//!   request_filter           health path; route match (one snapshot load); request id;
+//!   (HTTP/1.x)               the head must be complete within header-timeout (hostile::slow)
+//!   early_request_filter     stamp arrival time; body-timeout for each body read
+//!   request_filter           refuse hostile heads (framing, limits, paths); normalise the path;
+//!                            health path; route match (one snapshot load); request id;
 //!                            offload → durable job, 202 | asset or edge-cache hit from memory |
 //!                            503 at once if every backend is down or draining;
 //!                            103 Early Hints (HTTP/1.1), then admission: a slot, the queue, or 503
@@ -55,6 +58,7 @@ pub mod config;
 pub mod edge_cache;
 pub mod headers;
 pub mod hints;
+pub mod hostile;
 pub mod jobs;
 pub mod metrics;
 pub mod redirect;

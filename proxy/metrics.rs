@@ -37,6 +37,7 @@ pub struct Metrics {
     queue_seconds: HistogramVec,
     app_queue_seconds: HistogramVec,
     shed: IntCounterVec,
+    rejected: IntCounterVec,
     queue_length: IntGaugeVec,
     capacity: GaugeVec,
     hints: IntCounterVec,
@@ -214,6 +215,14 @@ impl Metrics {
             ),
             &["pool", "priority", "reason"],
         )?;
+        let rejected = IntCounterVec::new(
+            Opts::new(
+                "rejected_requests_total",
+                "Requests refused as hostile or over a limit before reaching the app, by reason.",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(rejected.clone()))?;
         let queue_length = IntGaugeVec::new(
             Opts::new("queue_length", "Requests waiting for a slot, by pool."),
             &["pool"],
@@ -292,6 +301,7 @@ impl Metrics {
             queue_seconds,
             app_queue_seconds,
             shed,
+            rejected,
             queue_length,
             capacity,
             hints,
@@ -476,6 +486,12 @@ impl Metrics {
         self.shed
             .with_label_values(&[pool, priority, &reason.to_string()])
             .inc();
+    }
+
+    /// A request was refused for `reason` (a fixed word of `hostile`: `framing`,
+    /// `header_timeout`, `body_too_large`, ...).
+    pub fn rejected(&self, reason: &str) {
+        self.rejected.with_label_values(&[reason]).inc();
     }
 
     /// `waiting` requests wait for a slot of `pool`.

@@ -69,19 +69,25 @@ pub fn build(config: Config, config_path: &Path) -> Result<Server, StartError> {
     };
     let shared = Arc::new(shared.with_jobs(jobs.clone()));
 
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
+    let mut app = pingora::proxy::HttpProxy::new(
         Frontdoor::new(shared.clone()),
-        "frontdoor https",
+        server.configuration.clone(),
+    );
+    app.handle_init_modules();
+    // Slow request heads are cut below Pingora's session (it has no whole-head timeout).
+    let mut proxy = Service::new(
+        "frontdoor https".to_string(),
+        crate::hostile::slow::Guard::new(app, shared.clone()),
     );
     let tls = crate::tls::listener_settings(shared.certs.clone(), metrics)?;
     proxy.add_tls_with_settings(&listen.https.to_string(), None, tls);
     server.add_service(proxy);
 
     if let Some(http) = listen.http {
+        let redirect_app = HttpServer::new_app(RedirectApp::new(listen.redirect_https_port));
         let mut redirect = Service::new(
             "frontdoor http redirect".to_string(),
-            HttpServer::new_app(RedirectApp::new(listen.redirect_https_port)),
+            crate::hostile::slow::Guard::new(redirect_app, shared.clone()),
         );
         redirect.add_tcp(&http.to_string());
         redirect.threads = Some(1);

@@ -17,6 +17,7 @@ use crate::compression::{self, Compressor};
 use crate::edge_cache::{self, EdgeCache, Fill, Origin};
 use crate::headers::{self, Forwarding, HeaderEdit};
 use crate::hints;
+use crate::hostile::{self, BodyLimit, Rejection};
 use crate::jobs;
 use crate::metrics::NO_ROUTE;
 use crate::routing::RouteMatch;
@@ -58,6 +59,8 @@ pub struct RequestCtx {
     permit: Option<Permit>,
     /// Reads (learned hints) or rewrites (script deferral) an HTML body, before compression.
     html_pass: Option<hints::HtmlPass>,
+    /// The route's request body limit, counted as the body streams upstream.
+    body_limit: Option<BodyLimit>,
 }
 
 /// The proxy service.
@@ -160,6 +163,22 @@ impl Frontdoor {
 }
 
 impl Frontdoor {
+    /// Answers a refused request (`Ok(true)`), counts it, and closes the connection after it:
+    /// what follows a hostile head on the same connection cannot be trusted.
+    async fn reject(
+        &self,
+        session: &mut Session,
+        ctx: &RequestCtx,
+        rejection: Rejection,
+    ) -> Result<bool> {
+        self.shared.metrics.rejected(rejection.reason());
+        tracing::debug!("request refused: {}", rejection.detail());
+        session.set_keepalive(None);
+        let status = rejection.status();
+        respond(session, status, rejection.body(), &ctx.request_id).await?;
+        Ok(true)
+    }
+
     /// Answers 503 at once, without trying to connect, when every backend of the route's
     /// pool is down or draining (`Ok(true)`); else prepares the backend attempts.
     async fn unavailable(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
@@ -298,23 +317,28 @@ impl ProxyHttp for Frontdoor {
             fill: None,
             permit: None,
             html_pass: None,
+            body_limit: None,
         }
     }
 
-    /// Stamps the arrival time: the request head has just been read.
+    /// Stamps the arrival time: the request head has just been read. The body that may follow
+    /// gets `body-timeout` for each read.
     async fn early_request_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         ctx.arrival = SystemTime::now();
         ctx.started = Instant::now();
         ctx.counted = true;
         self.shared.metrics.request_started();
+        let body_timeout = self.shared.snapshot.load().config.limits.body_timeout;
+        session.set_read_timeout(Some(body_timeout));
         Ok(())
     }
 
-    /// Routes the request. `Ok(true)` = a response was already written: no route (404), a
+    /// Routes the request. `Ok(true)` = a response was already written: a hostile or
+    /// oversized head (400, 414, 431) or declared body (413), no route (404), a
     /// job's status, an offloaded request's 202 (it never takes a slot), an asset or an
     /// edge-cache entry from memory, a shed request (503). A request going upstream may get
     /// `103 Early Hints` first, before it waits for a slot.
@@ -328,6 +352,10 @@ impl ProxyHttp for Frontdoor {
             .and_then(|v| v.to_str().ok())
             .filter(|id| ctx.trusted && headers::acceptable_request_id(id))
             .map_or_else(headers::new_request_id, str::to_string);
+        let limits = &snapshot.config.limits;
+        if let Err(rejection) = hostile::screen_head(session, limits) {
+            return self.reject(session, ctx, rejection).await;
+        }
         let jobs = self.shared.jobs.as_deref();
         if jobs::http::serve_status(session, jobs, &ctx.request_id).await? {
             return Ok(true);
@@ -351,6 +379,11 @@ impl ProxyHttp for Frontdoor {
             respond(session, 404, "no route for this request\n", &ctx.request_id).await?;
             return Ok(true);
         }
+        let route_max = ctx.route.as_ref().and_then(|m| m.route.max_body);
+        match hostile::body_limit(session.req_header(), route_max, limits) {
+            Ok(limit) => ctx.body_limit = Some(limit),
+            Err(rejection) => return self.reject(session, ctx, rejection).await,
+        }
         if let (Some(matched), Some(jobs)) = (&ctx.route, jobs) {
             if let Some(offload) = &matched.route.offload {
                 jobs::http::offload(session, jobs, matched, offload, &ctx.request_id).await?;
@@ -366,6 +399,21 @@ impl ProxyHttp for Frontdoor {
         let (learned, metrics) = (&self.shared.learned, &self.shared.metrics);
         hints::send_early(session, ctx.route.as_ref(), learned, metrics).await?;
         self.admit(session, ctx).await
+    }
+
+    /// Counts the request body against the route's `max-body` as it streams (a chunked body
+    /// declares no length); over it, the request fails with 413.
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        match (ctx.body_limit.as_mut(), body.as_ref()) {
+            (Some(limit), Some(chunk)) => limit.stream(chunk.len(), &self.shared.metrics),
+            _ => Ok(()),
+        }
     }
 
     /// The backend of the route's pool: the admission slot's, else the pool's choice (least
@@ -574,11 +622,20 @@ impl ProxyHttp for Frontdoor {
                 ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout,
             ) => 504,
             (ErrorSource::Upstream, _) => 502,
+            (ErrorSource::Downstream, ErrorType::ReadTimedout) => {
+                // A body slower than `body-timeout` between reads (as nginx's 408).
+                self.shared.metrics.rejected("body_timeout");
+                408
+            }
             (
                 ErrorSource::Downstream,
                 ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed,
             ) => 0,
-            (ErrorSource::Downstream, _) => 400,
+            (ErrorSource::Downstream, _) => {
+                // A body Pingora could not frame (a bad chunk size): the head had passed.
+                self.shared.metrics.rejected("malformed");
+                400
+            }
             _ => 500,
         };
         if code > 0 {
@@ -586,6 +643,8 @@ impl ProxyHttp for Frontdoor {
                 502 => "bad gateway: the app could not be reached\n",
                 504 => "gateway timeout: the app did not answer in time\n",
                 400 => "bad request\n",
+                408 => "request timeout\n",
+                413 => Rejection::BodyTooLarge.body(),
                 _ => "error\n",
             };
             if let Err(write_error) = respond(session, code, body, &ctx.request_id).await {

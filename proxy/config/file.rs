@@ -264,6 +264,24 @@ pub struct ProxySection {
     /// proxied; `""` for none.
     #[serde(default = "default_health_path")]
     pub health_path: Spanned<String>,
+    /// Request line plus header fields, in bytes (431 above).
+    #[serde(default = "default_max_header_bytes")]
+    pub max_header_bytes: Spanned<String>,
+    /// Header fields (431 above).
+    #[serde(default = "default_max_headers")]
+    pub max_headers: Spanned<i64>,
+    /// Request target length (414 above).
+    #[serde(default = "default_max_uri_bytes")]
+    pub max_uri_bytes: Spanned<String>,
+    /// Request body size of a route without its own `max-body` (413 above).
+    #[serde(default = "default_proxy_max_body")]
+    pub max_body: Spanned<String>,
+    /// From a request head's first byte to its end (slowloris is closed after it).
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout: Spanned<String>,
+    /// Longest wait for each read of a request body.
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout: Spanned<String>,
 }
 
 impl Default for ProxySection {
@@ -271,8 +289,33 @@ impl Default for ProxySection {
         ProxySection {
             trusted_proxies: Vec::new(),
             health_path: default_health_path(),
+            max_header_bytes: default_max_header_bytes(),
+            max_headers: default_max_headers(),
+            max_uri_bytes: default_max_uri_bytes(),
+            max_body: default_proxy_max_body(),
+            header_timeout: default_header_timeout(),
+            body_timeout: default_body_timeout(),
         }
     }
+}
+
+fn default_max_header_bytes() -> Spanned<String> {
+    unspanned("32KiB".to_string())
+}
+fn default_max_headers() -> Spanned<i64> {
+    unspanned(100)
+}
+fn default_max_uri_bytes() -> Spanned<String> {
+    unspanned("8KiB".to_string())
+}
+fn default_proxy_max_body() -> Spanned<String> {
+    unspanned("100MiB".to_string())
+}
+fn default_header_timeout() -> Spanned<String> {
+    unspanned("10s".to_string())
+}
+fn default_body_timeout() -> Spanned<String> {
+    unspanned("60s".to_string())
 }
 
 fn default_health_path() -> Spanned<String> {
@@ -494,6 +537,8 @@ pub struct RouteSection {
     pub hints: Option<HintsSection>,
     /// Answer 202 at once and replay the request later as a durable job.
     pub offload: Option<OffloadSection>,
+    /// Request bodies above this size get 413 (default `[proxy] max-body`).
+    pub max_body: Option<Spanned<String>>,
 }
 
 /// `[routes.hints]`

@@ -45,6 +45,8 @@ pub struct Config {
     pub trusted_proxies: Vec<IpNet>,
     /// Answered `200 ok` by frontdoor on the public listeners; never queued or proxied.
     pub health_path: Option<String>,
+    /// Head, URI and body limits and the slow-client timeouts.
+    pub limits: crate::hostile::Limits,
     /// Upstream pools by name.
     pub pools: BTreeMap<String, PoolSettings>,
     /// Routes in file order (the route table sorts them).
@@ -274,6 +276,7 @@ impl Validator<'_> {
                 })
                 .flatten(),
         };
+        let limits = self.limits(&file.proxy);
         let pools = self.pools(&file.pools);
         let routes = self.routes(&file.routes, &file.pools);
         let cache = self.cache(&file.cache);
@@ -285,10 +288,46 @@ impl Validator<'_> {
             certificates,
             trusted_proxies,
             health_path,
+            limits: limits?,
             pools,
             routes,
             cache: cache?,
             jobs: jobs?,
+        })
+    }
+
+    /// `[proxy]` limits. A limit of 0 would refuse every request, so each is at least 1.
+    fn limits(&mut self, p: &file::ProxySection) -> Option<crate::hostile::Limits> {
+        let bytes = |s: &String| {
+            units::parse_size(s).and_then(|n| match usize::try_from(n) {
+                Ok(n) if n > 0 => Ok(n),
+                _ => Err(format!("`{s}` must be more than 0 bytes")),
+            })
+        };
+        let max_header_bytes = self.check(&p.max_header_bytes, "proxy.max-header-bytes", bytes);
+        let max_headers = self.positive(&p.max_headers, "proxy.max-headers");
+        let max_uri_bytes = self.check(&p.max_uri_bytes, "proxy.max-uri-bytes", bytes);
+        let max_body = self.check(&p.max_body, "proxy.max-body", |s| units::parse_size(s));
+        let nonzero = |d: Duration| {
+            if d.is_zero() {
+                Err("must be more than 0".to_string())
+            } else {
+                Ok(d)
+            }
+        };
+        let header_timeout = self.check(&p.header_timeout, "proxy.header-timeout", |s| {
+            units::parse_duration(s).and_then(nonzero)
+        });
+        let body_timeout = self.check(&p.body_timeout, "proxy.body-timeout", |s| {
+            units::parse_duration(s).and_then(nonzero)
+        });
+        Some(crate::hostile::Limits {
+            max_header_bytes: max_header_bytes?,
+            max_headers: max_headers?.get(),
+            max_uri_bytes: max_uri_bytes?,
+            max_body: max_body?,
+            header_timeout: header_timeout?,
+            body_timeout: body_timeout?,
         })
     }
 
@@ -847,6 +886,15 @@ impl Validator<'_> {
                 },
                 _ => None,
             };
+            let max_body = r
+                .max_body
+                .as_ref()
+                .map(|m| self.check(m, &format!("{key}.max-body"), |s| units::parse_size(s)));
+            let max_body = match max_body {
+                Some(None) => continue,
+                Some(Some(max)) => Some(max),
+                None => None,
+            };
             if let (Some(()), Some(template), Some(())) = (name_ok, template, pool_ok) {
                 out.push(Route {
                     name: Arc::from(name.as_str()),
@@ -859,6 +907,7 @@ impl Validator<'_> {
                     priority,
                     hints,
                     offload,
+                    max_body,
                 });
             }
         }
@@ -1052,6 +1101,42 @@ pool = "app"
         assert!(
             text[2].contains(":17:8: routes[0].pool: no pool named `nope`"),
             "{text:?}"
+        );
+    }
+
+    #[test]
+    fn limits_have_defaults_per_route_overrides_and_refuse_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        with_cert(dir.path());
+        let config = Config::parse(&dir.path().join("f.toml"), GOOD).unwrap();
+        assert_eq!(config.limits, crate::hostile::Limits::default());
+        assert_eq!(config.routes[0].max_body, None);
+
+        let tuned = GOOD.replace(
+            "[pools.app]",
+            "[proxy]\nmax-header-bytes = \"16KiB\"\nheader-timeout = \"5s\"\n\n[pools.app]",
+        ) + "max-body = \"1GiB\"\n";
+        let config = Config::parse(&dir.path().join("f.toml"), &tuned).unwrap();
+        assert_eq!(config.limits.max_header_bytes, 16 * 1024);
+        assert_eq!(config.limits.header_timeout, Duration::from_secs(5));
+        assert_eq!(config.routes[0].max_body, Some(1 << 30));
+
+        let bad = GOOD.replace(
+            "[pools.app]",
+            "[proxy]\nmax-headers = 0\nmax-uri-bytes = \"0B\"\nbody-timeout = \"0s\"\n\n[pools.app]",
+        ) + "max-body = \"big\"\n";
+        let errors = Config::parse(&dir.path().join("f.toml"), &bad)
+            .unwrap_err()
+            .0;
+        let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "proxy.max-headers",
+                "proxy.max-uri-bytes",
+                "proxy.body-timeout",
+                "routes[0].max-body"
+            ]
         );
     }
 

@@ -275,6 +275,7 @@ mod tests {
                 cache: None,
                 priority: crate::admission::Priority::Normal,
                 offload: None,
+                max_body: None,
                 hints: RouteHints {
                     links: vec![rule],
                     ..hints

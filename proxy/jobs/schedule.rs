@@ -223,7 +223,10 @@ async fn fire(shared: &Shared, jobs: &Jobs, schedule: &Schedule, key: &str) {
         route: schedule.route.clone(),
         method: schedule.method.as_str().to_string(),
         target,
-        headers: vec![("x-frontdoor-schedule".to_string(), schedule.name.clone())],
+        headers: vec![(
+            format!("{}schedule", crate::headers::INTERNAL_PREFIX),
+            schedule.name.clone(),
+        )],
         body: Vec::new(),
         dedup: offload.key.as_ref().map(|k| k.render(&params)),
         idempotency_key: None,

@@ -97,6 +97,8 @@ pub struct Route {
     pub hints: crate::hints::RouteHints,
     /// Requests of this route become durable jobs answered with 202.
     pub offload: Option<crate::jobs::OffloadRoute>,
+    /// The route's request body limit (`None`: `[proxy] max-body`).
+    pub max_body: Option<u64>,
 }
 
 /// A route that matched, with what its template captured.
@@ -209,6 +211,7 @@ mod tests {
             priority: crate::admission::Priority::Normal,
             hints: Default::default(),
             offload: None,
+            max_body: None,
         }
     }
 

@@ -246,25 +246,7 @@ async fn early_hints_reach_http1_clients_before_the_upstream_answers() {
     let ports = Ports::new();
     let fd = Frontdoor::start(ports, &rules_config(ports, sim.addr, app)).await;
 
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut fd.ca.pem().as_bytes()) {
-        roots.add(cert.expect("ca")).expect("add ca");
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", ports.https))
-        .await
-        .expect("connect");
-    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
-    let mut stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
-        .connect(name, tcp)
-        .await
-        .expect("handshake");
+    let mut stream = fd.raw_h1().await;
     stream
         .write_all(b"GET /special/held HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .await

@@ -12,6 +12,7 @@ mod edge_cache;
 mod headers;
 mod health;
 mod hints;
+mod hostile;
 mod jobs;
 mod multinode;
 mod reload;

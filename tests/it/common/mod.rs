@@ -4,7 +4,9 @@
 #![allow(dead_code)]
 
 mod origin;
+mod recorder;
 pub use origin::{OriginReply, ScriptedOrigin};
+pub use recorder::RecordingOrigin;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -357,6 +359,30 @@ impl Frontdoor {
             )
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(10))
+    }
+
+    /// A raw HTTP/1.1 connection over TLS to the HTTPS listener, for bytes no client library
+    /// would send.
+    pub async fn raw_h1(&self) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_pemfile::certs(&mut self.ca.pem().as_bytes()) {
+            roots.add(cert.expect("ca")).expect("add ca");
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", self.ports.https))
+            .await
+            .expect("connect");
+        let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+        tokio_rustls::TlsConnector::from(Arc::new(tls))
+            .connect(name, tcp)
+            .await
+            .expect("handshake")
     }
 
     pub fn url(&self, path: &str) -> String {
