@@ -20,8 +20,13 @@ pub const X_FORWARDED_FOR: &str = "x-forwarded-for";
 pub const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
 /// `X-Forwarded-Host`
 pub const X_FORWARDED_HOST: &str = "x-forwarded-host";
-/// The prefix of the fields frontdoor itself sends to the app (`x-frontdoor-schedule`).
+/// The prefix of the fields frontdoor itself sends to the app (`x-frontdoor-job`,
+/// `x-frontdoor-schedule`).
 pub const INTERNAL_PREFIX: &str = "x-frontdoor-";
+/// `X-Frontdoor-Job: <job id>` on every replay: the app's proof that a request is frontdoor's
+/// replay of an offloaded job, since no downstream peer can send an `X-Frontdoor-*` field.
+/// (`Idempotency-Key` carries the same id, but clients may send their own on other routes.)
+pub const X_FRONTDOOR_JOB: &str = "x-frontdoor-job";
 
 /// `t=<unix seconds>.<milliseconds>`, exactly three decimals: the one form New Relic,
 /// Judoscale, Scout and rack-timeout (`^(t=)?\d+\.\d{3}$`) all parse.
@@ -144,9 +149,6 @@ impl Forwarding<'_> {
         if !trusted {
             // RFC 7239 `Forwarded` would carry the same claims; an untrusted one is dropped.
             head.unset("forwarded");
-            // The app reads `Idempotency-Key` as "this is a replay of job <key>"
-            // (`jobs::worker`); only frontdoor's replays (or a trusted proxy) may say so.
-            head.unset(crate::jobs::http::IDEMPOTENCY_KEY);
         }
         // `X-Frontdoor-*` fields are frontdoor's own messages to the app (a schedule's name);
         // no downstream peer may send one.
@@ -236,7 +238,7 @@ mod tests {
         h.insert_header(X_FORWARDED_FOR, "6.6.6.6").unwrap();
         h.insert_header(X_FORWARDED_PROTO, "http").unwrap();
         h.insert_header("forwarded", "for=6.6.6.6").unwrap();
-        h.insert_header("idempotency-key", "job-of-someone-else")
+        h.insert_header("idempotency-key", "a-clients-own-key")
             .unwrap();
         h.insert_header("X-Frontdoor-Schedule", "nightly").unwrap();
         h
@@ -251,7 +253,8 @@ mod tests {
         assert_eq!(h.headers[X_FORWARDED_PROTO], "https");
         assert_eq!(h.headers[X_FORWARDED_HOST], "example.com");
         assert!(!h.headers.contains_key("forwarded"));
-        assert!(!h.headers.contains_key("idempotency-key"));
+        // A client's own idempotency key is its business with the app, as with nginx.
+        assert_eq!(h.headers["idempotency-key"], "a-clients-own-key");
         assert!(!h.headers.contains_key("x-frontdoor-schedule"));
     }
 
@@ -262,7 +265,7 @@ mod tests {
         assert_eq!(h.headers[X_REQUEST_START], "t=1");
         assert_eq!(h.headers[X_FORWARDED_FOR], "6.6.6.6, 10.1.2.3");
         assert_eq!(h.headers[X_FORWARDED_PROTO], "http");
-        assert_eq!(h.headers["idempotency-key"], "job-of-someone-else");
+        assert_eq!(h.headers["idempotency-key"], "a-clients-own-key");
         assert!(!h.headers.contains_key("x-frontdoor-schedule"));
         assert!(is_trusted(
             Some("::ffff:10.1.2.3".parse().unwrap()),

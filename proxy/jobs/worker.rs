@@ -362,6 +362,7 @@ fn request_head(job: &Job) -> pingora::Result<RequestHeader> {
         head.append_header(name.clone(), value.as_str())?;
     }
     head.insert_header(super::http::IDEMPOTENCY_KEY, job.id.as_str())?;
+    head.insert_header(crate::headers::X_FRONTDOOR_JOB, job.id.as_str())?;
     head.insert_header(
         crate::headers::X_REQUEST_START,
         crate::headers::request_start_value(SystemTime::now()),

@@ -509,8 +509,9 @@ async fn fields_only_frontdoor_may_set_are_replaced_or_dropped() {
         .header("X-Forwarded-Host", "evil.example")
         .header("Forwarded", "for=6.6.6.6;proto=http")
         .header("X-Request-Id", "forged-id")
-        .header("Idempotency-Key", "someone-elses-job")
+        .header("Idempotency-Key", "the-clients-own-key")
         .header("X-Frontdoor-Schedule", "nightly")
+        .header("X-Frontdoor-Job", "forged-job-id")
         .send()
         .await
         .expect("send");
@@ -523,11 +524,16 @@ async fn fields_only_frontdoor_may_set_are_replaced_or_dropped() {
         "evil.example",
         "forwarded: for",
         "forged-id",
-        "idempotency-key",
         "x-frontdoor-",
     ] {
         assert!(!seen.contains(forged), "{forged} reached the app:\n{seen}");
     }
+    // The client's own idempotency key passes (an API's business); the replay marker the app
+    // can trust is `X-Frontdoor-Job`, which no client can send.
+    assert!(
+        seen.contains("idempotency-key: the-clients-own-key\r\n"),
+        "{seen}"
+    );
     assert!(seen.contains("x-forwarded-for: 127.0.0.1\r\n"), "{seen}");
     assert!(seen.contains("x-forwarded-proto: https\r\n"), "{seen}");
     assert!(seen.contains("x-forwarded-host: localhost\r\n"), "{seen}");

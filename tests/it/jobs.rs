@@ -421,7 +421,8 @@ async fn the_replay_carries_method_query_body_and_selected_headers(store: Store)
     assert_eq!(echo.header("cookie").as_deref(), Some("session=abc"));
     assert_eq!(echo.header("x-not-selected"), None);
     assert_eq!(echo.header("x-forwarded-for").as_deref(), Some("127.0.0.1"));
-    assert_eq!(echo.header("idempotency-key"), Some(id));
+    assert_eq!(echo.header("idempotency-key"), Some(id.clone()));
+    assert_eq!(echo.header("x-frontdoor-job"), Some(id));
     let start = echo.header("x-request-start").expect("x-request-start");
     assert!(
         start.starts_with("t=") && start != "t=1.000",

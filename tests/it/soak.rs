@@ -206,7 +206,11 @@ async fn mixed_load_with_reloads_and_an_app_restart_loses_nothing_and_leaks_noth
     while started.elapsed() < duration {
         ticker.tick().await;
         let elapsed = started.elapsed();
-        let client = if n.is_multiple_of(2) { h2.clone() } else { h1.clone() };
+        let client = if n.is_multiple_of(2) {
+            h2.clone()
+        } else {
+            h1.clone()
+        };
         let https = ports.https;
         requests.spawn(one_request(
             client,
