@@ -8,7 +8,7 @@
 #
 # Settings (environment; defaults in brackets):
 #   FRONTDOOR_BIN               the frontdoor binary [target/release/frontdoor if built, else target/debug/frontdoor]
-#   LOOPBACK_STATE              folder for configs, logs, pid and port files [a new temporary folder, removed on exit]
+#   LOOPBACK_STATE              folder for configs, logs, pid and port files [a new temporary folder, removed on exit; a given one is kept]
 #   LOOPBACK_APP_PORTS          the three simulators' ports ["3001 3002 3003"]
 #   LOOPBACK_HTTPS_PORTS        frontdoor a and b, HTTPS ["8443 8444"]
 #   LOOPBACK_HTTP_PORTS         frontdoor a and b, HTTP (redirects) ["8080 8081"]
