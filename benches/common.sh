@@ -37,6 +37,23 @@ to_ms() { awk '{ v=$1; if (v ~ /us$/) { sub(/us$/,"",v); v/=1000 } else if (v ~ 
 # "38.72MB" in bytes.
 to_bytes() { awk '{ v=$1; m=1; if (v ~ /KB$/) m=1024; else if (v ~ /MB$/) m=1048576; else if (v ~ /GB$/) m=1073741824; sub(/[KMG]?B$/,"",v); printf "%.0f", v*m }' <<<"$1"; }
 
+# run_wrk URL CONNECTIONS PID-or-empty: a closed-loop wrk run of $secs seconds on core 1 (one
+# thread); prints "rps p50_ms p99_ms", plus the CPU per 1,000 requests of PID when given.
+# Non-2xx answers and socket errors are reported on stderr.
+run_wrk() { # URL CONNECTIONS PID-or-empty
+  local before after out rps p50 p99 reqs
+  [ -n "$3" ] && before=$(cpu_ticks "$3")
+  out=$(taskset -c 1 wrk -t1 -c"$2" -d"${secs}s" --latency "$1")
+  [ -n "$3" ] && after=$(cpu_ticks "$3")
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  reqs=$(awk '/requests in/ {print $1}' <<<"$out")
+  p50=$(to_ms "$(awk '$1=="50%" {print $2}' <<<"$out")")
+  p99=$(to_ms "$(awk '$1=="99%" {print $2}' <<<"$out")")
+  if grep -q "Non-2xx\|Socket errors" <<<"$out"; then echo "wrk reported errors:" >&2; grep "Non-2xx\|Socket errors" <<<"$out" >&2; fi
+  if [ -n "$3" ]; then echo "$rps $p50 $p99 $(cpu_per_1k $((after - before)) "$reqs")"
+  else echo "$rps $p50 $p99"; fi
+}
+
 median() { grep . | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 col() { awk -v c="$1" '{print $c}'; }
 # p50 and p99 (ms) of h2load's --log-file (third column: microseconds per request).

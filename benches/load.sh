@@ -91,20 +91,7 @@ TOML
   echo "frontdoor $fd_pid on $https (access log: $1)" >&2
 }
 
-# Each measurement prints: rps p50_ms p99_ms [cpu_ms_per_1k]
-run_wrk() { # URL CONNECTIONS PID-or-empty
-  local before after out rps p50 p99 reqs
-  [ -n "$3" ] && before=$(cpu_ticks "$3")
-  out=$(taskset -c 1 wrk -t1 -c"$2" -d"${secs}s" --latency "$1")
-  [ -n "$3" ] && after=$(cpu_ticks "$3")
-  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
-  reqs=$(awk '/requests in/ {print $1}' <<<"$out")
-  p50=$(to_ms "$(awk '$1=="50%" {print $2}' <<<"$out")")
-  p99=$(to_ms "$(awk '$1=="99%" {print $2}' <<<"$out")")
-  if grep -q "Non-2xx\|Socket errors" <<<"$out"; then echo "wrk reported errors:" >&2; grep "Non-2xx\|Socket errors" <<<"$out" >&2; fi
-  if [ -n "$3" ]; then echo "$rps $p50 $p99 $(cpu_per_1k $((after - before)) "$reqs")"
-  else echo "$rps $p50 $p99"; fi
-}
+# Each measurement prints: rps p50_ms p99_ms [cpu_ms_per_1k] (run_wrk: benches/common.sh)
 run_h2load() { # URL PID
   local before after out rps reqs lat
   before=$(cpu_ticks "$2")

@@ -364,3 +364,312 @@ pool = "app"
         fd.metrics().await
     );
 }
+
+/// `docker/loopback.sh` running the layout on free loopback ports, in a state folder of the
+/// test's (where the test's certificate waits, so the script's `dev-cert` keeps it and the
+/// clients verify TLS). Stopped with SIGTERM on drop, which stops every process it started.
+struct Loopback {
+    script: std::process::Child,
+    state: tempfile::TempDir,
+    ca: TestCa,
+    /// `layout.env`: APP_1.., REDIS, FRONTDOOR_A_HTTPS, ... → host:port.
+    layout: std::collections::HashMap<String, String>,
+}
+
+impl Loopback {
+    /// Starts the script with `env` on top of free ports and this build's binary; waits for
+    /// its `ready` file.
+    async fn start(env: &[(&str, &str)]) -> Loopback {
+        let state = tempfile::tempdir().expect("tempdir");
+        let ca = TestCa::new();
+        std::fs::create_dir_all(state.path().join("tls")).expect("tls dir");
+        let (cert, key) = ca.issue(&state.path().join("tls"), "localhost", &["localhost"]);
+        std::fs::rename(cert, state.path().join("tls/cert.pem")).expect("cert");
+        std::fs::rename(key, state.path().join("tls/key.pem")).expect("key");
+        let ports = |n: usize| {
+            (0..n)
+                .map(|_| free_port().to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let script = std::process::Command::new("bash")
+            .arg(docker_dir().join("loopback.sh"))
+            .env("FRONTDOOR_BIN", bin())
+            .env("LOOPBACK_STATE", state.path())
+            .env("LOOPBACK_APP_PORTS", ports(3))
+            .env("LOOPBACK_HTTPS_PORTS", ports(2))
+            .env("LOOPBACK_HTTP_PORTS", ports(2))
+            .env("LOOPBACK_ADMIN_PORTS", ports(2))
+            .env("LOOPBACK_REDIS_PORT", ports(1))
+            .envs(env.iter().copied())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(state.path().join("script.log")).expect("log"))
+            .spawn()
+            .expect("bash docker/loopback.sh");
+        let mut layout = Loopback {
+            script,
+            state,
+            ca,
+            layout: Default::default(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !layout.state.path().join("ready").exists() {
+            let exited = layout.script.try_wait().expect("try_wait");
+            assert!(
+                exited.is_none() && Instant::now() < deadline,
+                "loopback.sh did not get ready ({exited:?}):\n{}",
+                layout.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        layout.layout = std::fs::read_to_string(layout.state.path().join("layout.env"))
+            .expect("layout.env")
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        layout
+    }
+
+    fn addr(&self, name: &str) -> std::net::SocketAddr {
+        self.layout[name].parse().expect("host:port")
+    }
+
+    /// A client for frontdoor node `node` ("A" or "B").
+    fn client(&self, node: &str) -> (reqwest::Client, String) {
+        let https = self.addr(&format!("FRONTDOOR_{node}_HTTPS")).port();
+        let client = https_client_builder(&self.ca, https)
+            .build()
+            .expect("client");
+        (client, format!("https://localhost:{https}"))
+    }
+
+    /// `kill -9` the process `name` (`frontdoor-a`, `app-2`, ...) of the layout.
+    fn kill(&self, name: &str) {
+        let pid =
+            std::fs::read_to_string(self.state.path().join("pids").join(name)).expect("pid file");
+        let status = std::process::Command::new("kill")
+            .args(["-KILL", pid.trim()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -9 {name}");
+    }
+
+    /// How many requests for `path` reached the app nodes, all three together.
+    async fn app_hits(&self, path: &str) -> u64 {
+        let mut total = 0;
+        for app in ["APP_1", "APP_2", "APP_3"] {
+            let stats: serde_json::Value =
+                reqwest::get(format!("http://{}/_sim/stats", self.addr(app)))
+                    .await
+                    .expect("stats")
+                    .json()
+                    .await
+                    .expect("stats json");
+            total += stats["by_path"][path].as_u64().unwrap_or(0);
+        }
+        total
+    }
+
+    /// The script's output and every process's log.
+    fn logs(&self) -> String {
+        let mut out = String::new();
+        for entry in std::fs::read_dir(self.state.path()).into_iter().flatten() {
+            let path = entry.expect("entry").path();
+            if path.extension().is_some_and(|e| e == "log") {
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(40).collect();
+                out += &format!("--- {}\n", path.display());
+                out += &tail.into_iter().rev().collect::<Vec<_>>().join("\n");
+                out.push('\n');
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Loopback {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.script.id().to_string()])
+            .status();
+        let _ = self.script.wait();
+        if std::thread::panicking() {
+            eprintln!("{}", self.logs());
+        }
+    }
+}
+
+/// The layout of compose.yml on loopback (docker/loopback.sh): manual updates are offloaded
+/// through both frontdoor nodes, one node is killed (-9) while it runs jobs, and every job
+/// either node answered 202 for is done — the ones the dead node held are run again by the
+/// survivor after the visibility timeout — and reached an app node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loopback_layout_finishes_every_job_when_a_frontdoor_node_is_killed() {
+    // 500 ms replays, two at a time per node (frontdoor.toml's concurrency), so a node
+    // always holds running jobs while the queue lasts.
+    let layout = Loopback::start(&[
+        ("LOOPBACK_MANUAL_UPDATE_MS", "500"),
+        ("LOOPBACK_VISIBILITY_TIMEOUT", "1s"),
+    ])
+    .await;
+    let nodes = [layout.client("A"), layout.client("B")];
+    let mut jobs = Vec::new();
+    for i in 0..48 {
+        let (client, base) = &nodes[i % 2];
+        let path = format!("/courses/job-{i}/manual_update");
+        let response = client
+            .post(format!("{base}{path}"))
+            .send()
+            .await
+            .expect("offload");
+        assert_eq!(response.status(), 202, "{path}");
+        let location = response.headers()["location"]
+            .to_str()
+            .expect("location")
+            .to_string();
+        jobs.push((path, location));
+    }
+
+    // Node A has finished a few and holds two running ones when it dies.
+    let admin_a = layout.addr("FRONTDOOR_A_ADMIN");
+    let succeeded = r#"frontdoor_jobs_succeeded_total{route="manual-update"}"#;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let metrics = reqwest::get(format!("http://{admin_a}/metrics"))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        let done: f64 = metrics
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(succeeded)
+                    .and_then(|v| v.trim().parse().ok())
+            })
+            .unwrap_or(0.0);
+        if done >= 2.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "node A ran no job:\n{metrics}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    layout.kill("frontdoor-a");
+
+    let (client, base) = &nodes[1];
+    let mut pending: Vec<usize> = (0..jobs.len()).collect();
+    let mut finished = vec![serde_json::Value::Null; jobs.len()];
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while !pending.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "not finished via node B: {:?}",
+            pending.iter().map(|&i| &jobs[i].0).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut still = Vec::new();
+        for i in pending {
+            let status: serde_json::Value = client
+                .get(format!("{base}{}", jobs[i].1))
+                .send()
+                .await
+                .expect("status via node B")
+                .json()
+                .await
+                .expect("status json");
+            match status["state"].as_str() {
+                Some("queued" | "running") => still.push(i),
+                _ => finished[i] = status,
+            }
+        }
+        pending = still;
+    }
+
+    let mut rerun = 0;
+    for ((path, _), status) in jobs.iter().zip(&finished) {
+        assert_eq!(status["state"], "done", "{path}: {status}");
+        let attempts = status["attempt"].as_u64().expect("attempt");
+        let hits = layout.app_hits(path).await;
+        assert!(
+            (1..=attempts).contains(&hits),
+            "{path}: the app saw it {hits} times in {attempts} attempts"
+        );
+        rerun += usize::from(attempts > 1);
+    }
+    assert!(
+        rerun >= 1,
+        "no job was run again: node A died holding none, so nothing was tested"
+    );
+}
+
+/// Two frontdoor nodes share a Redis store and a schedule: each key reaches the app once per
+/// period, not once per node. Both nodes compute the same fire instants, so without the
+/// store's lock every key would arrive twice within milliseconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_fires_each_key_once_per_period_across_two_nodes() {
+    let origin = ScriptedOrigin::start(OriginReply::ok("refreshed", &[])).await;
+    let redis = Redis::start().await;
+    let keys: Vec<String> = (0..8).map(|k| format!("k{k}")).collect();
+    let every = Duration::from_secs(1);
+    // No dedup key on the route: only the schedule lock can keep a key from firing twice.
+    let rest = format!(
+        r#"
+[jobs]
+store = "redis"
+redis-url = "redis://127.0.0.1:{redis}/"
+visibility-timeout = "1s"
+poll-interval = "50ms"
+
+[[jobs.schedules]]
+name = "refresh"
+route = "refresh"
+path = "/refresh/{{key}}"
+every = "1s"
+slots = 4
+keys = {keys:?}
+
+[pools.app]
+backends = ["{origin}"]
+
+[[routes]]
+name = "refresh"
+path = "/refresh/{{id}}"
+pool = "app"
+[routes.offload]
+concurrency = 8
+"#,
+        redis = redis.port,
+        origin = origin.addr,
+    );
+    let (ports_a, ports_b) = (Ports::new(), Ports::new());
+    let _a = Frontdoor::start(ports_a, &config_text(ports_a, &rest)).await;
+    let _b = Frontdoor::start(ports_b, &config_text(ports_b, &rest)).await;
+    let both_up = Instant::now();
+    tokio::time::sleep(5 * every).await;
+    let end = Instant::now();
+
+    let seen = origin.requests();
+    for key in &keys {
+        let path = format!("/refresh/{key}");
+        let at: Vec<Instant> = seen
+            .iter()
+            .filter(|r| r.path == path && r.at >= both_up && r.at <= end)
+            .map(|r| r.at)
+            .collect();
+        // A key's instant moves inside its slot (a quarter period) from one cycle to the
+        // next, so consecutive fires are 0.75–1.25 periods apart; twice in one cycle is ~0.
+        let gaps: Vec<Duration> = at.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(
+            gaps.iter().all(|gap| *gap > every / 2),
+            "{key} fired twice in a period: gaps {gaps:?}"
+        );
+        // Five periods observed: four to six fires, by where the key's slot falls.
+        assert!(
+            (4..=6).contains(&at.len()),
+            "{key}: {} fires in 5 periods",
+            at.len()
+        );
+    }
+}

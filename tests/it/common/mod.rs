@@ -5,8 +5,10 @@
 
 mod origin;
 mod recorder;
+mod redis_server;
 pub use origin::{OriginReply, ScriptedOrigin};
 pub use recorder::RecordingOrigin;
+pub use redis_server::Redis;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -349,16 +351,7 @@ impl Frontdoor {
     }
 
     pub fn client_builder(&self) -> reqwest::ClientBuilder {
-        let ca = reqwest::Certificate::from_pem(self.ca.pem().as_bytes()).expect("ca pem");
-        reqwest::Client::builder()
-            .add_root_certificate(ca)
-            .tls_built_in_root_certs(false)
-            .resolve(
-                "localhost",
-                SocketAddr::from(([127, 0, 0, 1], self.ports.https)),
-            )
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(10))
+        https_client_builder(&self.ca, self.ports.https)
     }
 
     /// A raw HTTP/1.1 connection over TLS to the HTTPS listener, for bytes no client library
@@ -435,6 +428,18 @@ impl Drop for Frontdoor {
             eprintln!("--- frontdoor stderr ---\n{}", self.stderr());
         }
     }
+}
+
+/// A client trusting `ca` only, that reaches `localhost` at 127.0.0.1:`https`, follows no
+/// redirects and gives up after 10 s.
+pub fn https_client_builder(ca: &TestCa, https: u16) -> reqwest::ClientBuilder {
+    let ca = reqwest::Certificate::from_pem(ca.pem().as_bytes()).expect("ca pem");
+    reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .tls_built_in_root_certs(false)
+        .resolve("localhost", SocketAddr::from(([127, 0, 0, 1], https)))
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
 }
 
 /// Runs `frontdoor` with `args` to completion: (exit code, stdout, stderr).

@@ -36,10 +36,20 @@ impl OriginReply {
     }
 }
 
+/// One request as it reached the origin.
+#[derive(Debug, Clone)]
+pub struct SeenRequest {
+    /// When it arrived.
+    pub at: std::time::Instant,
+    /// Its path (without the query).
+    pub path: String,
+    pub headers: http::HeaderMap,
+}
+
 struct State {
     reply: Mutex<OriginReply>,
     hits: AtomicU64,
-    requests: Mutex<Vec<http::HeaderMap>>,
+    requests: Mutex<Vec<SeenRequest>>,
 }
 
 /// The running origin; stops when dropped.
@@ -70,11 +80,11 @@ impl ScriptedOrigin {
                         let state = state.clone();
                         async move {
                             state.hits.fetch_add(1, Ordering::SeqCst);
-                            state
-                                .requests
-                                .lock()
-                                .expect("requests")
-                                .push(request.headers().clone());
+                            state.requests.lock().expect("requests").push(SeenRequest {
+                                at: std::time::Instant::now(),
+                                path: request.uri().path().to_string(),
+                                headers: request.headers().clone(),
+                            });
                             let reply = state.reply.lock().expect("reply").clone();
                             tokio::time::sleep(reply.delay).await;
                             let mut response = http::Response::builder().status(reply.status);
@@ -113,8 +123,13 @@ impl ScriptedOrigin {
             .lock()
             .expect("requests")
             .last()
-            .cloned()
+            .map(|seen| seen.headers.clone())
             .unwrap_or_default()
+    }
+
+    /// Every request that reached the origin, in arrival order.
+    pub fn requests(&self) -> Vec<SeenRequest> {
+        self.state.requests.lock().expect("requests").clone()
     }
 
     /// Stops accepting and closes every connection: the app is down.
