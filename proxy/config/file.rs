@@ -264,6 +264,13 @@ pub struct ProxySection {
     /// proxied; `""` for none.
     #[serde(default = "default_health_path")]
     pub health_path: Spanned<String>,
+    /// HTTP/2 streams one client connection may have open at once
+    /// (`SETTINGS_MAX_CONCURRENT_STREAMS`); more are refused, not queued.
+    #[serde(default = "default_h2_max_concurrent_streams")]
+    pub h2_max_concurrent_streams: Spanned<i64>,
+    /// The largest decoded HTTP/2 request header list (`SETTINGS_MAX_HEADER_LIST_SIZE`).
+    #[serde(default = "default_h2_max_header_list_size")]
+    pub h2_max_header_list_size: Spanned<String>,
 }
 
 impl Default for ProxySection {
@@ -271,8 +278,18 @@ impl Default for ProxySection {
         ProxySection {
             trusted_proxies: Vec::new(),
             health_path: default_health_path(),
+            h2_max_concurrent_streams: default_h2_max_concurrent_streams(),
+            h2_max_header_list_size: default_h2_max_header_list_size(),
         }
     }
+}
+
+// nginx's `http2_max_concurrent_streams` and `large_client_header_buffers` budget.
+fn default_h2_max_concurrent_streams() -> Spanned<i64> {
+    unspanned(128)
+}
+fn default_h2_max_header_list_size() -> Spanned<String> {
+    unspanned("64KiB".to_string())
 }
 
 fn default_health_path() -> Spanned<String> {

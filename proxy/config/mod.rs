@@ -45,6 +45,8 @@ pub struct Config {
     pub trusted_proxies: Vec<IpNet>,
     /// Answered `200 ok` by frontdoor on the public listeners; never queued or proxied.
     pub health_path: Option<String>,
+    /// Limits of the HTTP/2 server on the HTTPS listener (fixed at start).
+    pub h2: H2Settings,
     /// Upstream pools by name.
     pub pools: BTreeMap<String, PoolSettings>,
     /// Routes in file order (the route table sorts them).
@@ -103,6 +105,15 @@ pub struct ServerSettings {
     pub access_log: AccessLogTarget,
     /// How access log lines look.
     pub access_log_format: AccessLogFormat,
+}
+
+/// The HTTP/2 limits of `[proxy]`, validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct H2Settings {
+    /// Streams one connection may have open at once; more get `REFUSED_STREAM`.
+    pub max_concurrent_streams: u32,
+    /// Bytes of decoded request header list (HPACK-expanded, 32 bytes per field counted).
+    pub max_header_list_size: u32,
 }
 
 /// `[listen]`, validated.
@@ -274,6 +285,7 @@ impl Validator<'_> {
                 })
                 .flatten(),
         };
+        let h2 = self.h2(&file.proxy);
         let pools = self.pools(&file.pools);
         let routes = self.routes(&file.routes, &file.pools);
         let cache = self.cache(&file.cache);
@@ -285,10 +297,42 @@ impl Validator<'_> {
             certificates,
             trusted_proxies,
             health_path,
+            h2: h2?,
             pools,
             routes,
             cache: cache?,
             jobs: jobs?,
+        })
+    }
+
+    fn h2(&mut self, p: &file::ProxySection) -> Option<H2Settings> {
+        // RFC 9113 asks for at least 100 streams; above a few thousand a single connection
+        // can hold more of the app than an operator means to give one client.
+        let max_concurrent_streams = self.check(
+            &p.h2_max_concurrent_streams,
+            "proxy.h2-max-concurrent-streams",
+            |n| {
+                u32::try_from(*n)
+                    .ok()
+                    .filter(|n| (1..=10_000).contains(n))
+                    .ok_or_else(|| format!("must be from 1 to 10000, not {n}"))
+            },
+        );
+        let max_header_list_size = self.check(
+            &p.h2_max_header_list_size,
+            "proxy.h2-max-header-list-size",
+            |s| {
+                units::parse_size(s).and_then(|n| {
+                    u32::try_from(n)
+                        .ok()
+                        .filter(|n| (1024..=16 << 20).contains(n))
+                        .ok_or_else(|| format!("must be from 1KiB to 16MiB, not {s}"))
+                })
+            },
+        );
+        Some(H2Settings {
+            max_concurrent_streams: max_concurrent_streams?,
+            max_header_list_size: max_header_list_size?,
         })
     }
 
