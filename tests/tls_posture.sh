@@ -47,8 +47,9 @@ testssl --quiet --warnings batch --color 0 --ip one --jsonfile "$tmp/testssl.jso
   -p -s -f -P -S -U "127.0.0.1:$https" >"$tmp/testssl.txt" 2>&1 || true
 [ -s "$tmp/testssl.json" ] || { cat "$tmp/testssl.txt" >&2; echo "tls_posture: testssl wrote no JSON" >&2; exit 1; }
 
-# id, severity, finding of every check, for the record.
-jq -r '.[] | [.id, .severity, .finding] | @tsv' "$tmp/testssl.json" | column -t -s $'\t' | cut -c1-160
+# id, severity, finding of every check, for the record (not the certificate's PEM).
+jq -r '.[] | select(.id != "cert") | [.id, .severity, .finding] | @tsv' "$tmp/testssl.json" \
+  | column -t -s $'\t' | cut -c1-400
 
 fail=()
 finding() { jq -r --arg id "$1" '.[] | select(.id == $id) | .finding' "$tmp/testssl.json"; }

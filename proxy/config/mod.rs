@@ -1100,6 +1100,39 @@ pool = "app"
     }
 
     #[test]
+    fn h2_limits_default_like_nginx_and_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        with_cert(dir.path());
+        let path = dir.path().join("f.toml");
+        let config = Config::parse(&path, GOOD).unwrap();
+        assert_eq!(
+            config.h2,
+            H2Settings {
+                max_concurrent_streams: 128,
+                max_header_list_size: 64 * 1024,
+            }
+        );
+        let set = |streams: &str, size: &str| {
+            let proxy = format!(
+                "[proxy]\nh2-max-concurrent-streams = {streams}\nh2-max-header-list-size = \"{size}\"\n"
+            );
+            Config::parse(&path, &format!("{proxy}{GOOD}"))
+        };
+        assert_eq!(set("10", "1MiB").unwrap().h2.max_header_list_size, 1 << 20);
+        let errors = set("0", "64MiB").unwrap_err().0;
+        let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(errors.len(), 2, "{text:?}");
+        assert!(
+            text[0].contains(":2:29: proxy.h2-max-concurrent-streams: must be from 1 to 10000"),
+            "{text:?}"
+        );
+        assert!(
+            text[1].contains(":3:27: proxy.h2-max-header-list-size: must be from 1KiB to 16MiB"),
+            "{text:?}"
+        );
+    }
+
+    #[test]
     fn unknown_keys_and_syntax_errors_name_their_place() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f.toml");
