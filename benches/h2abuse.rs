@@ -106,7 +106,7 @@ async fn rapid_reset(addr: SocketAddr, ca: &str, end: Instant, counts: &Counts) 
             stream.send_reset(h2::Reason::CANCEL);
             counts.sent.fetch_add(1, Ordering::Relaxed);
             n += 1;
-            if n % 64 == 0 {
+            if n.is_multiple_of(64) {
                 tokio::task::yield_now().await;
             }
         }
