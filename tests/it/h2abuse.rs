@@ -369,3 +369,28 @@ async fn continuation_flood_is_cut_off() {
     bystander.finish().await;
     assert_eq!(attacked.hits(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_lists_over_the_limit_get_431_and_never_reach_the_app() {
+    let extra = "[proxy]\nh2-max-header-list-size = \"8KiB\"\n";
+    let Scene { attacked, fd, _app } = Scene::start(OriginReply::ok("ok", &[]), extra).await;
+    let tls = h2wire::connect_h2(https_addr(&fd), &fd.ca.pem()).await;
+    let (client, connection) = h2::client::handshake(tls).await.expect("h2 handshake");
+    tokio::spawn(connection);
+    let mut client = client.ready().await.expect("ready");
+    let get = |size: usize| {
+        http::Request::get(fd.url("/attack/headers"))
+            .header("x-filler", "a".repeat(size))
+            .body(())
+            .expect("request")
+    };
+    // A small request first, so that the client has the server's SETTINGS.
+    let (small, _) = client.send_request(get(100), true).expect("send");
+    assert_eq!(small.await.expect("small").status(), 200);
+    assert_eq!(attacked.hits(), 1);
+    // 10 KiB: under Pingora's default of 64 KiB, over the configured 8 KiB.
+    let mut client = client.ready().await.expect("ready");
+    let (large, _) = client.send_request(get(10 * 1024), true).expect("send");
+    assert_eq!(large.await.expect("large").status(), 431);
+    assert_eq!(attacked.hits(), 1);
+}
