@@ -56,6 +56,9 @@ impl Reloader {
         if config.server != current.config.server {
             restart_only.push("server");
         }
+        if config.h2 != current.config.h2 {
+            restart_only.push("proxy.h2-*");
+        }
         if config.cache != current.config.cache {
             restart_only.push("cache");
         }

@@ -2,6 +2,7 @@
 //! plain-HTTP redirect service, the admin service and the reload watcher.
 
 use pingora::apps::http_app::HttpServer;
+use pingora::protocols::http::v2::server::H2Options;
 use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
 use pingora::services::background::background_service;
@@ -10,7 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::admin::AdminApp;
-use crate::config::Config;
+use crate::config::{Config, H2Settings};
 use crate::metrics::Metrics;
 use crate::redirect::RedirectApp;
 use crate::reload::Reloader;
@@ -46,10 +47,36 @@ fn server_conf(config: &Config) -> ServerConf {
     }
 }
 
+/// The HTTP/2 server settings of the HTTPS listener. Pingora's defaults (100 streams, 64 KiB
+/// of headers) are replaced by the operator's; the h2 crate's defences against stream abuse
+/// are set explicitly so that an h2 upgrade cannot loosen them unnoticed:
+/// - a stream reset by the client before Pingora accepted it (rapid reset, CVE-2023-44487)
+///   still costs the server nothing but memory, so more than 20 of them pending on one
+///   connection end it with `GOAWAY(ENHANCE_YOUR_CALM)`;
+/// - streams the client makes us reset (over the stream limit, malformed) are budgeted: 200 of
+///   them end the connection with `ENHANCE_YOUR_CALM`, where a well-behaved client makes none;
+/// - a response waits once 400 KiB of it are buffered for a client that does not read.
+///
+/// PING and SETTINGS floods need no setting: h2 answers one frame at a time and reads no
+/// further while the answer cannot be written, so a client that does not read stalls only
+/// its own connection. A header block split into endless CONTINUATION frames (CVE-2024-27316)
+/// ends the connection once it exceeds the header list size.
+fn h2_options(h2: H2Settings) -> H2Options {
+    let mut options = H2Options::default();
+    options
+        .max_concurrent_streams(h2.max_concurrent_streams)
+        .max_header_list_size(h2.max_header_list_size)
+        .max_pending_accept_reset_streams(20)
+        .max_local_error_reset_streams(Some(200))
+        .max_send_buffer_size(400 * 1024);
+    options
+}
+
 /// Builds every service; `run` then serves until SIGTERM (graceful) or SIGINT (fast).
 pub fn build(config: Config, config_path: &Path) -> Result<Server, StartError> {
     let metrics = Arc::new(Metrics::new()?);
     let listen = config.listen.clone();
+    let h2 = config.h2;
     let conf = server_conf(&config);
     let mut server = Server::new_with_opt_and_conf(None, conf);
     let uses_jobs =
@@ -74,6 +101,7 @@ pub fn build(config: Config, config_path: &Path) -> Result<Server, StartError> {
         server.configuration.clone(),
     );
     app.handle_init_modules();
+    app.h2_options = Some(h2_options(h2));
     // Slow request heads are cut below Pingora's session (it has no whole-head timeout).
     let mut proxy = Service::new(
         "frontdoor https".to_string(),

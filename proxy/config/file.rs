@@ -282,6 +282,13 @@ pub struct ProxySection {
     /// Longest wait for each read of a request body.
     #[serde(default = "default_body_timeout")]
     pub body_timeout: Spanned<String>,
+    /// HTTP/2 streams one client connection may have open at once
+    /// (`SETTINGS_MAX_CONCURRENT_STREAMS`); more are refused, not queued.
+    #[serde(default = "default_h2_max_concurrent_streams")]
+    pub h2_max_concurrent_streams: Spanned<i64>,
+    /// The largest decoded HTTP/2 request header list (`SETTINGS_MAX_HEADER_LIST_SIZE`).
+    #[serde(default = "default_h2_max_header_list_size")]
+    pub h2_max_header_list_size: Spanned<String>,
 }
 
 impl Default for ProxySection {
@@ -295,6 +302,8 @@ impl Default for ProxySection {
             max_body: default_proxy_max_body(),
             header_timeout: default_header_timeout(),
             body_timeout: default_body_timeout(),
+            h2_max_concurrent_streams: default_h2_max_concurrent_streams(),
+            h2_max_header_list_size: default_h2_max_header_list_size(),
         }
     }
 }
@@ -316,6 +325,14 @@ fn default_header_timeout() -> Spanned<String> {
 }
 fn default_body_timeout() -> Spanned<String> {
     unspanned("60s".to_string())
+}
+
+// nginx's `http2_max_concurrent_streams` and `large_client_header_buffers` budget.
+fn default_h2_max_concurrent_streams() -> Spanned<i64> {
+    unspanned(128)
+}
+fn default_h2_max_header_list_size() -> Spanned<String> {
+    unspanned("64KiB".to_string())
 }
 
 fn default_health_path() -> Spanned<String> {

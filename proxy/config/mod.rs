@@ -47,6 +47,8 @@ pub struct Config {
     pub health_path: Option<String>,
     /// Head, URI and body limits and the slow-client timeouts.
     pub limits: crate::hostile::Limits,
+    /// Limits of the HTTP/2 server on the HTTPS listener (fixed at start).
+    pub h2: H2Settings,
     /// Upstream pools by name.
     pub pools: BTreeMap<String, PoolSettings>,
     /// Routes in file order (the route table sorts them).
@@ -105,6 +107,15 @@ pub struct ServerSettings {
     pub access_log: AccessLogTarget,
     /// How access log lines look.
     pub access_log_format: AccessLogFormat,
+}
+
+/// The HTTP/2 limits of `[proxy]`, validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct H2Settings {
+    /// Streams one connection may have open at once; more get `REFUSED_STREAM`.
+    pub max_concurrent_streams: u32,
+    /// Bytes of decoded request header list (HPACK-expanded, 32 bytes per field counted).
+    pub max_header_list_size: u32,
 }
 
 /// `[listen]`, validated.
@@ -277,6 +288,7 @@ impl Validator<'_> {
                 .flatten(),
         };
         let limits = self.limits(&file.proxy);
+        let h2 = self.h2(&file.proxy);
         let pools = self.pools(&file.pools);
         let routes = self.routes(&file.routes, &file.pools);
         let cache = self.cache(&file.cache);
@@ -289,6 +301,7 @@ impl Validator<'_> {
             trusted_proxies,
             health_path,
             limits: limits?,
+            h2: h2?,
             pools,
             routes,
             cache: cache?,
@@ -328,6 +341,37 @@ impl Validator<'_> {
             max_body: max_body?,
             header_timeout: header_timeout?,
             body_timeout: body_timeout?,
+        })
+    }
+
+    fn h2(&mut self, p: &file::ProxySection) -> Option<H2Settings> {
+        // RFC 9113 asks for at least 100 streams; above a few thousand a single connection
+        // can hold more of the app than an operator means to give one client.
+        let max_concurrent_streams = self.check(
+            &p.h2_max_concurrent_streams,
+            "proxy.h2-max-concurrent-streams",
+            |n| {
+                u32::try_from(*n)
+                    .ok()
+                    .filter(|n| (1..=10_000).contains(n))
+                    .ok_or_else(|| format!("must be from 1 to 10000, not {n}"))
+            },
+        );
+        let max_header_list_size = self.check(
+            &p.h2_max_header_list_size,
+            "proxy.h2-max-header-list-size",
+            |s| {
+                units::parse_size(s).and_then(|n| {
+                    u32::try_from(n)
+                        .ok()
+                        .filter(|n| (1024..=16 << 20).contains(n))
+                        .ok_or_else(|| format!("must be from 1KiB to 16MiB, not {s}"))
+                })
+            },
+        );
+        Some(H2Settings {
+            max_concurrent_streams: max_concurrent_streams?,
+            max_header_list_size: max_header_list_size?,
         })
     }
 
@@ -1137,6 +1181,39 @@ pool = "app"
                 "proxy.body-timeout",
                 "routes[0].max-body"
             ]
+        );
+    }
+
+    #[test]
+    fn h2_limits_default_like_nginx_and_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        with_cert(dir.path());
+        let path = dir.path().join("f.toml");
+        let config = Config::parse(&path, GOOD).unwrap();
+        assert_eq!(
+            config.h2,
+            H2Settings {
+                max_concurrent_streams: 128,
+                max_header_list_size: 64 * 1024,
+            }
+        );
+        let set = |streams: &str, size: &str| {
+            let proxy = format!(
+                "[proxy]\nh2-max-concurrent-streams = {streams}\nh2-max-header-list-size = \"{size}\"\n"
+            );
+            Config::parse(&path, &format!("{proxy}{GOOD}"))
+        };
+        assert_eq!(set("10", "1MiB").unwrap().h2.max_header_list_size, 1 << 20);
+        let errors = set("0", "64MiB").unwrap_err().0;
+        let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(errors.len(), 2, "{text:?}");
+        assert!(
+            text[0].contains(":2:29: proxy.h2-max-concurrent-streams: must be from 1 to 10000"),
+            "{text:?}"
+        );
+        assert!(
+            text[1].contains(":3:27: proxy.h2-max-header-list-size: must be from 1KiB to 16MiB"),
+            "{text:?}"
         );
     }
 

@@ -109,18 +109,6 @@ struct Tally {
     jobs: Vec<(String, String)>,
 }
 
-/// Resident set size (KiB) and open file descriptors of process `pid`.
-fn rss_and_fds(pid: u32) -> (u64, usize) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let rss = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0);
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count);
-    (rss, fds)
-}
-
 /// One request of the mix; `n` picks its kind: 4 assets, 3 pages, 2 JSON, 1 offload in 10.
 async fn one_request(
     client: reqwest::Client,
@@ -187,10 +175,9 @@ async fn mixed_load_with_reloads_and_an_app_restart_loses_nothing_and_leaks_noth
     let assets = [app_a.assets.js.clone(), app_a.assets.css.clone()];
     let ports = Ports::new();
     let fd = Frontdoor::start(ports, &config(ports, apps, 0)).await;
-    let pid = fd.pid();
     // Let the first health checks land, then take the baseline before any client connects.
     tokio::time::sleep(Duration::from_millis(600)).await;
-    let (baseline_rss, baseline_fds) = rss_and_fds(pid);
+    let (baseline_rss, baseline_fds) = (fd.rss_kib(), fd.open_fds());
 
     let h2 = fd.client();
     let h1 = fd.client_builder().http1_only().build().expect("h1 client");
@@ -234,7 +221,7 @@ async fn mixed_load_with_reloads_and_an_app_restart_loses_nothing_and_leaks_noth
             restarted = true;
         }
         if elapsed >= next_sample {
-            let (rss, fds) = rss_and_fds(pid);
+            let (rss, fds) = (fd.rss_kib(), fd.open_fds());
             samples.push((elapsed, rss, fds));
             next_sample += sample_every;
         }
@@ -287,13 +274,13 @@ async fn mixed_load_with_reloads_and_an_app_restart_loses_nothing_and_leaks_noth
     drop((h1, h2));
     let deadline = Instant::now() + Duration::from_secs(15);
     let final_fds = loop {
-        let (_, fds) = rss_and_fds(pid);
+        let fds = fd.open_fds();
         if fds <= baseline_fds || Instant::now() > deadline {
             break fds;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
-    let (final_rss, _) = rss_and_fds(pid);
+    let final_rss = fd.rss_kib();
 
     // The restarted node took its share again once its health check passed.
     let stats: serde_json::Value = reqwest::get(format!("http://{b_addr}/_sim/stats"))
