@@ -19,6 +19,7 @@
 //!
 //! Slow heads (slowloris) are cut by [`slow`], below Pingora's session, before any phase.
 
+pub mod h2flood;
 pub mod path;
 pub mod slow;
 

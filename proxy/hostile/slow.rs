@@ -4,7 +4,7 @@
 //! Pingora 0.9 reads an HTTP/1.x head with a timeout per read (60 s), never for the whole
 //! head, and has no hook before the head is complete: a client sending one byte a second
 //! keeps its connection forever. [`Guard`] wraps the HTTPS service's application and gives
-//! each HTTP/1.x connection a [`HeadDeadline`] stream: from the first byte of a head to its
+//! each HTTP/1.x connection a [`Guarded`] stream: from the first byte of a head to its
 //! blank line at most `header-timeout` may pass, or reads fail and Pingora closes the
 //! connection. Nothing is held meanwhile but the connection itself: admission slots are only
 //! taken in `request_filter`, after the head is complete.
@@ -13,7 +13,9 @@
 //! Pingora gives before any phase runs (a head httparse refuses, ambiguous `Content-Length`,
 //! `CONNECT`): a 4xx head without `X-Request-Id`, which every answer of frontdoor's own has.
 //!
-//! HTTP/2 connections are not wrapped: their heads arrive whole in HEADERS frames.
+//! HTTP/2 connections need no head deadline (their heads arrive whole in HEADERS frames); their
+//! stream instead follows the frames and closes a connection that floods control frames
+//! ([`super::h2flood`]).
 
 use async_trait::async_trait;
 use pingora::apps::ServerApp;
@@ -32,6 +34,7 @@ use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
+use super::h2flood::FrameBudget;
 use crate::metrics::Metrics;
 use crate::snapshot::Shared;
 
@@ -58,18 +61,14 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guard<A> {
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        let stream: Stream = if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
-            stream
-        } else {
-            let timeout = self.shared.snapshot.load().config.limits.header_timeout;
-            Box::new(HeadDeadline::new(
-                stream,
-                timeout,
-                self.shared.metrics.clone(),
-            ))
-        };
+        let timeout = self.shared.snapshot.load().config.limits.header_timeout;
+        let mut guarded = Guarded::new(stream, timeout, self.shared.metrics.clone());
+        if matches!(guarded.inner.selected_alpn_proto(), Some(ALPN::H2)) {
+            guarded.in_head = false;
+            guarded.frames = Some(FrameBudget::default());
+        }
         // HTTP/1.x keep-alive is looped inside: `None` comes back once the connection ends.
-        self.inner.process_new(stream, shutdown).await
+        self.inner.process_new(Box::new(guarded), shutdown).await
     }
 
     async fn cleanup(&self) {
@@ -77,9 +76,12 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guard<A> {
     }
 }
 
-/// A downstream stream whose reads fail once a request head takes longer than its timeout.
-pub struct HeadDeadline {
+/// A downstream stream whose reads fail once an HTTP/1.x request head takes longer than its
+/// timeout, or once an HTTP/2 client has spent its control-frame budget.
+pub struct Guarded {
     inner: Stream,
+    /// HTTP/2: the control-frame budget (HTTP/1.x: `None`).
+    frames: Option<FrameBudget>,
     timeout: std::time::Duration,
     metrics: Arc<Metrics>,
     /// Between a final response and the next head's blank line.
@@ -93,20 +95,21 @@ pub struct HeadDeadline {
     sleep: Pin<Box<Sleep>>,
 }
 
-impl std::fmt::Debug for HeadDeadline {
+impl std::fmt::Debug for Guarded {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HeadDeadline")
+        f.debug_struct("Guarded")
             .field("inner", &self.inner)
             .field("in_head", &self.in_head)
             .finish()
     }
 }
 
-impl HeadDeadline {
+impl Guarded {
     /// Wraps a freshly accepted stream: its first head is awaited.
     pub fn new(inner: Stream, timeout: std::time::Duration, metrics: Arc<Metrics>) -> Self {
-        HeadDeadline {
+        Guarded {
             inner,
+            frames: None,
             timeout,
             metrics,
             in_head: true,
@@ -189,7 +192,7 @@ fn has_request_id(bytes: &[u8]) -> bool {
         .any(|w| w.eq_ignore_ascii_case(b"\nx-request-id: "))
 }
 
-impl AsyncRead for HeadDeadline {
+impl AsyncRead for Guarded {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -207,6 +210,17 @@ impl AsyncRead for HeadDeadline {
         }
         let before = buf.filled().len();
         let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let (Poll::Ready(Ok(())), Some(frames)) = (&polled, this.frames.as_mut()) {
+            if !frames.feed(&buf.filled()[before..], Instant::now()) {
+                this.metrics.rejected("h2_flood");
+                super::log_rejected(&this.client(), 400, "h2_flood", None);
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "HTTP/2 control-frame flood",
+                )));
+            }
+            return polled;
+        }
         if let Poll::Ready(Ok(())) = polled {
             this.saw(&buf.filled()[before..]);
             if this.in_head && this.head_began.is_some() {
@@ -220,7 +234,7 @@ impl AsyncRead for HeadDeadline {
     }
 }
 
-impl AsyncWrite for HeadDeadline {
+impl AsyncWrite for Guarded {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -244,19 +258,19 @@ impl AsyncWrite for HeadDeadline {
 }
 
 #[async_trait]
-impl Shutdown for HeadDeadline {
+impl Shutdown for Guarded {
     async fn shutdown(&mut self) {
         self.inner.shutdown().await;
     }
 }
 
-impl UniqueID for HeadDeadline {
+impl UniqueID for Guarded {
     fn id(&self) -> UniqueIDType {
         self.inner.id()
     }
 }
 
-impl Ssl for HeadDeadline {
+impl Ssl for Guarded {
     fn get_ssl(&self) -> Option<&TlsRef> {
         self.inner.get_ssl()
     }
@@ -270,7 +284,7 @@ impl Ssl for HeadDeadline {
     }
 }
 
-impl GetTimingDigest for HeadDeadline {
+impl GetTimingDigest for Guarded {
     fn get_timing_digest(&self) -> Vec<Option<pingora::protocols::TimingDigest>> {
         self.inner.get_timing_digest()
     }
@@ -284,20 +298,20 @@ impl GetTimingDigest for HeadDeadline {
     }
 }
 
-impl GetProxyDigest for HeadDeadline {
+impl GetProxyDigest for Guarded {
     fn get_proxy_digest(&self) -> Option<Arc<pingora::protocols::raw_connect::ProxyDigest>> {
         self.inner.get_proxy_digest()
     }
 }
 
-impl GetSocketDigest for HeadDeadline {
+impl GetSocketDigest for Guarded {
     fn get_socket_digest(&self) -> Option<Arc<pingora::protocols::SocketDigest>> {
         self.inner.get_socket_digest()
     }
 }
 
 #[async_trait]
-impl Peek for HeadDeadline {
+impl Peek for Guarded {
     async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
         self.inner.try_peek(buf).await
     }

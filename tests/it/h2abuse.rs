@@ -231,14 +231,55 @@ async fn flood_is_bounded(one: Vec<u8>) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ping_flood_stalls_only_the_flooding_connection() {
+async fn a_ping_flood_without_reading_is_bounded() {
     flood_is_bounded(frame(h2wire::PING, 0, 0, b"flooding")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn settings_flood_stalls_only_the_flooding_connection() {
+async fn a_settings_flood_without_reading_is_bounded() {
     // SETTINGS_ENABLE_PUSH = 0: harmless, but each frame must be applied and acknowledged.
     flood_is_bounded(frame(h2wire::SETTINGS, 0, 0, &[0, 2, 0, 0, 0, 0])).await;
+}
+
+/// Sends `one` as fast as possible while reading every answer (the flood that costs the server
+/// most); returns how many frames were written before frontdoor hung up.
+async fn flood_while_reading(fd: &Frontdoor, one: &[u8]) -> usize {
+    const FRAMES: usize = 200_000;
+    let tls = h2wire::handshake_h2(https_addr(fd), &fd.ca.pem()).await;
+    let (mut reader, mut writer) = tokio::io::split(tls);
+    let batch = one.repeat(100);
+    let writing = tokio::spawn(async move {
+        let mut sent = 0;
+        while sent < FRAMES {
+            if writer.write_all(&batch).await.is_err() {
+                break;
+            }
+            sent += 100;
+        }
+        sent
+    });
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while let Ok(Some(_)) = h2wire::read_frame(&mut reader).await {}
+    })
+    .await
+    .expect("frontdoor closes the connection");
+    writing.await.expect("writer")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_frame_floods_that_read_their_answers_are_cut_off() {
+    let (Scene { fd, attacked, _app }, bystander) = Scene::with_bystander().await;
+    let ping = frame(h2wire::PING, 0, 0, b"flooding");
+    let settings = frame(h2wire::SETTINGS, 0, 0, &[0, 2, 0, 0, 0, 0]);
+    for (n, one) in [ping, settings].iter().enumerate() {
+        let sent = flood_while_reading(&fd, one).await;
+        assert!(sent < 200_000, "frontdoor answered all {sent} frames");
+        let sample = "frontdoor_rejected_requests_total{reason=\"h2_flood\"}";
+        assert_eq!(fd.wait_metric(sample, n as f64 + 1.0).await, n as f64 + 1.0);
+    }
+    bystander.served(5).await;
+    bystander.finish().await;
+    assert_eq!(attacked.hits(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
