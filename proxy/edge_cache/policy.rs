@@ -56,10 +56,36 @@ pub struct Lifetime {
     pub stale_if_error: Duration,
 }
 
+/// Where a stored response stands at some age.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// Served as it is.
+    Fresh,
+    /// Served while one background refresh runs.
+    Stale,
+    /// Served only if asking the app fails.
+    Fallback,
+    /// Not served.
+    Expired,
+}
+
 impl Lifetime {
     /// How long the entry is worth keeping at all.
     pub fn retain(&self) -> Duration {
         self.fresh + self.stale_while_revalidate.max(self.stale_if_error)
+    }
+
+    /// Where an entry stored `age` ago stands.
+    pub fn freshness(&self, age: Duration) -> Freshness {
+        if age < self.fresh {
+            Freshness::Fresh
+        } else if age < self.fresh + self.stale_while_revalidate {
+            Freshness::Stale
+        } else if age < self.fresh + self.stale_if_error {
+            Freshness::Fallback
+        } else {
+            Freshness::Expired
+        }
     }
 }
 
