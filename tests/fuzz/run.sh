@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs frontdoor's cargo-fuzz targets one after another, each for a fixed time, starting from
-# the committed seeds, and prints a table (runs, execs/s, coverage, crashes).
+# the committed seeds (and tests/fuzz/dict/<target>.dict if there is one), and prints a table (runs, execs/s, coverage, crashes).
 #
 #   bash tests/fuzz/run.sh [target...]     default: every target
 #   FUZZ_SECONDS=60   time per target
@@ -45,10 +45,12 @@ for target in "${targets[@]}"; do
   mkdir -p "$work"
   echo "fuzz: $target for ${seconds}s"
   status=0
+  dict=()
+  [ -f "$dir/dict/$target.dict" ] && dict=(-dict="$dir/dict/$target.dict")
   # One process (-jobs not set): the machine is shared. -timeout flags any input slower
   # than 10 s as a hang; -rss_limit_mb any that needs more than 2 GiB.
   cargo +nightly fuzz run "${flags[@]}" "$target" "$work" "$dir/corpus/$target" -- \
-    -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+    -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 "${dict[@]}" \
     >"$logs/$target.log" 2>&1 || status=$?
   # The last status line: `#RUNS ... cov: N ft: N corp: N/size ... exec/s: N ...`.
   last=$(grep -E '^#[0-9]+' "$logs/$target.log" | tail -n 1 || true)
