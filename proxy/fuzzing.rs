@@ -22,7 +22,9 @@ use crate::edge_cache::{policy, CacheRoute};
 use crate::headers::{self, Forwarding};
 use crate::hints::{link, Destination, LinkTemplate, Rel};
 use crate::jobs::{store, KeyTemplate};
-use crate::routing::{path_segments, HostPattern, PathTemplate, Route, RouteTable};
+use crate::routing::{
+    path_segments, HostPattern, Params, PathTemplate, Route, RouteTable, Segment,
+};
 
 /// A fuzz target's body.
 pub type Target = fn(&[u8]);
@@ -149,8 +151,10 @@ fn dev_pair() -> &'static (String, String) {
 
 /// `template \n path \n host-pattern \n host \n dedup-key`: compile a route template and a
 /// host pattern, match a request path against it in a table with a catch-all. Invariants:
-/// a compiled template prints as a template that compiles the same; captured names are the
-/// template's; the catch-all `/{rest*}` answers whatever the other route does not.
+/// a compiled template prints as a template that compiles the same; matching agrees with
+/// plain backtracking on short paths and stays linear on long ones (libFuzzer's `-timeout`);
+/// captured names are the template's; the catch-all `/{rest*}` answers whatever the other
+/// route does not.
 pub fn route(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let mut fields = text.split('\n');
@@ -164,10 +168,18 @@ pub fn route(data: &[u8]) {
         Ok(&template),
         "a template does not survive printing"
     );
-    // Very long paths only make the backtracking search slow in the fuzzer; request heads
-    // are limited before routing anyway.
-    let segments: Vec<&str> = path_segments(path).take(64).collect();
-    if let Some(params) = template.matches(&segments) {
+    let segments: Vec<&str> = path_segments(path).collect();
+    let captured = template.matches(&segments);
+    if segments.len() <= 12 {
+        let mut expected = Params::new();
+        let found = backtrack(template.segments(), &segments, &mut expected);
+        assert_eq!(
+            captured,
+            found.then_some(expected),
+            "differs from backtracking"
+        );
+    }
+    if let Some(params) = captured {
         for (name, _) in &params {
             assert!(template.has_param(name), "captured unknown `{name}`");
         }
@@ -191,6 +203,34 @@ pub fn route(data: &[u8]) {
         "the catch-all did not match {joined:?}"
     );
     let _ = table.to_string();
+}
+
+/// The obvious matcher (exponential in globs, quadratic in path length): the oracle that
+/// [`PathTemplate::matches`] must agree with on short paths. Globs take the shortest span.
+fn backtrack(template: &[Segment], path: &[&str], params: &mut Params) -> bool {
+    let Some((first, rest)) = template.split_first() else {
+        return path.is_empty();
+    };
+    match first {
+        Segment::Literal(text) => {
+            path.first() == Some(&text.as_str()) && backtrack(rest, &path[1..], params)
+        }
+        Segment::Param(name) | Segment::Glob(name) => {
+            let glob = matches!(first, Segment::Glob(_));
+            let (min, max) = match (glob, rest.is_empty()) {
+                (false, _) => (1, 1.min(path.len())),
+                (true, last) => (usize::from(!last), path.len()),
+            };
+            for take in min..=max {
+                params.push((name.clone(), path[..take].join("/")));
+                if backtrack(rest, &path[take..], params) {
+                    return true;
+                }
+                params.pop();
+            }
+            false
+        }
+    }
 }
 
 /// An `Accept-Encoding` value against every set of available codings. Invariant: the
@@ -321,7 +361,7 @@ pub fn link(data: &[u8]) {
     let Ok(hint) = LinkTemplate::parse(hint, Rel::Preload, Destination::Fetch, &route) else {
         return;
     };
-    let segments: Vec<&str> = path_segments(path).take(64).collect();
+    let segments: Vec<&str> = path_segments(path).collect();
     let Some(params) = route.matches(&segments) else {
         return;
     };

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs frontdoor's cargo-fuzz targets one after another, each for a fixed time, starting from
-# the committed seeds (and tests/fuzz/dict/<target>.dict if there is one), and prints a table (runs, execs/s, coverage, crashes).
+# the committed seeds (with tests/fuzz/dict/<target>.dict if there is one), and prints a table
+# (runs, execs/s, coverage, crashes).
 #
 #   bash tests/fuzz/run.sh [target...]     default: every target
 #   FUZZ_SECONDS=60   time per target
