@@ -26,6 +26,7 @@
 //! - [`simulator`]: a Dashboard-like app used by the demo, the tests and the benchmarks.
 //! - [`service`]: the `ProxyHttp` implementation, phase by phase.
 //! - [`server`]: assembles the Pingora server (listeners, services) from a `Config`.
+//! - `fuzzing` (hidden): the bodies of the `cargo fuzz` targets in `tests/fuzz/`, shared with a unit test.
 //!
 //! # A request, end to end
 //! ```text
@@ -56,6 +57,8 @@ pub mod assets;
 pub mod compression;
 pub mod config;
 pub mod edge_cache;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod headers;
 pub mod hints;
 pub mod hostile;

@@ -71,6 +71,22 @@ pub fn load_certified_key(
     cert_path: &Path,
     key_path: &Path,
 ) -> Result<Arc<CertifiedKey>, TlsError> {
+    certified_key_from(cert_path, key_path, |path| std::fs::read(path))
+}
+
+/// [`load_certified_key`], reading the two files through `read_file` (config validation
+/// passes its [`crate::config::Outside`]).
+pub fn certified_key_from(
+    cert_path: &Path,
+    key_path: &Path,
+    read_file: impl Fn(&Path) -> std::io::Result<Vec<u8>>,
+) -> Result<Arc<CertifiedKey>, TlsError> {
+    let read = |path: &Path| {
+        read_file(path).map_err(|source| TlsError::Read {
+            path: path.to_path_buf(),
+            source,
+        })
+    };
     let cert_pem = read(cert_path)?;
     let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut cert_pem.as_slice())
         .collect::<Result<_, _>>()
@@ -97,13 +113,6 @@ pub fn load_certified_key(
         .keys_match()
         .map_err(|e| TlsError::KeyMismatch(e.to_string()))?;
     Ok(Arc::new(certified))
-}
-
-fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read {
-        path: path.to_path_buf(),
-        source,
-    })
 }
 
 /// A loaded certificate and the SNI names it answers.

@@ -34,7 +34,9 @@ pub fn take_queue_time(response: &mut ResponseHeader) -> Option<Duration> {
                 .and_then(|(_, v)| v.trim().trim_matches('"').parse::<f64>().ok())
                 .filter(|ms| ms.is_finite() && *ms >= 0.0);
             if queue.is_none() {
-                queue = dur.map(|ms| Duration::from_secs_f64(ms / 1000.0));
+                // `try_`: a `dur` past Duration's range (`dur=1e40`, found by the
+                // `server_timing` fuzz target) panicked the response phase.
+                queue = dur.and_then(|ms| Duration::try_from_secs_f64(ms / 1000.0).ok());
             }
         } else if !entry.trim().is_empty() {
             kept.push(entry.trim().to_string());
@@ -73,5 +75,14 @@ mod tests {
             .unwrap();
         assert_eq!(take_queue_time(&mut bad), None);
         assert_eq!(bad.headers["server-timing"], "app");
+    }
+
+    #[test]
+    fn a_duration_past_the_range_of_duration_is_ignored_not_a_panic() {
+        let mut r = ResponseHeader::build(200, None).unwrap();
+        r.append_header("server-timing", format!("queue;dur={}", "3".repeat(40)))
+            .unwrap();
+        assert_eq!(take_queue_time(&mut r), None);
+        assert!(r.headers.get("server-timing").is_none());
     }
 }

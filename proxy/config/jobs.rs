@@ -156,8 +156,9 @@ impl Validator<'_> {
             });
             let keys_url = match &s.keys_url {
                 Some(url) => {
+                    let outside = self.outside;
                     match self.check(url, &format!("{key}.keys-url"), |u| {
-                        KeysUrl::parse(u, super::resolve)
+                        KeysUrl::parse(u, |host| super::resolve(host, outside))
                     }) {
                         Some(url) => Some(url),
                         None => continue,

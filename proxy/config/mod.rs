@@ -7,14 +7,16 @@
 mod error;
 pub mod file;
 mod jobs;
+mod outside;
 pub mod units;
 
 pub use error::{key_path_at, line_col, ConfigError, ConfigErrors};
+pub use outside::{Outside, System};
 
 use http::Method;
 use ipnet::IpNet;
 use std::collections::{BTreeMap, HashSet};
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroUsize;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -27,7 +29,7 @@ use crate::assets::{AssetRoute, AssetSource};
 use crate::edge_cache::CacheRoute;
 use crate::hints::{DeferScripts, Destination, LinkTemplate, Rel, RouteHints};
 use crate::routing::{HostPattern, PathTemplate, Route, RouteTable};
-use crate::tls::{load_certified_key, Certificate};
+use crate::tls::{certified_key_from, Certificate};
 use crate::upstream::{Backend, Balance, Ejection, HashKey, HealthSettings};
 
 /// A validated configuration.
@@ -172,6 +174,16 @@ impl Config {
 
     /// Validates `text` as if read from `path` (which locates relative paths and names errors).
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
+        Config::parse_in(path, text, &System)
+    }
+
+    /// [`Config::parse`], reading the files the config names and resolving its host names
+    /// through `outside`.
+    pub fn parse_in(
+        path: &Path,
+        text: &str,
+        outside: &dyn Outside,
+    ) -> Result<Config, ConfigErrors> {
         let file: file::ConfigFile = toml::from_str(text).map_err(|e| {
             let offset = e.span().map_or(0, |s| s.start);
             let message = e.message().trim().to_string();
@@ -187,6 +199,7 @@ impl Config {
             path,
             text,
             base: path.parent().unwrap_or(Path::new(".")),
+            outside,
             errors: Vec::new(),
         };
         let config = v.config(file);
@@ -215,6 +228,7 @@ struct Validator<'a> {
     path: &'a Path,
     text: &'a str,
     base: &'a Path,
+    outside: &'a dyn Outside,
     errors: Vec<ConfigError>,
 }
 
@@ -263,7 +277,8 @@ impl Validator<'_> {
     }
 
     fn socket_addr(&mut self, value: &Spanned<String>, key: &str) -> Option<SocketAddr> {
-        self.check(value, key, |s| resolve(s))
+        let outside = self.outside;
+        self.check(value, key, |s| resolve(s, outside))
     }
 
     fn relative(&self, path: &str) -> PathBuf {
@@ -420,17 +435,11 @@ impl Validator<'_> {
         let source = match a.source.get_ref().as_str() {
             "upstream" => Some(AssetSource::Upstream),
             dir => {
-                let base = self.base;
+                let (base, outside) = (self.base, self.outside);
                 self.check(&a.source, &format!("{key}.source"), |_| {
-                    let path = base.join(dir);
-                    match std::fs::canonicalize(&path) {
-                        Ok(root) if root.is_dir() => Ok(AssetSource::Directory(root)),
-                        Ok(_) => Err(format!("{} is not a directory", path.display())),
-                        Err(e) => Err(format!(
-                            "{}: {e} (use \"upstream\" or an existing directory)",
-                            path.display()
-                        )),
-                    }
+                    outside
+                        .directory(&base.join(dir))
+                        .map(AssetSource::Directory)
                 })
             }
         };
@@ -551,9 +560,11 @@ impl Validator<'_> {
                     }
                 }
             }
-            match load_certified_key(
+            let outside = self.outside;
+            match certified_key_from(
                 &self.relative(c.cert.get_ref()),
                 &self.relative(c.key.get_ref()),
+                |path| outside.read(path),
             ) {
                 Ok(certified) => certificates.push(Certificate {
                     server_names,
@@ -660,7 +671,8 @@ impl Validator<'_> {
             .map_or(&[][..], |b| b.get_ref().as_slice());
         for (i, entry) in listed.iter().enumerate() {
             let entry_key = format!("{key}.backends[{i}]");
-            let addr = self.check(entry, &entry_key, |e| resolve(&e.address));
+            let outside = self.outside;
+            let addr = self.check(entry, &entry_key, |e| resolve(&e.address, outside));
             let weight = self.check(entry, &format!("{entry_key}.weight"), |e| {
                 let w = e.weight.unwrap_or(1);
                 u32::try_from(w)
@@ -690,9 +702,13 @@ impl Validator<'_> {
         if let Some(file) = &p.backends_file {
             let file_key = format!("{key}.backends-file");
             let path = self.relative(file.get_ref());
-            match std::fs::read_to_string(&path) {
+            let read = self.outside.read(&path).and_then(|bytes| {
+                String::from_utf8(bytes)
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+            });
+            match read {
                 Ok(text) => {
-                    for (offset, parsed) in backends_file_lines(&text) {
+                    for (offset, parsed) in backends_file_lines(&text, self.outside) {
                         let checked = parsed.and_then(|b| {
                             if out.iter().any(|o| o.addr == b.addr) {
                                 Err(format!("{} is listed twice in this pool", b.addr))
@@ -1027,7 +1043,7 @@ const MAX_WEIGHT: u32 = 100;
 
 /// The backends of a `backends-file`: one `host:port [weight] [drain]` a line, `#` comments
 /// and blank lines skipped; each with its line's offset in `text`.
-fn backends_file_lines(text: &str) -> Vec<(usize, Result<Backend, String>)> {
+fn backends_file_lines(text: &str, outside: &dyn Outside) -> Vec<(usize, Result<Backend, String>)> {
     let mut out = Vec::new();
     let mut offset = 0;
     for line in text.split_inclusive('\n') {
@@ -1040,7 +1056,7 @@ fn backends_file_lines(text: &str) -> Vec<(usize, Result<Backend, String>)> {
         };
         let at = start + content.find(address).unwrap_or(0);
         let parsed = (|| {
-            let addr = resolve(address)?;
+            let addr = resolve(address, outside)?;
             let (mut weight, mut drain) = (1, false);
             for word in words {
                 match word {
@@ -1069,15 +1085,17 @@ fn backends_file_lines(text: &str) -> Vec<(usize, Result<Backend, String>)> {
 
 /// `host:port` to one address: literal addresses directly, names through the resolver (at
 /// load time; a reload resolves again).
-fn resolve(text: &str) -> Result<SocketAddr, String> {
+fn resolve(text: &str, outside: &dyn Outside) -> Result<SocketAddr, String> {
     if let Ok(addr) = text.parse::<SocketAddr>() {
         return Ok(addr);
     }
     if !text.contains(':') {
         return Err(format!("`{text}` needs a port: host:port"));
     }
-    text.to_socket_addrs()
+    outside
+        .resolve(text)
         .map_err(|e| format!("`{text}`: {e}"))?
+        .into_iter()
         .next()
         .ok_or_else(|| format!("`{text}` resolves to no address"))
 }

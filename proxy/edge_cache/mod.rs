@@ -37,7 +37,7 @@ use crate::assets::{self, Answer, Asset, CacheStatus, Effort};
 use crate::config::CacheSettings;
 use crate::metrics::Metrics;
 use crate::upstream::{self, Pool};
-pub use policy::{Lifetime, Uncacheable};
+pub use policy::{Freshness, Lifetime, Uncacheable};
 
 /// `[routes.cache]`, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -227,16 +227,11 @@ impl EdgeCache {
         let Some(entry) = self.cache.get(key) else {
             return Lookup::Miss;
         };
-        let age = entry.since_stored();
-        let life = entry.lifetime;
-        if age < life.fresh {
-            Lookup::Hit(entry)
-        } else if age < life.fresh + life.stale_while_revalidate {
-            Lookup::Stale(entry)
-        } else if age < life.fresh + life.stale_if_error {
-            Lookup::Fallback(entry)
-        } else {
-            Lookup::Miss
+        match entry.lifetime.freshness(entry.since_stored()) {
+            Freshness::Fresh => Lookup::Hit(entry),
+            Freshness::Stale => Lookup::Stale(entry),
+            Freshness::Fallback => Lookup::Fallback(entry),
+            Freshness::Expired => Lookup::Miss,
         }
     }
 

@@ -56,10 +56,38 @@ pub struct Lifetime {
     pub stale_if_error: Duration,
 }
 
+/// Where a stored response stands at some age.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// Served as it is.
+    Fresh,
+    /// Served while one background refresh runs.
+    Stale,
+    /// Served only if asking the app fails.
+    Fallback,
+    /// Not served.
+    Expired,
+}
+
 impl Lifetime {
     /// How long the entry is worth keeping at all.
     pub fn retain(&self) -> Duration {
-        self.fresh + self.stale_while_revalidate.max(self.stale_if_error)
+        // Saturating: the stale windows may come from the config, which allows any length.
+        self.fresh
+            .saturating_add(self.stale_while_revalidate.max(self.stale_if_error))
+    }
+
+    /// Where an entry stored `age` ago stands.
+    pub fn freshness(&self, age: Duration) -> Freshness {
+        if age < self.fresh {
+            Freshness::Fresh
+        } else if age < self.fresh.saturating_add(self.stale_while_revalidate) {
+            Freshness::Stale
+        } else if age < self.fresh.saturating_add(self.stale_if_error) {
+            Freshness::Fallback
+        } else {
+            Freshness::Expired
+        }
     }
 }
 
@@ -118,7 +146,7 @@ impl CacheControl {
                     Some((n, a)) => (n.trim(), Some(a.trim().trim_matches('"'))),
                     None => (directive.trim(), None),
                 };
-                let seconds = || arg.and_then(|a| a.parse::<u64>().ok());
+                let seconds = || arg.and_then(delta_seconds);
                 match name.to_ascii_lowercase().as_str() {
                     "private" => cc.private = true,
                     "no-store" => cc.no_store = true,
@@ -133,6 +161,23 @@ impl CacheControl {
         }
         cc
     }
+}
+
+/// The greatest delta-seconds a cache must represent (RFC 9111 §1.2.2: larger values,
+/// including ones past `u64`, count as 2^31). Without the cap `max-age=18446744073709551615,
+/// stale-while-revalidate=…` overflowed the lifetime sums (found by the `cache_control` fuzz
+/// target).
+const MAX_DELTA_SECONDS: u64 = 1 << 31;
+
+/// A delta-seconds value (digits only), capped at [`MAX_DELTA_SECONDS`].
+fn delta_seconds(text: &str) -> Option<u64> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(
+        text.parse::<u64>()
+            .map_or(MAX_DELTA_SECONDS, |n| n.min(MAX_DELTA_SECONDS)),
+    )
 }
 
 /// Whether a response with `status` and `headers` may be stored for `route`, and for how long.
@@ -180,7 +225,7 @@ pub fn response(
         .ok_or(Uncacheable::CacheControl)?;
     let age = headers
         .get(header::AGE)
-        .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
+        .and_then(|v| delta_seconds(v.to_str().ok()?.trim()))
         .unwrap_or(0);
     let lifetime = Lifetime {
         fresh: Duration::from_secs(max_age.saturating_sub(age)),
@@ -301,6 +346,29 @@ mod tests {
             response(&r, 404, &headers(&[("cache-control", "public, max-age=5")])).map(|l| l.fresh),
             Ok(Duration::from_secs(5))
         );
+    }
+
+    #[test]
+    fn lifetimes_past_2_pow_31_seconds_count_as_2_pow_31() {
+        let huge = headers(&[
+            (
+                "cache-control",
+                "max-age=18446744073709551616, stale-while-revalidate=18446744073709551615",
+            ),
+            ("age", "99999999999999999999999"),
+        ]);
+        let life = response(&route(), 200, &huge);
+        assert_eq!(
+            life.map(|l| (l.fresh, l.stale_while_revalidate)),
+            Ok((Duration::ZERO, Duration::from_secs(1 << 31)))
+        );
+        let forever = Lifetime {
+            fresh: Duration::MAX,
+            stale_while_revalidate: Duration::MAX,
+            stale_if_error: Duration::MAX,
+        };
+        assert_eq!(forever.retain(), Duration::MAX);
+        assert_eq!(forever.freshness(Duration::MAX), Freshness::Expired);
     }
 
     #[test]

@@ -241,9 +241,12 @@ fn push_literal(parts: &mut Vec<Part>, literal: &str, source: &str) -> Result<()
     if literal.contains('}') {
         return Err(format!("`{source}`: `}}` without `{{`"));
     }
-    if literal.contains(FORBIDDEN_LITERAL) || !literal.is_ascii() {
+    // Control characters too: one in a literal made the whole `Link` value unsendable
+    // (found by the `link` fuzz target).
+    let printable = literal.bytes().all(|b| b.is_ascii_graphic());
+    if literal.contains(FORBIDDEN_LITERAL) || !printable {
         return Err(format!(
-            "`{source}`: write spaces, quotes, `<>,;\\` and non-ASCII characters %-encoded"
+            "`{source}`: write spaces, quotes, `<>,;\\`, control and non-ASCII characters %-encoded"
         ));
     }
     if !literal.is_empty() {
@@ -404,6 +407,8 @@ mod tests {
             LinkTemplate::parse("/{school", Rel::Preload, Destination::Fetch, &route()).is_err()
         );
         assert!(LinkTemplate::parse("/a b", Rel::Preload, Destination::Fetch, &route()).is_err());
+        let control = "/index\u{5}.json";
+        assert!(LinkTemplate::parse(control, Rel::Preload, Destination::Fetch, &route()).is_err());
     }
 
     #[test]

@@ -14,7 +14,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::store::{Cancelled, Depth, Enqueued, Finish, Job, JobState, JobStore, StoreError};
+use super::store::{
+    decode_record, encode_record, Cancelled, Depth, Enqueued, Finish, Job, JobState, JobStore,
+    StoreError,
+};
 
 const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("jobs");
 const QUEUE: TableDefinition<(u64, &str), (&str, u64)> = TableDefinition::new("queue");
@@ -97,10 +100,6 @@ fn scoped(route: &str, key: &str) -> String {
     format!("{route}\u{0}{key}")
 }
 
-fn decode(bytes: &[u8]) -> Result<Job, StoreError> {
-    Ok(serde_json::from_slice(bytes)?)
-}
-
 type Tx = redb::WriteTransaction;
 
 fn read_job(tx: &Tx, id: &str) -> Result<Option<Job>, StoreError> {
@@ -109,11 +108,11 @@ fn read_job(tx: &Tx, id: &str) -> Result<Option<Job>, StoreError> {
         .get(id)
         .map_err(redb::Error::from)?
         .map(|v| v.value().to_vec());
-    bytes.map(|b| decode(&b)).transpose()
+    bytes.map(|b| decode_record(&b)).transpose()
 }
 
 fn write_job(tx: &Tx, job: &Job) -> Result<(), StoreError> {
-    let bytes = serde_json::to_vec(job)?;
+    let bytes = encode_record(job)?;
     let mut jobs = tx.open_table(JOBS).map_err(redb::Error::from)?;
     jobs.insert(job.id.as_str(), bytes.as_slice())
         .map_err(redb::Error::from)?;
@@ -328,7 +327,7 @@ impl JobStore for EmbeddedStore {
                 .get(id.as_str())
                 .map_err(redb::Error::from)?
                 .map(|v| v.value().to_vec());
-            bytes.map(|b| decode(&b)).transpose()
+            bytes.map(|b| decode_record(&b)).transpose()
         })
         .await
     }
@@ -466,7 +465,7 @@ impl JobStore for EmbeddedStore {
                     .map_err(redb::Error::from)?
                     .map(|v| v.value().to_vec());
                 if let Some(bytes) = bytes {
-                    let mut job = decode(&bytes)?;
+                    let mut job = decode_record(&bytes)?;
                     job.body = Vec::new();
                     out.push(job);
                 }

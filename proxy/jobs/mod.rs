@@ -66,14 +66,23 @@ pub struct OffloadRoute {
 /// A dedup key template: literal text and `{param}` references to the route's parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyTemplate {
-    source: String,
-    params: Vec<String>,
+    parts: Vec<KeyPart>,
+}
+
+/// A piece of a [`KeyTemplate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum KeyPart {
+    Literal(String),
+    Param(String),
 }
 
 impl KeyTemplate {
     /// Parses `text`; every `{name}` must be in `known`.
     pub fn parse(text: &str, known: impl Fn(&str) -> bool) -> Result<Self, String> {
-        let mut params = Vec::new();
+        if text.is_empty() {
+            return Err("an empty key would put every request in one job".to_string());
+        }
+        let mut parts = Vec::new();
         let mut rest = text;
         while let Some(open) = rest.find('{') {
             let after = &rest[open + 1..];
@@ -86,27 +95,32 @@ impl KeyTemplate {
                     "`{{{name}}}` is not a parameter of the route's path"
                 ));
             }
-            params.push(name.to_string());
+            parts.push(KeyPart::Literal(rest[..open].to_string()));
+            parts.push(KeyPart::Param(name.to_string()));
             rest = &after[close + 1..];
         }
-        if text.is_empty() {
-            return Err("an empty key would put every request in one job".to_string());
-        }
-        Ok(KeyTemplate {
-            source: text.to_string(),
-            params,
-        })
+        parts.push(KeyPart::Literal(rest.to_string()));
+        parts.retain(|p| p != &KeyPart::Literal(String::new()));
+        Ok(KeyTemplate { parts })
     }
 
-    /// The key for a request's captured `params`.
+    /// The key for a request's captured `params`, in one pass over the template: a captured
+    /// value is never read as a template itself. (Substituting `{name}` by `{name}` in turn
+    /// let a path segment holding `{title}` pull in another parameter, colliding keys, and
+    /// one repeating `{title}` in a key that names it several times grow exponentially:
+    /// found by the `route` fuzz target running out of memory.)
     pub fn render(&self, params: &Params) -> String {
-        let mut out = self.source.clone();
-        for name in &self.params {
-            let value = params
-                .iter()
-                .find(|(n, _)| n.as_ref() == name)
-                .map_or("", |(_, v)| v.as_str());
-            out = out.replace(&format!("{{{name}}}"), value);
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                KeyPart::Literal(text) => out.push_str(text),
+                KeyPart::Param(name) => out.push_str(
+                    params
+                        .iter()
+                        .find(|(n, _)| n.as_ref() == name)
+                        .map_or("", |(_, v)| v.as_str()),
+                ),
+            }
         }
         out
     }
@@ -232,5 +246,18 @@ mod tests {
         assert_eq!(t.render(&params), "course-mit/physics");
         assert!(KeyTemplate::parse("{nope}", |n| n == "id").is_err());
         assert!(KeyTemplate::parse("{id", |_| true).is_err());
+    }
+
+    #[test]
+    fn captured_values_are_not_read_as_templates() {
+        let t = KeyTemplate::parse("{school}/{title}", |_| true).unwrap();
+        let injected: Params = vec![
+            (Arc::from("school"), "{title}".to_string()),
+            (Arc::from("title"), "x".to_string()),
+        ];
+        assert_eq!(t.render(&injected), "{title}/x");
+        let repeated = KeyTemplate::parse(&"{t}".repeat(20), |_| true).unwrap();
+        let value: Params = vec![(Arc::from("t"), "{t}{t}".to_string())];
+        assert_eq!(repeated.render(&value).len(), 20 * 6);
     }
 }

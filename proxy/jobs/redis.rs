@@ -25,7 +25,7 @@ use std::time::Duration;
 use tokio::sync::OnceCell;
 
 use super::store::{
-    now_ms, Cancelled, Depth, Enqueued, Finish, Job, JobState, JobStore, StoreError,
+    decode_record, now_ms, Cancelled, Depth, Enqueued, Finish, Job, JobState, JobStore, StoreError,
 };
 
 const GROUP: &str = "workers";
@@ -176,7 +176,7 @@ impl RedisStore {
         let raw: Option<String> = con.get(self.job_key(id)).await?;
         match raw {
             Some(raw) => {
-                let job = serde_json::from_str(&raw)?;
+                let job = decode_record(raw.as_bytes())?;
                 Ok(Some((raw, job)))
             }
             None => Ok(None),
@@ -546,7 +546,7 @@ impl RedisStore {
         let raws: Vec<Option<String>> = redis::cmd("MGET").arg(keys).query_async(con).await?;
         let mut out = Vec::new();
         for raw in raws.into_iter().flatten() {
-            let mut job: Job = serde_json::from_str(&raw)?;
+            let mut job = decode_record(raw.as_bytes())?;
             if job.state.is_active() {
                 job.body = Vec::new();
                 out.push(job);

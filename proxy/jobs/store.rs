@@ -261,6 +261,18 @@ pub trait JobStore: Send + Sync + 'static {
     async fn purge(&self, now_ms: u64) -> Result<usize, StoreError>;
 }
 
+/// A stored job record (JSON, as both stores keep it) back into a [`Job`]. The bytes come
+/// from a file or a Redis server that other processes write too: anything that is not a
+/// record is an error, never a panic.
+pub fn decode_record(bytes: &[u8]) -> Result<Job, StoreError> {
+    Ok(serde_json::from_slice(bytes)?)
+}
+
+/// A [`Job`] as the stores keep it.
+pub fn encode_record(job: &Job) -> Result<Vec<u8>, StoreError> {
+    Ok(serde_json::to_vec(job)?)
+}
+
 /// FNV-1a 64 over `parts` (separated), as 16 hex digits: payload fingerprints and slot hashes.
 pub fn fnv1a(parts: &[&[u8]]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;

@@ -356,7 +356,7 @@ async fn replay(jobs: &Jobs, job: &Job, offload: &OffloadRoute, pool: &Pool) -> 
 }
 
 /// The replayed request head: stored fields, then ours.
-fn request_head(job: &Job) -> pingora::Result<RequestHeader> {
+pub(crate) fn request_head(job: &Job) -> pingora::Result<RequestHeader> {
     let mut head = RequestHeader::build(job.method.as_str(), job.target.as_bytes(), None)?;
     for (name, value) in &job.headers {
         head.append_header(name.clone(), value.as_str())?;

@@ -101,6 +101,26 @@ pub struct Route {
     pub max_body: Option<u64>,
 }
 
+impl Route {
+    /// A route of any host and method that only proxies to `pool`: no assets, cache, hints
+    /// or offload, normal priority. Tests and the fuzzer build on it.
+    pub fn plain(name: &str, template: PathTemplate, pool: &str) -> Route {
+        Route {
+            name: Arc::from(name),
+            host: None,
+            methods: None,
+            template,
+            pool: Arc::from(pool),
+            assets: None,
+            cache: None,
+            priority: crate::admission::Priority::Normal,
+            hints: Default::default(),
+            offload: None,
+            max_body: None,
+        }
+    }
+}
+
 /// A route that matched, with what its template captured.
 #[derive(Debug, Clone)]
 pub struct RouteMatch {
@@ -200,18 +220,11 @@ mod tests {
     use super::*;
 
     fn route(name: &str, host: Option<&str>, methods: Option<&[Method]>, path: &str) -> Route {
+        let template = PathTemplate::parse(path).unwrap_or_else(|e| panic!("{path}: {e}"));
         Route {
-            name: Arc::from(name),
             host: host.and_then(|h| HostPattern::parse(h).ok()),
             methods: methods.map(|m| m.to_vec()),
-            template: PathTemplate::parse(path).unwrap_or_else(|e| panic!("{path}: {e}")),
-            pool: Arc::from("app"),
-            assets: None,
-            cache: None,
-            priority: crate::admission::Priority::Normal,
-            hints: Default::default(),
-            offload: None,
-            max_body: None,
+            ..Route::plain(name, template, "app")
         }
     }
 

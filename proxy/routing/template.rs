@@ -94,10 +94,33 @@ impl PathTemplate {
             .any(|s| matches!(s, Segment::Param(n) | Segment::Glob(n) if n.as_ref() == name))
     }
 
-    /// Matches the path's segments, returning the captured parameters.
+    /// Matches the path's segments, returning the captured parameters. A glob takes the
+    /// shortest span that lets the rest of the template match. Linear in the path's length
+    /// whatever the template: the path is the client's.
     pub fn matches(&self, path: &[&str]) -> Option<Params> {
+        let reach = reachable(&self.segments, path);
+        if !reach.first().is_some_and(|row| row[0]) {
+            return None;
+        }
         let mut params = Params::new();
-        match_from(&self.segments, path, &mut params).then_some(params)
+        let mut at = 0;
+        for (i, segment) in self.segments.iter().enumerate() {
+            let next = &reach[i + 1];
+            match segment {
+                Segment::Literal(_) => at += 1,
+                Segment::Param(name) => {
+                    params.push((name.clone(), path[at].to_string()));
+                    at += 1;
+                }
+                Segment::Glob(name) => {
+                    let min_take = usize::from(i + 1 < self.segments.len());
+                    let take = (min_take..=path.len() - at).find(|take| next[at + take])?;
+                    params.push((name.clone(), path[at..at + take].join("/")));
+                    at += take;
+                }
+            }
+        }
+        Some(params)
     }
 
     /// Counts of (literal, param, glob) segments: the specificity the route table sorts by.
@@ -153,42 +176,37 @@ fn parse_segment(part: &str) -> Result<Segment, TemplateError> {
     })
 }
 
-/// Backtracking match; globs are greedy-free (they try the shortest span first), which
-/// keeps `{id*}/manual_update` cheap for the common short ids.
-fn match_from(template: &[Segment], path: &[&str], params: &mut Params) -> bool {
-    let Some((first, rest)) = template.split_first() else {
-        return path.is_empty();
-    };
-    match first {
-        Segment::Literal(text) => match path.split_first() {
-            Some((segment, path_rest)) if segment == text => match_from(rest, path_rest, params),
-            _ => false,
-        },
-        Segment::Param(name) => match path.split_first() {
-            Some((segment, path_rest)) => {
-                params.push((name.clone(), (*segment).to_string()));
-                if match_from(rest, path_rest, params) {
-                    return true;
+/// `reach[i][j]`: whether `template[i..]` matches `path[j..]`, filled from the end so that a
+/// glob costs one pass over the path (a suffix OR), not a try per span. The backtracking
+/// search this replaces joined a candidate capture per try: a template with a glob in the
+/// middle (`/courses/{id*}/manual_update`) against a path of many segments was quadratic,
+/// seconds of CPU for one 32 KB request line.
+fn reachable(template: &[Segment], path: &[&str]) -> Vec<Vec<bool>> {
+    let (t, p) = (template.len(), path.len());
+    let mut reach = vec![vec![false; p + 1]; t + 1];
+    reach[t][p] = true;
+    for i in (0..t).rev() {
+        let (head, tail) = reach.split_at_mut(i + 1);
+        let (row, next) = (&mut head[i], &tail[0]);
+        match &template[i] {
+            Segment::Literal(text) => {
+                for ((cell, segment), after) in row.iter_mut().zip(path).zip(&next[1..]) {
+                    *cell = *segment == text.as_str() && *after;
                 }
-                params.pop();
-                false
             }
-            None => false,
-        },
-        Segment::Glob(name) => {
-            // A glob needs at least one segment unless it ends the template, and must leave
-            // enough segments for the rest of the template.
-            let min_take = usize::from(!rest.is_empty());
-            for take in min_take..=path.len().saturating_sub(rest.len()) {
-                params.push((name.clone(), path[..take].join("/")));
-                if match_from(rest, &path[take..], params) {
-                    return true;
+            Segment::Param(_) => row[..p].copy_from_slice(&next[1..]),
+            Segment::Glob(_) => {
+                // One segment at least, unless the glob ends the template.
+                let min_take = usize::from(i + 1 < t);
+                let mut any = false;
+                for j in (0..=p).rev() {
+                    any |= next.get(j + min_take).copied().unwrap_or(false);
+                    row[j] = any;
                 }
-                params.pop();
             }
-            false
         }
     }
+    reach
 }
 
 #[cfg(test)]

@@ -44,6 +44,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use pages::{Assets, CourseDoc};
+pub(crate) use pool::parse_request_start;
 use pool::{RequestStart, Workers};
 
 /// How the simulated app behaves.

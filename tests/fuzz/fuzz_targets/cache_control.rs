@@ -1,0 +1,4 @@
+//! `frontdoor::fuzzing::cache_control` under libFuzzer (see that function for the input and invariants).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| frontdoor::fuzzing::cache_control(data));

@@ -1,0 +1,4 @@
+//! `frontdoor::fuzzing::job_record` under libFuzzer (see that function for the input and invariants).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| frontdoor::fuzzing::job_record(data));

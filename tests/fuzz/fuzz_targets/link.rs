@@ -1,0 +1,4 @@
+//! `frontdoor::fuzzing::link` under libFuzzer (see that function for the input and invariants).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| frontdoor::fuzzing::link(data));
