@@ -23,9 +23,14 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     };
     number
         .checked_mul(millis_per_unit)
+        .filter(|ms| *ms <= MAX_DURATION_MS)
         .map(Duration::from_millis)
-        .ok_or_else(|| format!("`{text}` is too large"))
+        .ok_or_else(|| format!("`{text}` is too large (at most 87600h, ten years)"))
 }
+
+/// The longest duration a config may give: ten years is beyond any timeout or period, and
+/// keeps every `Instant + duration` the server computes far from overflowing (which panics).
+const MAX_DURATION_MS: u64 = 10 * 365 * 24 * 3_600_000;
 
 /// Parses a size in bytes with a unit: `B`, `KB`/`MB`/`GB` (powers of 1000) or
 /// `KiB`/`MiB`/`GiB` (powers of 1024).
@@ -88,6 +93,19 @@ mod tests {
         assert!(parse_duration("ms").is_err());
         assert!(parse_duration("5 fortnights").is_err());
         assert!(parse_duration("-5s").is_err());
+    }
+
+    #[test]
+    fn durations_past_ten_years_are_refused_before_an_instant_can_overflow() {
+        assert_eq!(
+            parse_duration("87600h"),
+            Ok(Duration::from_secs(87_600 * 3600))
+        );
+        let error = parse_duration("87601h").unwrap_err();
+        assert!(error.contains("at most 87600h"), "{error}");
+        assert!(parse_duration("18446744073709551615ms").is_err());
+        let far = std::time::Instant::now() + parse_duration("87600h").unwrap();
+        assert!(far > std::time::Instant::now());
     }
 
     #[test]
