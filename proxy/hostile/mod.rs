@@ -285,16 +285,22 @@ impl BodyLimit {
 }
 
 /// The access-log line of a connection refused before any phase ran (no method, path or
-/// route is known): Pingora's own error answers and heads cut by `header-timeout` (408, as
-/// nginx logs a `client_header_timeout`; nothing is sent).
-pub fn log_rejected(client: &str, status: u16, reason: &'static str, began: Option<Instant>) {
+/// route is known): Pingora's own error answers, heads cut by `header-timeout` (408, as
+/// nginx logs a `client_header_timeout`; nothing is sent) and HTTP/2 floods (400, closed).
+pub fn log_rejected(
+    client: &str,
+    proto: &'static str,
+    status: u16,
+    reason: &'static str,
+    began: Option<Instant>,
+) {
     let elapsed = began.map_or(Duration::ZERO, |b| b.elapsed());
     tracing::info!(
         target: crate::accesslog::TARGET,
         client,
         method = "-",
         path = "-",
-        proto = "http/1.1",
+        proto,
         status,
         route = crate::metrics::NO_ROUTE,
         duration_ms = %format_args!("{:.3}", elapsed.as_secs_f64() * 1000.0),

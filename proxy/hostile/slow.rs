@@ -165,7 +165,7 @@ impl Guarded {
         }
         if status >= 400 && !has_request_id(bytes) {
             self.metrics.rejected("malformed");
-            super::log_rejected(&self.client(), status, "malformed", None);
+            super::log_rejected(&self.client(), "http/1.1", status, "malformed", None);
         }
         self.answered = true;
         self.in_head = true;
@@ -201,7 +201,13 @@ impl AsyncRead for Guarded {
         let this = &mut *self;
         if this.in_head && this.head_began.is_some() && this.sleep.as_mut().poll(cx).is_ready() {
             this.metrics.rejected("header_timeout");
-            super::log_rejected(&this.client(), 408, "header_timeout", this.head_began);
+            super::log_rejected(
+                &this.client(),
+                "http/1.1",
+                408,
+                "header_timeout",
+                this.head_began,
+            );
             this.head_began = None;
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::TimedOut,
@@ -213,7 +219,7 @@ impl AsyncRead for Guarded {
         if let (Poll::Ready(Ok(())), Some(frames)) = (&polled, this.frames.as_mut()) {
             if !frames.feed(&buf.filled()[before..], Instant::now()) {
                 this.metrics.rejected("h2_flood");
-                super::log_rejected(&this.client(), 400, "h2_flood", None);
+                super::log_rejected(&this.client(), "h2", 400, "h2_flood", None);
                 return Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::InvalidData,
                     "HTTP/2 control-frame flood",
