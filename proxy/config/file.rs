@@ -279,6 +279,9 @@ pub struct ProxySection {
     /// From a request head's first byte to its end (slowloris is closed after it).
     #[serde(default = "default_header_timeout")]
     pub header_timeout: Spanned<String>,
+    /// `%2F`/`%5C` in request paths: `"refuse"` (400) or `"pass"` (kept encoded).
+    #[serde(default = "default_encoded_slashes")]
+    pub encoded_slashes: Spanned<String>,
     /// Longest wait for each read of a request body.
     #[serde(default = "default_body_timeout")]
     pub body_timeout: Spanned<String>,
@@ -301,6 +304,7 @@ impl Default for ProxySection {
             max_uri_bytes: default_max_uri_bytes(),
             max_body: default_proxy_max_body(),
             header_timeout: default_header_timeout(),
+            encoded_slashes: default_encoded_slashes(),
             body_timeout: default_body_timeout(),
             h2_max_concurrent_streams: default_h2_max_concurrent_streams(),
             h2_max_header_list_size: default_h2_max_header_list_size(),
@@ -319,6 +323,9 @@ fn default_max_uri_bytes() -> Spanned<String> {
 }
 fn default_proxy_max_body() -> Spanned<String> {
     unspanned("100MiB".to_string())
+}
+fn default_encoded_slashes() -> Spanned<String> {
+    unspanned("refuse".to_string())
 }
 fn default_header_timeout() -> Spanned<String> {
     unspanned("10s".to_string())

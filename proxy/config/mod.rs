@@ -349,6 +349,13 @@ impl Validator<'_> {
         let body_timeout = self.check(&p.body_timeout, "proxy.body-timeout", |s| {
             units::parse_duration(s).and_then(nonzero)
         });
+        let encoded_slashes = self.check(&p.encoded_slashes, "proxy.encoded-slashes", |s| match s
+            .as_str()
+        {
+            "refuse" => Ok(crate::hostile::path::EncodedSlashes::Refuse),
+            "pass" => Ok(crate::hostile::path::EncodedSlashes::Pass),
+            other => Err(format!("`{other}` must be \"refuse\" or \"pass\"")),
+        });
         Some(crate::hostile::Limits {
             max_header_bytes: max_header_bytes?,
             max_headers: max_headers?.get(),
@@ -356,6 +363,7 @@ impl Validator<'_> {
             max_body: max_body?,
             header_timeout: header_timeout?,
             body_timeout: body_timeout?,
+            encoded_slashes: encoded_slashes?,
         })
     }
 
@@ -1176,16 +1184,20 @@ pool = "app"
 
         let tuned = GOOD.replace(
             "[pools.app]",
-            "[proxy]\nmax-header-bytes = \"16KiB\"\nheader-timeout = \"5s\"\n\n[pools.app]",
+            "[proxy]\nmax-header-bytes = \"16KiB\"\nheader-timeout = \"5s\"\nencoded-slashes = \"pass\"\n\n[pools.app]",
         ) + "max-body = \"1GiB\"\n";
         let config = Config::parse(&dir.path().join("f.toml"), &tuned).unwrap();
         assert_eq!(config.limits.max_header_bytes, 16 * 1024);
         assert_eq!(config.limits.header_timeout, Duration::from_secs(5));
+        assert_eq!(
+            config.limits.encoded_slashes,
+            crate::hostile::path::EncodedSlashes::Pass
+        );
         assert_eq!(config.routes[0].max_body, Some(1 << 30));
 
         let bad = GOOD.replace(
             "[pools.app]",
-            "[proxy]\nmax-headers = 0\nmax-uri-bytes = \"0B\"\nbody-timeout = \"0s\"\n\n[pools.app]",
+            "[proxy]\nmax-headers = 0\nmax-uri-bytes = \"0B\"\nbody-timeout = \"0s\"\nencoded-slashes = \"sometimes\"\n\n[pools.app]",
         ) + "max-body = \"big\"\n";
         let errors = Config::parse(&dir.path().join("f.toml"), &bad)
             .unwrap_err()
@@ -1197,6 +1209,7 @@ pool = "app"
                 "proxy.max-headers",
                 "proxy.max-uri-bytes",
                 "proxy.body-timeout",
+                "proxy.encoded-slashes",
                 "routes[0].max-body"
             ]
         );

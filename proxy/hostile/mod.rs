@@ -40,6 +40,8 @@ pub struct Limits {
     pub header_timeout: Duration,
     /// Longest wait for each read of a request body.
     pub body_timeout: Duration,
+    /// `%2F`/`%5C` in paths: refused or passed encoded.
+    pub encoded_slashes: path::EncodedSlashes,
 }
 
 impl Default for Limits {
@@ -55,6 +57,7 @@ impl Default for Limits {
             max_body: 100 * 1024 * 1024,
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(60),
+            encoded_slashes: path::EncodedSlashes::Refuse,
         }
     }
 }
@@ -161,7 +164,7 @@ pub fn screen_head(
         // The router would match a lossy rendering while the app got the raw bytes.
         return Err(Rejection::BadPath("not UTF-8"));
     }
-    let Some(normal) = path::normalise(head.uri.path())? else {
+    let Some(normal) = path::normalise(head.uri.path(), limits.encoded_slashes)? else {
         return Ok(());
     };
     let mut parts = head.uri.clone().into_parts();

@@ -9,9 +9,22 @@
 
 use super::Rejection;
 
+/// What to do with `%2F` and `%5C` (an encoded `/` or `\`) in a path: `[proxy]
+/// encoded-slashes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EncodedSlashes {
+    /// `400`: an app or a server behind it that decodes before routing would read another
+    /// path than the router matched (the classic traversal).
+    #[default]
+    Refuse,
+    /// Kept encoded inside their segment (as `%2F`/`%5C`), as nginx passes them and as Rails
+    /// routes them (it matches before decoding): for apps with slashes in parameters.
+    Pass,
+}
+
 /// The path to route and forward: `Ok(None)` when `path` is already normal, `Ok(Some(p))`
 /// with its normal form, or the reason it is refused.
-pub fn normalise(path: &str) -> Result<Option<String>, Rejection> {
+pub fn normalise(path: &str, slashes: EncodedSlashes) -> Result<Option<String>, Rejection> {
     if !path.starts_with('/') {
         // `*` (OPTIONS) and authority-form never reach a route; leave them to the router.
         return Ok(None);
@@ -26,7 +39,7 @@ pub fn normalise(path: &str) -> Result<Option<String>, Rejection> {
     let mut out = String::with_capacity(path.len());
     for segment in path.split('/').filter(|s| !s.is_empty()) {
         out.push('/');
-        let decoded = segment_normal(segment, &mut out)?;
+        let decoded = segment_normal(segment, slashes, &mut out)?;
         if decoded == b"." || decoded == b".." {
             return Err(Rejection::BadPath("dot segment"));
         }
@@ -48,7 +61,11 @@ fn is_plain(path: &str) -> bool {
 }
 
 /// Appends the normal spelling of `segment` to `out`; returns its decoded bytes.
-fn segment_normal(segment: &str, out: &mut String) -> Result<Vec<u8>, Rejection> {
+fn segment_normal(
+    segment: &str,
+    slashes: EncodedSlashes,
+    out: &mut String,
+) -> Result<Vec<u8>, Rejection> {
     let bytes = segment.as_bytes();
     let mut decoded = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -69,7 +86,9 @@ fn segment_normal(segment: &str, out: &mut String) -> Result<Vec<u8>, Rejection>
             .and_then(|h| u8::from_str_radix(h, 16).ok())
             .ok_or(Rejection::BadPath("bad percent-escape"))?;
         match hex {
-            b'/' | b'\\' => return Err(Rejection::BadPath("encoded slash")),
+            b'/' | b'\\' if slashes == EncodedSlashes::Refuse => {
+                return Err(Rejection::BadPath("encoded slash"))
+            }
             c if c.is_ascii_control() => return Err(Rejection::BadPath("control character")),
             c if c.is_ascii_alphanumeric() || b"-._~".contains(&c) => out.push(char::from(c)),
             c => out.push_str(&format!("%{c:02X}")),
@@ -87,19 +106,45 @@ mod tests {
     #[test]
     fn normal_paths_are_left_alone() {
         for path in ["/", "/a/b", "/a/b/", "/caf%C3%A9", "/a%20b", "/%2B1"] {
-            assert_eq!(normalise(path), Ok(None), "{path}");
+            assert_eq!(normalise(path, EncodedSlashes::Refuse), Ok(None), "{path}");
         }
     }
 
     #[test]
     fn spellings_of_the_same_path_are_normalised() {
-        assert_eq!(normalise("//admin"), Ok(Some("/admin".into())));
-        assert_eq!(normalise("/a//b///c/"), Ok(Some("/a/b/c/".into())));
         assert_eq!(
-            normalise("/%61dmin/%7euser"),
+            normalise("//admin", EncodedSlashes::Refuse),
+            Ok(Some("/admin".into()))
+        );
+        assert_eq!(
+            normalise("/a//b///c/", EncodedSlashes::Refuse),
+            Ok(Some("/a/b/c/".into()))
+        );
+        assert_eq!(
+            normalise("/%61dmin/%7euser", EncodedSlashes::Refuse),
             Ok(Some("/admin/~user".into()))
         );
-        assert_eq!(normalise("/caf%c3%a9"), Ok(Some("/caf%C3%A9".into())));
+        assert_eq!(
+            normalise("/caf%c3%a9", EncodedSlashes::Refuse),
+            Ok(Some("/caf%C3%A9".into()))
+        );
+    }
+
+    #[test]
+    fn encoded_slashes_pass_encoded_when_the_operator_allows_them() {
+        let pass = EncodedSlashes::Pass;
+        assert_eq!(
+            normalise("/files/a%2fb", pass),
+            Ok(Some("/files/a%2Fb".into()))
+        );
+        assert_eq!(normalise("/files/a%5Cb", pass), Ok(None));
+        // Still refused: what an encoded slash does not excuse.
+        for path in ["/public/%2e%2e/admin", "/a%00", "/a\\b", "/a%ff"] {
+            assert!(
+                matches!(normalise(path, pass), Err(Rejection::BadPath(_))),
+                "{path}"
+            );
+        }
     }
 
     #[test]
@@ -120,7 +165,10 @@ mod tests {
             "/a%2",
         ] {
             assert!(
-                matches!(normalise(path), Err(Rejection::BadPath(_))),
+                matches!(
+                    normalise(path, EncodedSlashes::Refuse),
+                    Err(Rejection::BadPath(_))
+                ),
                 "{path}"
             );
         }

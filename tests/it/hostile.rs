@@ -498,6 +498,24 @@ pool = "public"
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encoded_slashes_reach_the_app_encoded_when_the_operator_allows_them() {
+    let (app, fd) = recording_frontdoor("encoded-slashes = \"pass\"", "").await;
+    let request =
+        b"GET /files/report%2f2024.csv HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    let answer = exchange(&fd, request).await;
+    assert_eq!(status(&answer), 200, "{answer}");
+    assert_eq!(
+        app.request_lines(),
+        ["GET /files/report%2F2024.csv HTTP/1.1"]
+    );
+    // Dot segments stay refused: an encoded slash excuses nothing else.
+    let request = b"GET /files/%2e%2e/x HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    let answer = exchange(&fd, request).await;
+    assert_eq!(status(&answer), 400, "{answer}");
+    assert_eq!(app.request_lines().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fields_only_frontdoor_may_set_are_replaced_or_dropped() {
     let (app, fd) = recording_frontdoor("", "").await;
     let response = fd
