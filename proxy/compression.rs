@@ -96,14 +96,7 @@ pub fn rewrite_head(response: &mut ResponseHeader, encoding: Encoding) {
         Some(v) => response.set("vary", &format!("{v}, Accept-Encoding")),
         None => response.set("vary", "Accept-Encoding"),
     }
-    let etag = response
-        .headers
-        .get(http::header::ETAG)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    if let Some(tag) = etag.filter(|t| !t.starts_with("W/")) {
-        response.set("etag", &format!("W/{tag}"));
-    }
+    crate::headers::weaken_etag(response);
 }
 
 /// A streaming compressor for one response body, counting what goes in and out.

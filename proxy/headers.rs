@@ -62,6 +62,20 @@ pub fn acceptable_request_id(value: &str) -> bool {
     (1..=200).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_graphic())
 }
 
+/// Makes a strong `ETag` weak (`"x"` → `W/"x"`): for a body rewritten on the way (compressed,
+/// or HTML changed), where byte-for-byte equality no longer holds (RFC 9110 §8.8.1).
+pub fn weaken_etag(response: &mut pingora::http::ResponseHeader) {
+    let strong = response
+        .headers
+        .get(http::header::ETAG)
+        .and_then(|v| v.to_str().ok())
+        .filter(|tag| !tag.starts_with("W/"))
+        .map(|tag| format!("W/{tag}"));
+    if let Some(weak) = strong {
+        response.set("etag", &weak);
+    }
+}
+
 /// Header edits through Pingora's request and response heads, which keep a case-preserving
 /// name map beside the `HeaderMap`: editing the map directly would desynchronise the two.
 pub trait HeaderEdit {

@@ -200,14 +200,7 @@ pub fn on_response(
     if pass.rewrites() {
         // The body changes length; a strong validator would now lie.
         response.unset(http::header::CONTENT_LENGTH.as_str());
-        let etag = response
-            .headers
-            .get(http::header::ETAG)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        if let Some(tag) = etag.filter(|t| !t.starts_with("W/")) {
-            response.set("etag", &format!("W/{tag}"));
-        }
+        crate::headers::weaken_etag(response);
     }
     Some(pass)
 }
