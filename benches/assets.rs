@@ -3,11 +3,12 @@
 //! figures in BENCHMARKS.md.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use frontdoor::assets::{negotiate, AssetCache, AssetRoute, AssetSource, Encoding};
-use frontdoor::config::{CacheSettings, PoolSettings};
+use frontdoor::assets::{self, AssetCache, AssetRoute, AssetSource};
+use frontdoor::edge_cache;
 use frontdoor::edge_cache::{CacheRoute, EdgeCache, Lookup};
+use frontdoor::encoding::{negotiate, Encoding};
 use frontdoor::metrics::Metrics;
-use frontdoor::upstream::Pool;
+use frontdoor::upstream::{Pool, PoolSettings};
 use pingora::http::ResponseHeader;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
@@ -38,10 +39,9 @@ fn cache_hit(c: &mut Criterion) {
     std::fs::create_dir_all(root.join("assets")).expect("mkdir");
     let path = "/assets/application-3f9a1c2b4d5e6f70.js";
     std::fs::write(root.join(&path[1..]), "x".repeat(500_000)).expect("write");
-    let settings = CacheSettings {
-        assets_capacity: 64 << 20,
+    let settings = assets::Settings {
+        capacity: 64 << 20,
         compression_threads: NonZeroUsize::MIN,
-        responses_capacity: 64 << 20,
     };
     let metrics = Arc::new(Metrics::new().expect("metrics"));
     let cache = Arc::new(AssetCache::new(&settings, metrics));
@@ -88,10 +88,9 @@ fn edge_cache_hit(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("runtime");
-    let settings = CacheSettings {
-        assets_capacity: 1 << 20,
+    let settings = edge_cache::Settings {
+        capacity: 64 << 20,
         compression_threads: NonZeroUsize::MIN,
-        responses_capacity: 64 << 20,
     };
     let cache = Arc::new(EdgeCache::new(
         &settings,

@@ -9,10 +9,30 @@ use tracing_appender::non_blocking::{NonBlocking, WorkerGuard};
 use tracing_subscriber::filter::{EnvFilter, Targets};
 use tracing_subscriber::prelude::*;
 
-use crate::config::{AccessLogFormat, AccessLogTarget};
-
 /// The `tracing` target of access log events.
 pub const TARGET: &str = "frontdoor::access";
+
+/// Where the access log goes (`[server] access-log`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// No access log.
+    Off,
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+    /// Appended to a file.
+    File(std::path::PathBuf),
+}
+
+/// How access log lines look (`[server] access-log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `key=value` pairs.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
 
 /// Keeps the access log writer thread alive; drop it last (it flushes on drop).
 pub struct LogGuard {
@@ -20,7 +40,7 @@ pub struct LogGuard {
 }
 
 /// Installs the global subscriber. Diagnostics follow `RUST_LOG` (default `info`).
-pub fn init(target: &AccessLogTarget, format: AccessLogFormat) -> std::io::Result<LogGuard> {
+pub fn init(target: &Target, format: Format) -> std::io::Result<LogGuard> {
     // Every filter here reports its most verbose level, so that callsites above it (h2's and
     // Pingora's trace spans) are disabled once, statically: a filter without that hint made
     // the registry track every span, ~9% of CPU under h2 load.
@@ -48,10 +68,10 @@ pub fn init(target: &AccessLogTarget, format: AccessLogFormat) -> std::io::Resul
         .with_writer(std::io::stderr)
         .with_filter(env_filter);
     let writer: Option<(NonBlocking, WorkerGuard)> = match target {
-        AccessLogTarget::Off => None,
-        AccessLogTarget::Stdout => Some(tracing_appender::non_blocking(std::io::stdout())),
-        AccessLogTarget::Stderr => Some(tracing_appender::non_blocking(std::io::stderr())),
-        AccessLogTarget::File(path) => {
+        Target::Off => None,
+        Target::Stdout => Some(tracing_appender::non_blocking(std::io::stdout())),
+        Target::Stderr => Some(tracing_appender::non_blocking(std::io::stderr())),
+        Target::File(path) => {
             let file = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
@@ -64,14 +84,14 @@ pub fn init(target: &AccessLogTarget, format: AccessLogFormat) -> std::io::Resul
         Some((writer, guard)) => {
             let only_access = Targets::new().with_target(TARGET, tracing::Level::INFO);
             let layer = match format {
-                AccessLogFormat::Text => tracing_subscriber::fmt::layer()
+                Format::Text => tracing_subscriber::fmt::layer()
                     .with_writer(writer)
                     .with_target(false)
                     .with_level(false)
                     .with_ansi(false)
                     .with_filter(only_access)
                     .boxed(),
-                AccessLogFormat::Json => tracing_subscriber::fmt::layer()
+                Format::Json => tracing_subscriber::fmt::layer()
                     .json()
                     .flatten_event(true)
                     .with_current_span(false)

@@ -106,7 +106,7 @@ impl ServeHttp for AdminApp {
                 metrics.asset_bytes(self.shared.assets.bytes_held().await);
                 metrics.edge_cache_bytes(self.shared.edge_cache.bytes_held());
                 for row in status::report(&self.shared.controllers) {
-                    metrics.capacity(&row.pool, &row.view, row.in_flight);
+                    metrics.capacity(&row.pool, row.view.measures(row.in_flight));
                 }
                 response(
                     StatusCode::OK,

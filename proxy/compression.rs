@@ -12,7 +12,7 @@ use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use std::io::Write;
 
-use crate::assets::{negotiate, Encoding};
+use crate::encoding::{compressible, negotiate, Encoding};
 use crate::headers::HeaderEdit;
 
 /// Bodies known to be smaller are sent as they are: compression would not pay for its frame.
@@ -23,29 +23,6 @@ const BROTLI_QUALITY: u32 = 4;
 const BROTLI_WINDOW: u32 = 18;
 /// gzip level for streams.
 const GZIP_LEVEL: u32 = 5;
-
-/// Content types worth compressing (compared without parameters).
-pub fn compressible(content_type: &str) -> bool {
-    let media = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    media.starts_with("text/") && media != "text/event-stream"
-        || matches!(
-            media.as_str(),
-            "application/json"
-                | "application/javascript"
-                | "application/x-javascript"
-                | "application/xml"
-                | "application/rss+xml"
-                | "application/atom+xml"
-                | "application/manifest+json"
-                | "image/svg+xml"
-        )
-        || media.ends_with("+json")
-}
 
 /// The encoding to compress `response` with, if it should be compressed at all.
 pub fn choose(

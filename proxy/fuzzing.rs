@@ -16,9 +16,10 @@ use std::time::{Duration, SystemTime};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
 use crate::admission::server_timing;
-use crate::assets::{self, Encoding, RangeRequest};
+use crate::assets::{self, RangeRequest};
 use crate::config::{Config, Outside};
 use crate::edge_cache::{policy, CacheRoute};
+use crate::encoding::{self, Encoding};
 use crate::headers::{self, Forwarding};
 use crate::hints::{link, Destination, LinkTemplate, Rel};
 use crate::jobs::{store, KeyTemplate};
@@ -244,7 +245,7 @@ pub fn accept_encoding(data: &[u8]) {
             .filter(|(i, _)| mask & (1 << i) != 0)
             .map(|(_, e)| *e)
             .collect();
-        if let Some(chosen) = assets::negotiate(Some(&header), &available) {
+        if let Some(chosen) = encoding::negotiate(Some(&header), &available) {
             assert!(
                 available.contains(&chosen),
                 "chose {chosen:?} of {available:?}"

@@ -6,9 +6,11 @@
 //!
 //! # Modules
 //! - [`config`]: TOML file types → validated domain [`config::Config`]; errors carry file:line:col.
-//! - [`routing`]: route templates (`/courses/{school}/{title}`, `{rest*}`) compiled into a [`routing::RouteTable`].
+//! - [`template`]: path templates (`/courses/{school}/{title}`, `{rest*}`) and the params they capture.
+//! - [`routing`]: routes (host, methods, template, each feature's settings) compiled into a [`routing::RouteTable`].
 //! - [`assets`]: fingerprinted assets from memory: single-flight fill, pre-compression, negotiation, ETag/304, Range.
 //! - [`edge_cache`]: the app's cacheable responses from memory (fresh, stale-while-revalidate, stale-if-error).
+//! - [`encoding`]: content codings (br, gzip, identity), negotiation by q-value and server preference, compressible types.
 //! - [`compression`]: on-the-fly Brotli/gzip of dynamic text responses.
 //! - [`admission`]: slots per backend, the proxy-held queue, CoDel shedding, priorities, the capacity view.
 //! - [`hints`]: `Link` preload/prefetch hints (route rules and learned assets), 103 Early Hints, script deferral.
@@ -57,6 +59,7 @@ pub mod assets;
 pub mod compression;
 pub mod config;
 pub mod edge_cache;
+pub mod encoding;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod headers;
@@ -71,5 +74,6 @@ pub mod server;
 pub mod service;
 pub mod simulator;
 pub mod snapshot;
+pub mod template;
 pub mod tls;
 pub mod upstream;

@@ -59,7 +59,8 @@ impl Reloader {
         if config.h2 != current.config.h2 {
             restart_only.push("proxy.h2-*");
         }
-        if config.cache != current.config.cache {
+        if config.assets != current.config.assets || config.edge_cache != current.config.edge_cache
+        {
             restart_only.push("cache");
         }
         // The job store is opened once; the first offload route or schedule needs a start.

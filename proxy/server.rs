@@ -61,6 +61,19 @@ fn server_conf(config: &Config) -> ServerConf {
 /// further while the answer cannot be written, so a client that does not read stalls only
 /// its own connection. A header block split into endless CONTINUATION frames (CVE-2024-27316)
 /// ends the connection once it exceeds the header list size.
+/// Offloaded-job replays are the lowest priority: they wait while their pool is overloaded.
+impl crate::jobs::Brake for crate::admission::Controllers {
+    fn overloaded(&self, pool: &str) -> bool {
+        crate::admission::Controllers::overloaded(self, pool)
+    }
+}
+
+/// The current snapshot's `header-timeout`, for the slow-head guard of each listener.
+fn header_timeout(shared: &Arc<Shared>) -> crate::hostile::slow::HeaderTimeout {
+    let shared = shared.clone();
+    Box::new(move || shared.snapshot.load().config.limits.header_timeout)
+}
+
 fn h2_options(h2: H2Settings) -> H2Options {
     let mut options = H2Options::default();
     options
@@ -105,7 +118,7 @@ pub fn build(config: Config, config_path: &Path) -> Result<Server, StartError> {
     // Slow request heads are cut below Pingora's session (it has no whole-head timeout).
     let mut proxy = Service::new(
         "frontdoor https".to_string(),
-        crate::hostile::slow::Guard::new(app, shared.clone()),
+        crate::hostile::slow::Guard::new(app, header_timeout(&shared), shared.metrics.clone()),
     );
     let tls = crate::tls::listener_settings(shared.certs.clone(), metrics)?;
     proxy.add_tls_with_settings(&listen.https.to_string(), None, tls);
@@ -115,7 +128,11 @@ pub fn build(config: Config, config_path: &Path) -> Result<Server, StartError> {
         let redirect_app = HttpServer::new_app(RedirectApp::new(listen.redirect_https_port));
         let mut redirect = Service::new(
             "frontdoor http redirect".to_string(),
-            crate::hostile::slow::Guard::new(redirect_app, shared.clone()),
+            crate::hostile::slow::Guard::new(
+                redirect_app,
+                header_timeout(&shared),
+                shared.metrics.clone(),
+            ),
         );
         redirect.add_tcp(&http.to_string());
         redirect.threads = Some(1);
@@ -138,7 +155,10 @@ pub fn build(config: Config, config_path: &Path) -> Result<Server, StartError> {
     }
     server.add_service(background_service(
         "frontdoor health checks",
-        crate::upstream::HealthChecks::new(shared.clone()),
+        crate::upstream::HealthChecks::new({
+            let shared = shared.clone();
+            Box::new(move || shared.snapshot.load().pools.values().cloned().collect())
+        }),
     ));
     server.add_service(background_service(
         "frontdoor config reload",

@@ -63,6 +63,17 @@ pub struct RequestCtx {
     body_limit: Option<BodyLimit>,
 }
 
+impl RequestCtx {
+    /// The matched route as the hints module sees it.
+    fn hints_match(&self) -> Option<hints::Matched<'_>> {
+        self.route.as_ref().map(|m| hints::Matched {
+            route: &m.route.name,
+            hints: &m.route.hints,
+            params: &m.params,
+        })
+    }
+}
+
 /// The proxy service.
 pub struct Frontdoor {
     shared: Arc<Shared>,
@@ -386,7 +397,8 @@ impl ProxyHttp for Frontdoor {
         }
         if let (Some(matched), Some(jobs)) = (&ctx.route, jobs) {
             if let Some(offload) = &matched.route.offload {
-                jobs::http::offload(session, jobs, matched, offload, &ctx.request_id).await?;
+                let (route, params) = (&matched.route.name, &matched.params);
+                jobs::http::offload(session, jobs, route, params, offload, &ctx.request_id).await?;
                 return Ok(true);
             }
         }
@@ -397,7 +409,7 @@ impl ProxyHttp for Frontdoor {
             return Ok(true);
         }
         let (learned, metrics) = (&self.shared.learned, &self.shared.metrics);
-        hints::send_early(session, ctx.route.as_ref(), learned, metrics).await?;
+        hints::send_early(session, ctx.hints_match(), learned, metrics).await?;
         self.admit(session, ctx).await
     }
 
@@ -529,7 +541,7 @@ impl ProxyHttp for Frontdoor {
         response.set(headers::X_REQUEST_ID, &ctx.request_id);
         let request = session.req_header();
         let (learned, metrics) = (&self.shared.learned, &self.shared.metrics);
-        ctx.html_pass = hints::on_response(request, response, ctx.route.as_ref(), learned, metrics);
+        ctx.html_pass = hints::on_response(request, response, ctx.hints_match(), learned, metrics);
         if let (Some(key), Some(matched)) = (ctx.cache_key.take(), &ctx.route) {
             if let Some(rules) = &matched.route.cache {
                 ctx.fill =
@@ -595,7 +607,12 @@ impl ProxyHttp for Frontdoor {
             if let Some(compressor) = ctx.compressor.take() {
                 let (rest, outcome) = compressor.finish().map_err(failed)?;
                 let route = ctx.route.as_ref().map_or(NO_ROUTE, |m| &m.route.name);
-                self.shared.metrics.response_compressed(route, &outcome);
+                self.shared.metrics.response_compressed(
+                    route,
+                    outcome.encoding.token(),
+                    outcome.bytes_in,
+                    outcome.bytes_out,
+                );
                 out = if out.is_empty() {
                     rest
                 } else {

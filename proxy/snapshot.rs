@@ -34,7 +34,7 @@ impl Snapshot {
     /// `controllers`, and every backend its health from `backends` (the same ones across
     /// reloads: controllers retuned, backend states kept by pool and address).
     pub fn new(config: Config, controllers: &Controllers, backends: &Backends) -> Self {
-        backends.retain(&config);
+        backends.retain(&config.pools);
         let routes = config.route_table();
         let pools = config
             .pools
@@ -101,8 +101,8 @@ impl Shared {
         let certs = Arc::new(ArcSwap::from_pointee(CertStore::new(
             config.certificates.clone(),
         )));
-        let assets = Arc::new(AssetCache::new(&config.cache, metrics.clone()));
-        let edge_cache = Arc::new(EdgeCache::new(&config.cache, metrics.clone()));
+        let assets = Arc::new(AssetCache::new(&config.assets, metrics.clone()));
+        let edge_cache = Arc::new(EdgeCache::new(&config.edge_cache, metrics.clone()));
         let controllers = Arc::new(Controllers::new(metrics.clone()));
         let backends = Arc::new(Backends::new(metrics.clone()));
         Shared {

@@ -75,7 +75,7 @@ pub fn load_certified_key(
 }
 
 /// [`load_certified_key`], reading the two files through `read_file` (config validation
-/// passes its [`crate::config::Outside`]).
+/// passes its reader of files).
 pub fn certified_key_from(
     cert_path: &Path,
     key_path: &Path,

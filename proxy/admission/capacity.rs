@@ -51,6 +51,24 @@ pub struct CapacityView {
     pub shed_rate: f64,
 }
 
+impl CapacityView {
+    /// The view as `pool_capacity` measures, with the pool's `in_flight` now.
+    pub fn measures(&self, in_flight: usize) -> [(&'static str, f64); 10] {
+        [
+            ("arrival_rate", self.arrival_rate),
+            ("throughput", self.throughput),
+            ("response_seconds_mean", self.mean_response_secs),
+            ("carried", self.carried),
+            ("slots", self.slots as f64),
+            ("in_flight", in_flight as f64),
+            ("utilization", self.utilization),
+            ("queue_p50_seconds", self.queue_p50_secs),
+            ("queue_p99_seconds", self.queue_p99_secs),
+            ("shed_rate", self.shed_rate),
+        ]
+    }
+}
+
 fn bound(i: usize) -> f64 {
     0.0005 * f64::from(1u32 << i)
 }

@@ -34,7 +34,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use crate::metrics::Metrics;
-use crate::upstream::BackendState;
 use capacity::Window;
 use codel::Codel;
 
@@ -120,6 +119,24 @@ struct Waiter {
     send: oneshot::Sender<Permit>,
 }
 
+/// What admission asks of a backend's health (upstream's `BackendState` answers it).
+pub trait Health: std::fmt::Debug + Send + Sync {
+    /// Whether the backend may get traffic now: checks pass (or none run), not ejected.
+    fn is_up(&self) -> bool;
+}
+
+/// The index with the fewest in flight relative to its weight among `candidates` (index,
+/// in flight, weight), for slots here and for least-busy pools without admission; ties go to the first, so callers rotate the start to spread them.
+pub fn least_busy(candidates: impl Iterator<Item = (usize, usize, u32)>) -> Option<usize> {
+    candidates
+        .fold(None, |best: Option<(usize, usize, u32)>, c| match best {
+            // a/wa < b/wb  ⇔  a·wb < b·wa
+            Some(b) if (c.1 as u128) * (b.2 as u128) >= (b.1 as u128) * (c.2 as u128) => Some(b),
+            _ => Some(c),
+        })
+        .map(|(i, _, _)| i)
+}
+
 /// A backend as admission sees it: `slots × weight` slots, none while down or draining.
 #[derive(Debug, Clone)]
 pub struct SlotBackend {
@@ -131,7 +148,7 @@ pub struct SlotBackend {
     /// Draining: keeps its requests in flight, takes no new ones.
     pub drain: bool,
     /// Its health.
-    pub state: Arc<BackendState>,
+    pub state: Arc<dyn Health>,
 }
 
 impl SlotBackend {
@@ -243,7 +260,7 @@ impl State {
                 .enumerate()
                 .filter(|(_, b)| free(b))
                 .map(|(i, b)| (i, self.busy(b.addr), b.weight));
-            crate::upstream::select::least_busy(candidates).map(|i| self.backends[i].addr)
+            least_busy(candidates).map(|i| self.backends[i].addr)
         })?;
         *self.in_flight.entry(chosen).or_insert(0) += 1;
         Some(chosen)
@@ -385,7 +402,8 @@ impl Admission {
             if let Some(shed) = refusal {
                 state.window.shed(now);
                 drop(state);
-                self.metrics.shed(&self.pool, priority.as_str(), shed);
+                self.metrics
+                    .shed(&self.pool, priority.as_str(), &shed.to_string());
                 return Err(shed);
             }
             let (send, receive) = oneshot::channel();
@@ -418,7 +436,8 @@ impl Admission {
         }
         let outcome = Shed::Timeout;
         self.lock().window.shed(Instant::now());
-        self.metrics.shed(&self.pool, priority.as_str(), outcome);
+        self.metrics
+            .shed(&self.pool, priority.as_str(), &outcome.to_string());
         Err(outcome)
     }
 
@@ -588,9 +607,11 @@ impl Controllers {
     }
 }
 
-/// Offloaded-job replays are the lowest priority: they wait while their pool is overloaded.
-impl crate::jobs::Brake for Controllers {
-    fn overloaded(&self, pool: &str) -> bool {
+impl Controllers {
+    /// Whether `pool` is overloaded now (pools without admission never are). Offloaded-job
+    /// replays, the lowest priority, wait while it is (the server wires this into the job
+    /// workers' brake).
+    pub fn overloaded(&self, pool: &str) -> bool {
         let by_pool = self.by_pool.lock().unwrap_or_else(PoisonError::into_inner);
         by_pool.get(pool).is_some_and(|a| a.overloaded())
     }
@@ -612,6 +633,24 @@ mod tests {
         }
     }
 
+    #[derive(Debug)]
+    struct AlwaysUp;
+
+    impl Health for AlwaysUp {
+        fn is_up(&self) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn least_busy_is_relative_to_weight() {
+        // 2 in flight at weight 2 is as busy as 1 at weight 1: the first wins the tie.
+        assert_eq!(least_busy([(0, 2, 2), (1, 1, 1)].into_iter()), Some(0));
+        assert_eq!(least_busy([(0, 3, 2), (1, 1, 1)].into_iter()), Some(1));
+        assert_eq!(least_busy([(0, 3, 1), (1, 5, 3)].into_iter()), Some(1));
+        assert_eq!(least_busy(std::iter::empty()), None);
+    }
+
     fn slot_backends(n: usize) -> Vec<SlotBackend> {
         (0..n)
             .map(|i| {
@@ -620,7 +659,7 @@ mod tests {
                     addr,
                     weight: 1,
                     drain: false,
-                    state: Arc::new(BackendState::detached(addr)),
+                    state: Arc::new(AlwaysUp),
                 }
             })
             .collect()
@@ -717,7 +756,6 @@ mod tests {
 
     #[tokio::test]
     async fn job_replays_brake_while_their_pool_is_overloaded() {
-        use crate::jobs::Brake;
         let controllers = Controllers::new(Arc::new(Metrics::new().unwrap()));
         let a = controllers.for_pool("app", &settings(1, 0), slot_backends(1));
         assert!(!controllers.overloaded("app"));

@@ -15,11 +15,9 @@
 //! success), already-encoded upstream bodies, and files over `max-object-size`.
 
 mod conditional;
-mod negotiate;
 mod variants;
 
 pub use conditional::{none_match, range, RangeRequest};
-pub use negotiate::{negotiate, Encoding};
 pub use variants::{content_hash, is_fingerprinted, Effort, Variant};
 
 use bytes::Bytes;
@@ -28,13 +26,23 @@ use moka::future::Cache;
 use pingora::connectors::http::Connector;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use tokio::sync::Semaphore;
 
-use crate::config::CacheSettings;
+use crate::encoding::{negotiate, Encoding};
 use crate::metrics::Metrics;
 use crate::upstream::{self, FetchError, Pool};
+
+/// `[cache]` as the asset cache uses it: sized at start, kept across reloads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Bytes held, all encodings counted.
+    pub capacity: u64,
+    /// Assets compressed at once (Brotli 11 runs on the blocking pool).
+    pub compression_threads: NonZeroUsize,
+}
 
 /// Where a route's assets come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,7 +131,7 @@ impl Asset {
             .and_then(|t| t.to_str().ok())
             .is_some_and(|t| {
                 let media = t.split(';').next().unwrap_or("").trim();
-                crate::compression::compressible(t)
+                crate::encoding::compressible(t)
                     || matches!(
                         media,
                         "font/ttf"
@@ -199,11 +207,11 @@ pub struct AssetCache {
 }
 
 impl AssetCache {
-    /// A cache holding at most `settings.assets_capacity` bytes.
-    pub fn new(settings: &CacheSettings, metrics: Arc<Metrics>) -> Self {
+    /// A cache holding at most `settings.capacity` bytes.
+    pub fn new(settings: &Settings, metrics: Arc<Metrics>) -> Self {
         let evictions = metrics.clone();
         let cache = Cache::builder()
-            .max_capacity(settings.assets_capacity)
+            .max_capacity(settings.capacity)
             .weigher(|_key: &String, asset: &Arc<Asset>| asset.weight())
             .eviction_listener(move |_key, _asset, cause| {
                 if cause == moka::notification::RemovalCause::Size {

@@ -6,7 +6,7 @@
 use bytes::Bytes;
 use std::io::Write;
 
-use super::negotiate::Encoding;
+use crate::encoding::Encoding;
 
 /// One stored form of an asset.
 #[derive(Debug, Clone, PartialEq, Eq)]

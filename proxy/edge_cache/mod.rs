@@ -28,16 +28,25 @@ use moka::sync::Cache;
 use pingora::connectors::http::Connector;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
+use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
 use crate::assets::{self, Answer, Asset, CacheStatus, Effort};
-use crate::config::CacheSettings;
 use crate::metrics::Metrics;
 use crate::upstream::{self, Pool};
 pub use policy::{Freshness, Lifetime, Uncacheable};
+
+/// `[cache]` as the edge cache uses it: sized at start, kept across reloads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Bytes held, all encodings counted.
+    pub capacity: u64,
+    /// Responses compressed at once (as many as the asset cache has, in a pool of their own).
+    pub compression_threads: NonZeroUsize,
+}
 
 /// `[routes.cache]`, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -185,11 +194,11 @@ impl moka::Expiry<String, Arc<Entry>> for RetainFor {
 }
 
 impl EdgeCache {
-    /// A cache holding at most `settings.responses_capacity` bytes.
-    pub fn new(settings: &CacheSettings, metrics: Arc<Metrics>) -> Self {
+    /// A cache holding at most `settings.capacity` bytes.
+    pub fn new(settings: &Settings, metrics: Arc<Metrics>) -> Self {
         let evictions = metrics.clone();
         let cache = Cache::builder()
-            .max_capacity(settings.responses_capacity)
+            .max_capacity(settings.capacity)
             .weigher(|_key: &String, entry: &Arc<Entry>| entry.weight())
             .expire_after(RetainFor)
             .eviction_listener(move |_key, _entry, cause| {

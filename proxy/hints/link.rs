@@ -5,7 +5,7 @@ use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTRO
 use std::fmt;
 use std::sync::Arc;
 
-use crate::routing::{Params, PathTemplate};
+use crate::template::{Params, PathTemplate};
 
 /// Bytes encoded in a substituted parameter: everything that could end a path segment, a
 /// query value or the `<…>` of a `Link` value, and `%` itself (values are decoded first, so

@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 use crate::headers::HeaderEdit;
 use crate::metrics::Metrics;
-use crate::routing::RouteMatch;
+use crate::template::Params;
 
 /// `[routes.hints]`, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,16 +95,27 @@ fn wildcard(pattern: &str, text: &str) -> bool {
     rest.len() >= last.len() && rest.ends_with(last)
 }
 
+/// The route a request matched, as hints see it.
+#[derive(Debug, Clone, Copy)]
+pub struct Matched<'a> {
+    /// The route's name: the metrics label and the key of its learned assets.
+    pub route: &'a str,
+    /// The route's hint rules.
+    pub hints: &'a RouteHints,
+    /// What the request's path captured.
+    pub params: &'a Params,
+}
+
 /// Every hint for a request of `matched`: the rules, then what was learned.
-fn links(matched: &RouteMatch, learned: &Learned) -> Vec<Link> {
-    let hints = &matched.route.hints;
+fn links(matched: Matched<'_>, learned: &Learned) -> Vec<Link> {
+    let hints = matched.hints;
     let mut out: Vec<Link> = hints
         .links
         .iter()
-        .map(|t| t.expand(&matched.params))
+        .map(|t| t.expand(matched.params))
         .collect();
     if hints.learn {
-        out.extend(learned.get(&matched.route.name).iter().cloned());
+        out.extend(learned.get(matched.route).iter().cloned());
     }
     out
 }
@@ -113,11 +124,11 @@ fn links(matched: &RouteMatch, learned: &Learned) -> Vec<Link> {
 /// not h2; a GET). `Ok(())` also when nothing was sent.
 pub async fn send_early(
     session: &mut Session,
-    matched: Option<&RouteMatch>,
+    matched: Option<Matched<'_>>,
     learned: &Learned,
     metrics: &Metrics,
 ) -> pingora::Result<()> {
-    let Some(matched) = matched.filter(|m| m.route.hints.early_hints) else {
+    let Some(matched) = matched.filter(|m| m.hints.early_hints) else {
         return Ok(());
     };
     let head = session.req_header();
@@ -133,7 +144,7 @@ pub async fn send_early(
     session
         .write_response_header(Box::new(early), false)
         .await?;
-    metrics.hint(&matched.route.name, "early_hints", 1);
+    metrics.hint(matched.route, "early_hints", 1);
     Ok(())
 }
 
@@ -160,7 +171,7 @@ fn is_html(response: &ResponseHeader) -> bool {
 pub fn on_response(
     request: &RequestHeader,
     response: &mut ResponseHeader,
-    matched: Option<&RouteMatch>,
+    matched: Option<Matched<'_>>,
     learned: &Learned,
     metrics: &Metrics,
 ) -> Option<HtmlPass> {
@@ -176,10 +187,10 @@ pub fn on_response(
         .collect();
     if let Some(value) = link::merge(&links(matched, learned), &link::existing(&upstream)) {
         if response.append_header(http::header::LINK, value).is_ok() {
-            metrics.hint(&matched.route.name, "link", 1);
+            metrics.hint(matched.route, "link", 1);
         }
     }
-    let hints = &matched.route.hints;
+    let hints = matched.hints;
     let encoded = response
         .headers
         .get(http::header::CONTENT_ENCODING)
@@ -246,9 +257,10 @@ pub fn on_body(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::routing::{PathTemplate, Route};
+    use crate::template::PathTemplate;
 
-    fn course(hints: RouteHints) -> RouteMatch {
+    /// The course route's hints (its rule plus `hints`) and the params of its page.
+    fn course(hints: RouteHints) -> (RouteHints, Params) {
         let template = PathTemplate::parse("/courses/{school}/{title}").unwrap();
         let rule = LinkTemplate::parse(
             "/courses/{school}/{title}/course.json",
@@ -257,28 +269,15 @@ mod tests {
             &template,
         )
         .unwrap();
-        RouteMatch {
-            route: Arc::new(Route {
-                name: Arc::from("course"),
-                host: None,
-                methods: None,
-                template,
-                pool: Arc::from("app"),
-                assets: None,
-                cache: None,
-                priority: crate::admission::Priority::Normal,
-                offload: None,
-                max_body: None,
-                hints: RouteHints {
-                    links: vec![rule],
-                    ..hints
-                },
-            }),
-            params: vec![
-                (Arc::from("school"), "mit".to_string()),
-                (Arc::from("title"), "physics".to_string()),
-            ],
-        }
+        let hints = RouteHints {
+            links: vec![rule],
+            ..hints
+        };
+        let params = vec![
+            (Arc::from("school"), "mit".to_string()),
+            (Arc::from("title"), "physics".to_string()),
+        ];
+        (hints, params)
     }
 
     fn response(status: u16, headers: &[(&'static str, &str)]) -> ResponseHeader {
@@ -292,11 +291,16 @@ mod tests {
     fn respond(method: &str, response: &mut ResponseHeader, hints: RouteHints) -> Option<HtmlPass> {
         let request = RequestHeader::build(method, b"/courses/mit/physics", None).unwrap();
         let metrics = Metrics::new().unwrap();
-        let matched = course(hints);
+        let (hints, params) = course(hints);
+        let matched = Matched {
+            route: "course",
+            hints: &hints,
+            params: &params,
+        };
         on_response(
             &request,
             response,
-            Some(&matched),
+            Some(matched),
             &Learned::default(),
             &metrics,
         )

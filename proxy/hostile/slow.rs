@@ -30,26 +30,30 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
 use super::h2flood::FrameBudget;
 use crate::metrics::Metrics;
-use crate::snapshot::Shared;
+
+/// Reads the current `header-timeout` (it follows reloads).
+pub type HeaderTimeout = Box<dyn Fn() -> Duration + Send + Sync>;
 
 /// The HTTPS service's application with a head deadline on every HTTP/1.x connection.
 pub struct Guard<A> {
     inner: Arc<A>,
-    shared: Arc<Shared>,
+    header_timeout: HeaderTimeout,
+    metrics: Arc<Metrics>,
 }
 
 impl<A> Guard<A> {
-    /// Wraps `inner`; the timeout is read from the current snapshot for each connection.
-    pub fn new(inner: A, shared: Arc<Shared>) -> Self {
+    /// Wraps `inner`; `header_timeout` is asked once for each connection.
+    pub fn new(inner: A, header_timeout: HeaderTimeout, metrics: Arc<Metrics>) -> Self {
         Guard {
             inner: Arc::new(inner),
-            shared,
+            header_timeout,
+            metrics,
         }
     }
 }
@@ -61,8 +65,8 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guard<A> {
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        let timeout = self.shared.snapshot.load().config.limits.header_timeout;
-        let mut guarded = Guarded::new(stream, timeout, self.shared.metrics.clone());
+        let timeout = (self.header_timeout)();
+        let mut guarded = Guarded::new(stream, timeout, self.metrics.clone());
         if matches!(guarded.inner.selected_alpn_proto(), Some(ALPN::H2)) {
             guarded.in_head = false;
             guarded.frames = Some(FrameBudget::default());

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use super::store::{self, Cancelled, Enqueued, Job, NewJob};
 use super::{Jobs, OffloadRoute, STATUS_PREFIX};
-use crate::routing::RouteMatch;
+use crate::template::Params;
 
 /// The client's idempotency header.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -257,11 +257,12 @@ async fn read_body(session: &mut Session, max: u64) -> Result<Option<Vec<u8>>> {
 pub async fn offload(
     session: &mut Session,
     jobs: &Jobs,
-    matched: &RouteMatch,
+    route: &str,
+    params: &Params,
     offload: &OffloadRoute,
     request_id: &str,
 ) -> Result<()> {
-    let route = matched.route.name.to_string();
+    let route = route.to_string();
     let Some(body) = read_body(session, offload.max_body).await? else {
         session.set_keepalive(None);
         return plain(session, 413, "request body too large for a job", request_id).await;
@@ -317,7 +318,7 @@ pub async fn offload(
         target,
         headers,
         body,
-        dedup: offload.key.as_ref().map(|k| k.render(&matched.params)),
+        dedup: offload.key.as_ref().map(|k| k.render(params)),
         idempotency_key,
     }
     .queued();

@@ -31,7 +31,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::metrics::Metrics;
-use crate::routing::Params;
+use crate::template::Params;
 
 /// The path prefix of job status URLs, answered by frontdoor before routing.
 pub const STATUS_PREFIX: &str = "/_frontdoor/jobs/";

@@ -8,9 +8,7 @@
 //! 4. a route that lists `methods` beats one that takes any method;
 //! 5. what is still tied goes to the route written first in the file.
 
-mod template;
-
-pub use template::{path_segments, Params, PathTemplate, Segment, TemplateError};
+pub use crate::template::{path_segments, Params, PathTemplate, Segment, TemplateError};
 
 use http::Method;
 use std::fmt;

@@ -7,15 +7,15 @@
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::{Pool, PoolSettings};
 use crate::metrics::{BackendMetrics, Metrics};
-use crate::snapshot::Shared;
 
 /// `[pools.NAME.health]`, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -199,6 +199,12 @@ impl BackendState {
     }
 }
 
+impl crate::admission::Health for BackendState {
+    fn is_up(&self) -> bool {
+        BackendState::is_up(self)
+    }
+}
+
 /// A request counted on a backend; dropping it ends the count.
 #[derive(Debug)]
 pub struct Busy(Arc<BackendState>);
@@ -238,13 +244,12 @@ impl Backends {
 }
 
 impl Backends {
-    /// Forgets the backends `config` no longer lists (state and metric series); a backend
-    /// listed again later starts afresh, up.
-    pub fn retain(&self, config: &crate::config::Config) {
+    /// Forgets the backends that `pools` (by name) no longer list (state and metric series);
+    /// a backend listed again later starts afresh, up.
+    pub fn retain(&self, pools: &BTreeMap<String, PoolSettings>) {
         let mut by_key = self.by_key.lock().unwrap_or_else(PoisonError::into_inner);
         by_key.retain(|(pool, addr), _| {
-            let listed = config
-                .pools
+            let listed = pools
                 .get(pool)
                 .is_some_and(|p| p.backends.iter().any(|b| b.addr == *addr));
             if !listed {
@@ -289,21 +294,23 @@ pub async fn check(addr: SocketAddr, settings: &HealthSettings) -> bool {
 /// How often the checker looks for due checks and refreshes the `backend_up` gauges.
 const TICK: Duration = Duration::from_millis(100);
 
+/// The pools in service now (they change with reloads).
+pub type CurrentPools = Box<dyn Fn() -> Vec<Arc<Pool>> + Send + Sync>;
+
 /// The background service that runs the checks of every pool with `[pools.NAME.health]`.
 pub struct HealthChecks {
-    shared: Arc<Shared>,
+    pools: CurrentPools,
 }
 
 impl HealthChecks {
-    /// Checks for the pools of `shared`'s current snapshot (read again at each tick).
-    pub fn new(shared: Arc<Shared>) -> Self {
-        HealthChecks { shared }
+    /// Checks for the pools `pools` returns (asked again at each tick).
+    pub fn new(pools: CurrentPools) -> Self {
+        HealthChecks { pools }
     }
 
     fn tick(&self) {
-        let snapshot = self.shared.snapshot.load_full();
         let now = Instant::now();
-        for pool in snapshot.pools.values() {
+        for pool in (self.pools)() {
             let mut changed = false;
             for state in pool.states() {
                 changed |= state.refresh();

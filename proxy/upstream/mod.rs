@@ -18,13 +18,40 @@ use pingora::connectors::http::Connector;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::upstreams::peer::HttpPeer;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::admission::Admission;
-use crate::config::PoolSettings;
+use crate::admission::{Admission, AdmissionSettings};
 use select::Ring;
+
+/// `[pools.NAME]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolSettings {
+    /// Backends (resolved addresses, weights, drain): `backends`, then `backends-file`.
+    pub backends: Vec<Backend>,
+    /// `backends-file`, watched for changes by the reloader.
+    pub backends_file: Option<PathBuf>,
+    /// How a backend is chosen.
+    pub balance: Balance,
+    /// Passive ejection on consecutive connect failures.
+    pub ejection: Ejection,
+    /// Active health checks; `None`: passive ejection only.
+    pub health: Option<HealthSettings>,
+    /// TCP connect timeout.
+    pub connect_timeout: Duration,
+    /// Per-read timeout.
+    pub read_timeout: Duration,
+    /// Per-write timeout.
+    pub write_timeout: Duration,
+    /// Idle keep-alive timeout.
+    pub idle_timeout: Duration,
+    /// Further backends tried after a connect failure (any method: nothing was sent).
+    pub connect_retries: usize,
+    /// Slots and queue; `None`: unlimited.
+    pub admission: Option<AdmissionSettings>,
+}
 
 /// One backend of a pool, as configured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -235,7 +262,7 @@ impl Pool {
             (Balance::LeastBusy, _) => {
                 let n = backends.len();
                 let start = self.next.fetch_add(1, Ordering::Relaxed);
-                select::least_busy(
+                crate::admission::least_busy(
                     (0..n)
                         .map(|k| (start + k) % n)
                         .filter(|i| ok(*i))

@@ -121,18 +121,6 @@ impl Ring {
     }
 }
 
-/// The index with the fewest in flight relative to its weight among `candidates` (index,
-/// in flight, weight); ties go to the first, so callers rotate the start to spread them.
-pub fn least_busy(candidates: impl Iterator<Item = (usize, usize, u32)>) -> Option<usize> {
-    candidates
-        .fold(None, |best: Option<(usize, usize, u32)>, c| match best {
-            // a/wa < b/wb  ⇔  a·wb < b·wa
-            Some(b) if (c.1 as u128) * (b.2 as u128) >= (b.1 as u128) * (c.2 as u128) => Some(b),
-            _ => Some(c),
-        })
-        .map(|(i, _, _)| i)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,15 +175,6 @@ mod tests {
             .filter(|k| ring.find(**k, |_| true) == Some(0))
             .count();
         assert!((1200..1800).contains(&share), "{share}");
-    }
-
-    #[test]
-    fn least_busy_is_relative_to_weight() {
-        // 2 in flight at weight 2 is as busy as 1 at weight 1: the first wins the tie.
-        assert_eq!(least_busy([(0, 2, 2), (1, 1, 1)].into_iter()), Some(0));
-        assert_eq!(least_busy([(0, 3, 2), (1, 1, 1)].into_iter()), Some(1));
-        assert_eq!(least_busy([(0, 3, 1), (1, 5, 3)].into_iter()), Some(1));
-        assert_eq!(least_busy(std::iter::empty()), None);
     }
 
     #[test]

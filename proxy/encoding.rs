@@ -1,4 +1,6 @@
-//! Content-coding negotiation (RFC 9110 §12.5.3) with q-values.
+//! Content codings: which frontdoor serves, negotiation with q-values (RFC 9110 §12.5.3), and
+//! which media types are worth one. Shared by the asset cache, the edge cache and the
+//! on-the-fly compressor, so it depends on none of them.
 //!
 //! Pingora's compression module takes the client's first listed encoding; browsers list gzip
 //! before br, so it would pick gzip. Here the highest q-value wins and ties (every browser
@@ -27,6 +29,29 @@ impl Encoding {
             Encoding::Identity => "identity",
         }
     }
+}
+
+/// Content types worth compressing (compared without parameters).
+pub fn compressible(content_type: &str) -> bool {
+    let media = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    media.starts_with("text/") && media != "text/event-stream"
+        || matches!(
+            media.as_str(),
+            "application/json"
+                | "application/javascript"
+                | "application/x-javascript"
+                | "application/xml"
+                | "application/rss+xml"
+                | "application/atom+xml"
+                | "application/manifest+json"
+                | "image/svg+xml"
+        )
+        || media.ends_with("+json")
 }
 
 /// The q-value (in thousandths) the client gives each coding, and what `*` gives the rest.

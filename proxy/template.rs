@@ -1,5 +1,8 @@
 //! Path templates: `/courses/{school}/{title}`, `/courses/{id*}/manual_update`.
 //!
+//! The vocabulary routes, hints and job keys share (templates, captured params), kept apart
+//! from the route table so that features can name it without depending on routing.
+//!
 //! A template is a list of segments. A literal segment matches itself, `{name}` matches one
 //! segment, `{name*}` matches one or more segments (it may stand anywhere, not only last);
 //! as the last segment it also matches none, so `/{rest*}` is a catch-all that includes `/`
