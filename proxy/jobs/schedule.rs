@@ -7,7 +7,9 @@
 //! changes), so adding or removing keys moves no other key, `slots` moves none, and a new
 //! `every` scales every offset in proportion. Two fires of a key are exactly `every` apart,
 //! every node computes the same instants, and a store lock per (schedule, key, instant) lets
-//! exactly one node enqueue each.
+//! exactly one node enqueue each. A reload that changes `every` moves each key's instants;
+//! [`Fired`] remembers each key's last fire so that the change neither fires a key twice in
+//! an interval nor makes it skip one.
 //!
 //! The keys are a static list, or the JSON list (strings or numbers) a URL answers, fetched
 //! again at the start of every interval; when a fetch fails the previous list is kept.
@@ -322,6 +324,72 @@ pub fn rfc3339(ms: u64) -> String {
     )
 }
 
+/// Each key's last fire, remembered across ticks and reloads: what keeps a reload that changes
+/// `every` from firing a key twice in an interval or making it skip one.
+///
+/// A new `every` moves each key's instants (its offset scales with the interval), so on the
+/// instants alone a key that fired just before the reload could fire again just after it, or
+/// wait out most of an interval more than either plan asks. The rule: a key takes an instant
+/// of its current plan only if at least the shorter of the two intervals (the one it last
+/// fired under, the current one) has passed since its last fire. With `every` unchanged that
+/// always holds (the instants are exactly `every` apart), so only a change feels it, and there
+/// each key takes the earliest instant of its new plan that is not too soon:
+/// - no key fires more often than the old or the new plan asks;
+/// - no key passes over an instant it may take: from its first new fire on it fires once per
+///   new interval, and that first fire comes less than its old interval plus one new one after
+///   its last (what any switch between fixed instants can cost, when the old plan's next fire
+///   was due just after the reload and the new plan's had just passed);
+/// - every fire is an instant of the new plan, so the change spreads fires as evenly as the
+///   plan does: no burst at the reload.
+///
+/// An instant whose lock another node holds counts as fired here too, so nodes that reload
+/// together decide alike. The memory is the process's: a restart starts from the plan alone.
+#[derive(Debug, Default)]
+pub struct Fired {
+    /// Schedule name → key → (instant, interval of the plan it fired under), both in ms.
+    last: HashMap<String, HashMap<String, (u64, u64)>>,
+}
+
+impl Fired {
+    /// The fires of `plan` (schedule `name`) in `(after, until]` that the rule lets through,
+    /// in time order, each remembered as its key's last fire.
+    pub fn due<'p>(
+        &mut self,
+        name: &str,
+        plan: &'p Plan,
+        after: u64,
+        until: u64,
+    ) -> Vec<(u64, &'p str)> {
+        let mut fires = plan.due(after, until);
+        if fires.is_empty() {
+            return fires;
+        }
+        let every = plan.every_ms();
+        let last = self.last.entry(name.to_string()).or_default();
+        fires.retain(|(at, key)| {
+            let allowed = last.get(*key).is_none_or(|(then, then_every)| {
+                at.checked_sub(*then)
+                    .is_some_and(|gap| gap >= every.min(*then_every))
+            });
+            if allowed {
+                last.insert((*key).to_string(), (*at, every));
+            }
+            allowed
+        });
+        fires
+    }
+
+    /// Forgets what can hold no key back any more: fires older than their own interval (any
+    /// later instant passes the rule) and schedules no longer in `schedules`.
+    pub fn forget(&mut self, now: u64, schedules: &[Schedule]) {
+        self.last
+            .retain(|name, _| schedules.iter().any(|s| s.name == *name));
+        for keys in self.last.values_mut() {
+            keys.retain(|_, (then, every)| now.saturating_sub(*then) < *every);
+        }
+    }
+}
+
 /// Fires due keys of every schedule of the current config until the task is aborted.
 pub async fn run(shared: Arc<Shared>, jobs: Arc<Jobs>) {
     let mut last = now_ms();
@@ -330,6 +398,7 @@ pub async fn run(shared: Arc<Shared>, jobs: Arc<Jobs>) {
     // Plans by schedule name, for the snapshot `planned` (rebuilt on reload or a new list).
     let mut plans: HashMap<String, Plan> = HashMap::new();
     let mut planned: Option<Arc<Snapshot>> = None;
+    let mut fired = Fired::default();
     loop {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let now = now_ms();
@@ -340,6 +409,7 @@ pub async fn run(shared: Arc<Shared>, jobs: Arc<Jobs>) {
         let snapshot = shared.snapshot.load_full();
         if !planned.as_ref().is_some_and(|p| Arc::ptr_eq(p, &snapshot)) {
             plans.clear();
+            fired.forget(now, &snapshot.config.jobs.schedules);
             planned = Some(snapshot.clone());
         }
         for schedule in &snapshot.config.jobs.schedules {
@@ -358,6 +428,7 @@ pub async fn run(shared: Arc<Shared>, jobs: Arc<Jobs>) {
                     };
                     fetched.insert(schedule.name.clone(), (cycle, keys));
                     plans.remove(&schedule.name);
+                    fired.forget(now, &snapshot.config.jobs.schedules);
                 }
             }
             let plan = plans.entry(schedule.name.clone()).or_insert_with(|| {
@@ -365,7 +436,9 @@ pub async fn run(shared: Arc<Shared>, jobs: Arc<Jobs>) {
                 let keys = schedule.keys.iter().chain(dynamic.unwrap_or_default());
                 Plan::new(schedule, keys.map(String::as_str))
             });
-            for (at, key) in plan.due(last, now) {
+            // Remembered as fired whatever the lock says: taken here, by another node, or
+            // lost to a store error, the instant is gone either way.
+            for (at, key) in fired.due(&schedule.name, plan, last, now) {
                 // Named by the instant: every node running this plan takes the same lock.
                 let lock = format!("schedule\u{0}{}\u{0}{key}\u{0}{at}", schedule.name);
                 match jobs.store.try_lock(&lock, schedule.every).await {
@@ -559,6 +632,115 @@ mod tests {
                 "{key}: {fires:?}"
             );
             assert_eq!(fires[0] % HOUR, p.offset_of(key).unwrap());
+        }
+    }
+
+    /// Runs the scheduler's decisions over `(from, to]` in uneven ticks, plan `a` up to
+    /// `reload` and plan `b` after it; each key's fires. It forgets after every tick (the
+    /// loop does on reloads and new key lists), so what it forgets must never matter.
+    fn across_reload(
+        a: &Plan,
+        b: &Plan,
+        from: u64,
+        reload: u64,
+        to: u64,
+    ) -> HashMap<String, Vec<u64>> {
+        let mut fired = Fired::default();
+        let named = schedule(Duration::from_secs(1), 1);
+        let mut fires: HashMap<String, Vec<u64>> = HashMap::new();
+        let mut at = from;
+        for step in [1, 99, 12_345, HOUR - 7, 3, HOUR / 3, 777_777]
+            .into_iter()
+            .cycle()
+        {
+            let (plan, end) = if at < reload { (a, reload) } else { (b, to) };
+            let until = (at + step).min(end);
+            for (t, key) in fired.due("refresh", plan, at, until) {
+                fires.entry(key.to_string()).or_default().push(t);
+            }
+            fired.forget(until, std::slice::from_ref(&named));
+            at = until;
+            if at == to {
+                return fires;
+            }
+        }
+        unreachable!()
+    }
+
+    /// A reload that changes `every` (and `slots`, and the keys) fires no key twice in an
+    /// interval and makes none skip one: every gap is at least the shorter interval, each key
+    /// takes the first instant of its new plan that is not too soon, and from there it fires
+    /// exactly once per new interval. Every fire is an instant of the plan in force.
+    #[test]
+    fn a_reload_neither_fires_a_key_twice_in_an_interval_nor_skips_one() {
+        let minutes = |m: u64| Duration::from_secs(60 * m);
+        let old_keys = keys(0..2000);
+        let new_keys = keys(100..2100);
+        for (old_every, new_every, slots) in [
+            (minutes(60), minutes(120), (60, 60)),
+            (minutes(120), minutes(60), (60, 61)),
+            (minutes(60), minutes(90), (60, 30)),
+            (minutes(90), minutes(60), (60, 60)),
+            (minutes(60), minutes(25), (60, 60)),
+            (minutes(60), minutes(60), (60, 30)),
+        ] {
+            let a = plan(old_every, slots.0, &old_keys);
+            let b = plan(new_every, slots.1, &new_keys);
+            let (ea, eb) = (a.every_ms(), b.every_ms());
+            let shorter = ea.min(eb);
+            let case = format!("{ea} ms -> {eb} ms");
+            for reload in [10 * HOUR + 1_234_567, 13 * HOUR, 17 * HOUR + 2_999_999] {
+                let to = reload + 6 * ea.max(eb);
+                let fires = across_reload(&a, &b, 5 * HOUR, reload, to);
+                let mut held_back = 0;
+                for key in old_keys.iter().chain(&new_keys) {
+                    let at = fires.get(key).map(Vec::as_slice).unwrap_or_default();
+                    let (before, after): (Vec<u64>, Vec<u64>) =
+                        at.iter().partition(|t| **t <= reload);
+                    let (oa, ob) = (a.offset_of(key), b.offset_of(key));
+                    assert!(
+                        before.iter().all(|t| oa == Some(t % ea)),
+                        "{case}: {key} fired off plan a: {at:?}"
+                    );
+                    assert!(
+                        after.iter().all(|t| ob == Some(t % eb)),
+                        "{case}: {key} fired off plan b: {at:?}"
+                    );
+                    assert!(
+                        at.windows(2).all(|w| w[1] - w[0] >= shorter),
+                        "{case}: {key} fired twice in an interval: {at:?}"
+                    );
+                    let Some(ob) = ob else {
+                        continue; // removed by the reload: no fire after it (checked above)
+                    };
+                    // The first instant of plan b after the reload that is not too soon.
+                    let mut expected = b.next_fire(ob, reload);
+                    if let Some(last) = before.last() {
+                        held_back += usize::from(expected - last < shorter);
+                        while expected - last < shorter {
+                            expected += eb;
+                        }
+                        assert!(expected - last < ea + eb, "{case}: {key}");
+                    }
+                    assert_eq!(after.first(), Some(&expected), "{case}: {key}: {at:?}");
+                    assert!(
+                        after.windows(2).all(|w| w[1] - w[0] == eb),
+                        "{case}: {key} skipped an interval: {after:?}"
+                    );
+                    assert_eq!(
+                        after.len() as u64,
+                        (to - expected) / eb + 1,
+                        "{case}: {key}: {after:?}"
+                    );
+                }
+                // The cases exercise the rule: with a new `every`, some keys' first new
+                // instant came too soon after their last fire; with the same, none.
+                if ea == eb {
+                    assert_eq!(held_back, 0, "{case}");
+                } else {
+                    assert!(held_back > 0, "{case}: nothing was held back");
+                }
+            }
         }
     }
 
