@@ -90,8 +90,16 @@ impl KeysUrl {
         })
     }
 
+    /// GETs the list, within [`FETCH_TIMEOUT`] (the scheduler waits for it, and a list
+    /// server that never answers must not stop every schedule).
+    pub async fn fetch(&self, connector: &Connector) -> Result<Vec<String>, String> {
+        tokio::time::timeout(FETCH_TIMEOUT, self.get(connector))
+            .await
+            .map_err(|_| format!("no whole answer within {}s", FETCH_TIMEOUT.as_secs()))?
+    }
+
     /// GETs the list.
-    async fn fetch(&self, connector: &Connector) -> Result<Vec<String>, String> {
+    async fn get(&self, connector: &Connector) -> Result<Vec<String>, String> {
         let failed = |e: Box<pingora::Error>| e.to_string();
         let peer = HttpPeer::new(self.addr, false, String::new());
         let mut request =
@@ -134,6 +142,9 @@ impl KeysUrl {
 }
 
 const MAX_KEYS_BODY: usize = 16 << 20;
+
+/// The longest wait for a key list.
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where `key` of schedule `name` sits in every interval, as a fraction `position / 2^64`.
 ///
@@ -393,8 +404,9 @@ impl Fired {
 /// Fires due keys of every schedule of the current config until the task is aborted.
 pub async fn run(shared: Arc<Shared>, jobs: Arc<Jobs>) {
     let mut last = now_ms();
-    // Fetched key lists by schedule name, with the interval they were fetched for.
-    let mut fetched: HashMap<String, (u64, Vec<String>)> = HashMap::new();
+    // Fetched key lists by schedule name, with the interval they were fetched for (none:
+    // fetch again now).
+    let mut fetched: HashMap<String, (Option<u64>, Vec<String>)> = HashMap::new();
     // Plans by schedule name, for the snapshot `planned` (rebuilt on reload or a new list).
     let mut plans: HashMap<String, Plan> = HashMap::new();
     let mut planned: Option<Arc<Snapshot>> = None;
@@ -408,6 +420,7 @@ pub async fn run(shared: Arc<Shared>, jobs: Arc<Jobs>) {
         }
         let snapshot = shared.snapshot.load_full();
         if !planned.as_ref().is_some_and(|p| Arc::ptr_eq(p, &snapshot)) {
+            reloaded(&mut fetched, planned.as_deref(), &snapshot);
             plans.clear();
             fired.forget(now, &snapshot.config.jobs.schedules);
             planned = Some(snapshot.clone());
@@ -415,7 +428,10 @@ pub async fn run(shared: Arc<Shared>, jobs: Arc<Jobs>) {
         for schedule in &snapshot.config.jobs.schedules {
             if let Some(url) = &schedule.keys_url {
                 let cycle = now / millis(schedule.every);
-                if fetched.get(&schedule.name).is_none_or(|(c, _)| *c != cycle) {
+                if fetched
+                    .get(&schedule.name)
+                    .is_none_or(|(c, _)| *c != Some(cycle))
+                {
                     let keys = match url.fetch(&jobs.connector).await {
                         Ok(keys) => keys,
                         Err(e) => {
@@ -426,7 +442,7 @@ pub async fn run(shared: Arc<Shared>, jobs: Arc<Jobs>) {
                                 .unwrap_or_default()
                         }
                     };
-                    fetched.insert(schedule.name.clone(), (cycle, keys));
+                    fetched.insert(schedule.name.clone(), (Some(cycle), keys));
                     plans.remove(&schedule.name);
                     fired.forget(now, &snapshot.config.jobs.schedules);
                 }
@@ -449,6 +465,27 @@ pub async fn run(shared: Arc<Shared>, jobs: Arc<Jobs>) {
             }
         }
         last = now;
+    }
+}
+
+/// Fetched key `lists` after a reload from `before` to `after`: a list from a URL its
+/// schedule no longer names is dropped, and a new URL is fetched at once rather than at the
+/// next interval.
+fn reloaded(
+    lists: &mut HashMap<String, (Option<u64>, Vec<String>)>,
+    before: Option<&Snapshot>,
+    after: &Snapshot,
+) {
+    let url = |snapshot: &Snapshot, name: &str| {
+        let schedules = &snapshot.config.jobs.schedules;
+        let schedule = schedules.iter().find(|s| s.name == name);
+        schedule.and_then(|s| s.keys_url.clone())
+    };
+    lists.retain(|name, _| url(after, name).is_some());
+    for (name, (cycle, _)) in lists.iter_mut() {
+        if before.and_then(|b| url(b, name)) != url(after, name) {
+            *cycle = None;
+        }
     }
 }
 
