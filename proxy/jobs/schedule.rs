@@ -54,6 +54,22 @@ pub struct Schedule {
     pub keys_url: Option<KeysUrl>,
 }
 
+impl Schedule {
+    /// Its keys now: the static ones, then what `keys-url` answers (fetched once, the way the
+    /// scheduler fetches at the start of each interval). For `frontdoor schedule`.
+    pub async fn fetch_keys(&self, connector: &Connector) -> Result<Vec<String>, String> {
+        let mut keys = self.keys.clone();
+        if let Some(url) = &self.keys_url {
+            let fetched = url
+                .fetch(connector)
+                .await
+                .map_err(|e| format!("keys-url http://{}{}: {e}", url.host, url.path))?;
+            keys.extend(fetched);
+        }
+        Ok(keys)
+    }
+}
+
 /// `keys-url`, validated: a plain-HTTP URL answering a JSON list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeysUrl {
