@@ -11,8 +11,9 @@
 //! [`Fired`] remembers each key's last fire so that the change neither fires a key twice in
 //! an interval nor makes it skip one.
 //!
-//! The keys are a static list, or the JSON list (strings or numbers) a URL answers, fetched
-//! again at the start of every interval; when a fetch fails the previous list is kept.
+//! The keys are a static list, the JSON list (strings or numbers) a URL answers, or both; the
+//! list is fetched again at the start of every interval (and at once when a reload names a
+//! new URL), and when a fetch fails the previous list is kept.
 //!
 //! A fired key becomes an ordinary job of the schedule's offload route (dedup included: a
 //! refresh still queued or running is not queued twice).
@@ -355,12 +356,14 @@ pub fn rfc3339(ms: u64) -> String {
 /// `every` from firing a key twice in an interval or making it skip one.
 ///
 /// A new `every` moves each key's instants (its offset scales with the interval), so on the
-/// instants alone a key that fired just before the reload could fire again just after it, or
-/// wait out most of an interval more than either plan asks. The rule: a key takes an instant
-/// of its current plan only if at least the shorter of the two intervals (the one it last
-/// fired under, the current one) has passed since its last fire. With `every` unchanged that
-/// always holds (the instants are exactly `every` apart), so only a change feels it, and there
-/// each key takes the earliest instant of its new plan that is not too soon:
+/// instants alone a key that fired just before the reload could fire again just after it;
+/// and waiting a whole new interval after each key's last fire would make a key whose
+/// interval grew skip one (1 h → 2 h, a key 12 min into the hour, now 24 min into every
+/// two: last fired at 11:12, it would pass over 12:24 and wait for 14:24). The rule: a key takes an instant of its current plan only if at least
+/// the shorter of the two intervals (the one it last fired under, the current one) has passed
+/// since its last fire. With `every` unchanged that always holds (the instants are exactly
+/// `every` apart), so only a change feels it, and there each key takes the earliest instant
+/// of its new plan that is not too soon:
 /// - no key fires more often than the old or the new plan asks;
 /// - no key passes over an instant it may take: from its first new fire on it fires once per
 ///   new interval, and that first fire comes less than its old interval plus one new one after
