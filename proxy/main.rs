@@ -1,4 +1,4 @@
-//! The `frontdoor` command: `run`, `check`, `simulate`, `demo`.
+//! The `frontdoor` command: `run`, `check`, `schedule`, `status`, `simulate`, `dev-cert`, `demo`.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -45,6 +45,15 @@ enum Command {
         /// The TOML config.
         config: PathBuf,
     },
+    /// Print a schedule's plan: each key's offset into the interval and next fire (key,
+    /// seconds, RFC 3339), in fire order, then the fires per part of the interval (`slots`
+    /// parts). Keys from `keys-url` are fetched, as the scheduler does.
+    Schedule {
+        /// The TOML config.
+        config: PathBuf,
+        /// The schedule's name.
+        name: String,
+    },
     /// Run the Dashboard simulator alone.
     Simulate {
         /// Address to listen on.
@@ -90,6 +99,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run { config } => run(&config),
         Command::Check { config } => return check(&config),
+        Command::Schedule { config, name } => schedule(&config, &name),
         Command::Status { admin } => status(admin),
         Command::Simulate {
             listen,
@@ -166,6 +176,36 @@ fn check(path: &Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Prints the plan of the schedule `name` of the config at `path`, as of now.
+fn schedule(path: &Path, name: &str) -> anyhow::Result<()> {
+    use frontdoor::jobs::schedule::Plan;
+    let config = load(path)?;
+    let schedules = &config.jobs.schedules;
+    let Some(schedule) = schedules.iter().find(|s| s.name == name) else {
+        let names: Vec<&str> = schedules.iter().map(|s| s.name.as_str()).collect();
+        anyhow::bail!(
+            "{}: no schedule named `{name}` (schedules: {})",
+            path.display(),
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
+        );
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let connector = pingora::connectors::http::Connector::new(None);
+    let keys = runtime
+        .block_on(schedule.fetch_keys(&connector))
+        .map_err(|e| anyhow::anyhow!("schedule `{name}`: {e}"))?;
+    let plan = Plan::new(schedule, keys.iter().map(String::as_str));
+    let now = frontdoor::jobs::store::now_ms();
+    print!("{}", plan.report(now, schedule.slots));
+    Ok(())
 }
 
 fn run(path: &Path) -> anyhow::Result<()> {

@@ -9,7 +9,7 @@
 //!   route's pool, within per-route concurrency and a per-pool rate ([`limit`]), with
 //!   full-jitter retries.
 //! - [`schedule`]: config entries that refresh a set of keys every interval, each key at
-//!   its own hashed slot.
+//!   its own hashed position in it.
 
 pub mod embedded;
 pub mod http;

@@ -18,5 +18,6 @@ mod jobs;
 mod multinode;
 mod reload;
 mod routing;
+mod schedule;
 mod soak;
 mod tls;

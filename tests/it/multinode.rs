@@ -658,8 +658,8 @@ concurrency = 8
             .filter(|r| r.path == path && r.at >= both_up && r.at <= end)
             .map(|r| r.at)
             .collect();
-        // A key's instant moves inside its slot (a quarter period) from one cycle to the
-        // next, so consecutive fires are 0.75–1.25 periods apart; twice in one cycle is ~0.
+        // A key fires at the same point of every period, so consecutive fires are one period
+        // apart (plus the replay's own jitter); twice in one period would be ~0.
         let gaps: Vec<Duration> = at.windows(2).map(|w| w[1] - w[0]).collect();
         assert!(
             gaps.iter().all(|gap| *gap > every / 2),
