@@ -150,7 +150,15 @@ pub fn build(config: Config, config_path: &Path) -> Result<Server, StartError> {
     if let Some(jobs) = jobs {
         server.add_service(background_service(
             "frontdoor job workers",
-            crate::jobs::worker::JobWorkers::new(shared.clone(), jobs),
+            crate::jobs::worker::JobWorkers::new(
+                {
+                    let shared = shared.clone();
+                    Arc::new(move || -> Arc<dyn crate::jobs::rules::Rules> {
+                        shared.snapshot.load_full()
+                    })
+                },
+                jobs,
+            ),
         ));
     }
     server.add_service(background_service(

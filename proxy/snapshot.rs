@@ -72,6 +72,31 @@ impl Snapshot {
     }
 }
 
+impl crate::jobs::rules::Rules for Snapshot {
+    fn offloads(&self) -> Vec<crate::jobs::rules::Offload<'_>> {
+        self.routes
+            .routes()
+            .iter()
+            .filter_map(|r| {
+                Some(crate::jobs::rules::Offload {
+                    route: &r.name,
+                    pool: &r.pool,
+                    template: &r.template,
+                    offload: r.offload.as_ref()?,
+                })
+            })
+            .collect()
+    }
+
+    fn pool(&self, name: &str) -> Option<Arc<Pool>> {
+        self.pools.get(name).cloned()
+    }
+
+    fn schedules(&self) -> &[crate::jobs::schedule::Schedule] {
+        &self.config.jobs.schedules
+    }
+}
+
 /// State shared by every service: the current snapshot, the certificates, the metrics.
 pub struct Shared {
     /// The current snapshot.

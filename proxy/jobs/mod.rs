@@ -15,6 +15,7 @@ pub mod embedded;
 pub mod http;
 pub mod limit;
 pub mod redis;
+pub mod rules;
 pub mod schedule;
 pub mod store;
 pub mod worker;

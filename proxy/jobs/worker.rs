@@ -19,10 +19,9 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::Semaphore;
 
 use super::limit::{backoff, Gcra};
+use super::rules::CurrentRules;
 use super::store::{now_ms, Finish, Job, JobResult};
 use super::{Jobs, OffloadRoute};
-use crate::routing::Route;
-use crate::snapshot::Shared;
 use crate::upstream::{Attempts, Pool};
 
 /// How often the queue gauges are refreshed and finished jobs past their keep time purged.
@@ -30,7 +29,7 @@ const GAUGE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The job worker service.
 pub struct JobWorkers {
-    shared: Arc<Shared>,
+    current: CurrentRules,
     jobs: Arc<Jobs>,
     slots: Mutex<HashMap<String, (usize, Arc<Semaphore>)>>,
     rates: Mutex<HashMap<String, Arc<Gcra>>>,
@@ -48,10 +47,11 @@ enum Outcome {
 }
 
 impl JobWorkers {
-    /// Workers for the routes of `shared`'s current snapshot, reading jobs from `jobs`.
-    pub fn new(shared: Arc<Shared>, jobs: Arc<Jobs>) -> Self {
+    /// Workers for the offload routes of the rules `current` returns (asked each round),
+    /// reading jobs from `jobs`.
+    pub fn new(current: CurrentRules, jobs: Arc<Jobs>) -> Self {
         JobWorkers {
-            shared,
+            current,
             jobs,
             slots: Mutex::new(HashMap::new()),
             rates: Mutex::new(HashMap::new()),
@@ -88,31 +88,30 @@ impl JobWorkers {
     /// One dispatch round: claims and starts at most one job. `Ok(None)` = started one (go
     /// again at once); otherwise how long to sleep at most.
     async fn dispatch(&self) -> Option<Duration> {
-        let snapshot = self.shared.snapshot.load_full();
+        let rules = (self.current)();
         let poll = self.jobs.settings.poll_interval;
         let now = Instant::now();
         let mut eligible = Vec::new();
         let mut sleep = poll;
-        for route in snapshot.routes.routes() {
-            let Some(offload) = &route.offload else {
-                continue;
-            };
+        let offloads = rules.offloads();
+        for route in &offloads {
+            let offload = route.offload;
             if self
-                .slots(&route.name, offload.concurrency.get())
+                .slots(route.route, offload.concurrency.get())
                 .available_permits()
                 == 0
-                || self.jobs.brake.overloaded(&route.pool)
+                || self.jobs.brake.overloaded(route.pool)
             {
                 continue;
             }
-            if let Some(gcra) = self.rate(&route.pool) {
+            if let Some(gcra) = self.rate(route.pool) {
                 let wait = gcra.wait(now);
                 if !wait.is_zero() {
                     sleep = sleep.min(wait);
                     continue;
                 }
             }
-            eligible.push(route.name.to_string());
+            eligible.push(route.route.to_string());
         }
         if eligible.is_empty() {
             return Some(sleep);
@@ -125,16 +124,10 @@ impl JobWorkers {
                 return Some(poll);
             }
         };
-        let found = snapshot
-            .routes
-            .routes()
-            .iter()
-            .find(|r| *r.name == *job.route)
-            .cloned();
-        let Some((route, offload, pool)) = found.and_then(|route| {
-            let offload = route.offload.clone()?;
-            let pool = snapshot.pools.get(route.pool.as_ref())?.clone();
-            Some((route, offload, pool))
+        let found = offloads.iter().find(|o| **o.route == *job.route);
+        let Some((route, pool_name, offload, pool)) = found.and_then(|o| {
+            let pool = rules.pool(o.pool)?;
+            Some((o.route.clone(), o.pool.clone(), o.offload.clone(), pool))
         }) else {
             // Claimed for a route a reload removed between the two loads: fail it visibly.
             let error = format!("route `{}` no longer offloads", job.route);
@@ -150,7 +143,7 @@ impl JobWorkers {
             return None;
         };
         let Ok(permit) = self
-            .slots(&route.name, offload.concurrency.get())
+            .slots(&route, offload.concurrency.get())
             .try_acquire_owned()
         else {
             // Only this loop takes permits, so one was free; keep the job anyway.
@@ -161,7 +154,7 @@ impl JobWorkers {
             let _ = self.jobs.store.finish(&job, retry, offload.keep).await;
             return Some(poll);
         };
-        if let Some(gcra) = self.rate(&route.pool) {
+        if let Some(gcra) = self.rate(&pool_name) {
             gcra.take(Instant::now());
         }
         let jobs = self.jobs.clone();
@@ -201,7 +194,10 @@ impl JobWorkers {
 impl BackgroundService for JobWorkers {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let gauges = tokio::spawn(Self::gauges(self.jobs.clone()));
-        let schedules = tokio::spawn(super::schedule::run(self.shared.clone(), self.jobs.clone()));
+        let schedules = tokio::spawn(super::schedule::run(
+            self.current.clone(),
+            self.jobs.clone(),
+        ));
         loop {
             if *shutdown.borrow() {
                 break;
@@ -221,7 +217,7 @@ impl BackgroundService for JobWorkers {
 }
 
 /// Replays `job` once and records the outcome (result, retry or failure).
-async fn run(jobs: &Jobs, job: Job, route: &Route, offload: &OffloadRoute, pool: &Pool) {
+async fn run(jobs: &Jobs, job: Job, route: &str, offload: &OffloadRoute, pool: &Pool) {
     let heartbeat = jobs.settings.visibility_timeout / 3;
     let replay = replay(jobs, &job, offload, pool);
     tokio::pin!(replay);
@@ -235,7 +231,7 @@ async fn run(jobs: &Jobs, job: Job, route: &Route, offload: &OffloadRoute, pool:
             }
         }
     };
-    let name = route.name.as_ref();
+    let name = route;
     let finish = match outcome {
         Outcome::Answered(result) => {
             jobs.metrics

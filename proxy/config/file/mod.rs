@@ -549,7 +549,7 @@ fn default_rate_burst() -> Spanned<i64> {
     unspanned(1)
 }
 
-/// `[[jobs.schedules]]`: refresh `keys` every `every`, spread over `slots`.
+/// `[[jobs.schedules]]`: refresh `keys` every `every`, each key at its hash's place in it.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ScheduleSection {
@@ -564,7 +564,7 @@ pub struct ScheduleSection {
     pub path: Spanned<String>,
     /// The interval.
     pub every: Spanned<String>,
-    /// Slots per interval.
+    /// Parts of the interval `frontdoor schedule` counts fires in (moves no key).
     #[serde(default = "default_slots")]
     pub slots: Spanned<i64>,
     /// The keys (a static list).
