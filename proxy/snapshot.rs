@@ -151,6 +151,8 @@ impl Shared {
 
     /// Swaps in `config`: certificates first, so a route never refers to a missing cert.
     pub fn install(&self, config: Config) {
+        // A reload may point a route at a new release: parse its next page.
+        self.learned.resample();
         self.certs
             .store(Arc::new(CertStore::new(config.certificates.clone())));
         self.snapshot.store(Arc::new(Snapshot::new(

@@ -5,9 +5,17 @@
 //! references other assets than the ones remembered (a deploy changed the fingerprints)
 //! replaces the route's list, so hints follow the live page. Kept across config reloads
 //! (keyed by route name).
+//!
+//! Sampled, not parsed from every page: the list changes only when a deploy changes the
+//! fingerprints, and parsing halves a page's throughput. A route's page is parsed when the
+//! route has not been sampled yet (at start, and after a reload, which is how a deploy that
+//! moves the pool reaches frontdoor), when its validator (`ETag`, else `Last-Modified`)
+//! differs from the last parsed page's (at most once per [`MIN_GAP`]), and otherwise once per
+//! [`RESAMPLE`]. So a deploy's new fingerprints are picked up within [`RESAMPLE`] at most.
 
 use std::collections::HashMap;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 use super::link::{Destination, Link, Rel};
 
@@ -16,10 +24,24 @@ pub const MAX_ROUTES: usize = 1024;
 /// Assets remembered per route: preloading more than a handful competes with the page.
 pub const MAX_PER_ROUTE: usize = 16;
 
+/// A route's page is parsed again at least this often.
+pub const RESAMPLE: Duration = Duration::from_secs(5);
+/// A page whose validator changed is parsed at most this often (Rails' ETag is a digest of
+/// the body, which per-request tokens change on every page).
+pub const MIN_GAP: Duration = Duration::from_secs(1);
+
 /// What the routes' pages reference, by route name.
 #[derive(Debug, Default)]
 pub struct Learned {
     by_route: RwLock<HashMap<Arc<str>, Arc<[Link]>>>,
+    /// The last page parsed per route: when, and its validator.
+    sampled: Mutex<HashMap<Arc<str>, Sample>>,
+}
+
+#[derive(Debug)]
+struct Sample {
+    at: Instant,
+    validator: Option<String>,
 }
 
 /// What [`Learned::observe`] did.
@@ -42,6 +64,41 @@ impl Learned {
             .get(route)
             .cloned()
             .unwrap_or_else(|| Arc::from(Vec::new()))
+    }
+
+    /// Whether the page of `route` answered now with `validator` should be parsed (see the
+    /// module doc); a `true` claims the sample, so concurrent pages do not all parse.
+    pub fn should_sample(&self, route: &str, validator: Option<&str>, now: Instant) -> bool {
+        let mut sampled = self.sampled.lock().unwrap_or_else(PoisonError::into_inner);
+        let due = match sampled.get(route) {
+            None => true,
+            Some(last) => {
+                let since = now.saturating_duration_since(last.at);
+                since >= RESAMPLE
+                    || (since >= MIN_GAP
+                        && validator.is_some()
+                        && validator != last.validator.as_deref())
+            }
+        };
+        if due && (sampled.contains_key(route) || sampled.len() < MAX_ROUTES) {
+            sampled.insert(
+                Arc::from(route),
+                Sample {
+                    at: now,
+                    validator: validator.map(str::to_string),
+                },
+            );
+        }
+        due
+    }
+
+    /// Forgets when each route was sampled (not what was learned): the next page of every
+    /// route is parsed. Called on reload.
+    pub fn resample(&self) {
+        self.sampled
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
     }
 
     /// Records the assets a page of `route` referenced, in document order.
@@ -96,6 +153,50 @@ mod tests {
         )
         .is_none());
         assert!(asset_link("/assets/a>b-0123456789abcdef.js", Destination::Script).is_none());
+    }
+
+    #[test]
+    fn pages_are_sampled_first_then_on_a_new_validator_or_every_few_seconds() {
+        let learned = Learned::default();
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        assert!(
+            learned.should_sample("home", Some("\"a\""), t0),
+            "never sampled"
+        );
+        assert!(
+            !learned.should_sample("home", Some("\"a\""), ms(1)),
+            "claimed"
+        );
+        assert!(
+            !learned.should_sample("home", Some("\"b\""), ms(500)),
+            "under MIN_GAP"
+        );
+        assert!(
+            !learned.should_sample("home", None, ms(1500)),
+            "no validator to compare"
+        );
+        assert!(
+            learned.should_sample("home", Some("\"b\""), ms(1500)),
+            "new validator"
+        );
+        assert!(
+            !learned.should_sample("home", Some("\"b\""), ms(6000)),
+            "same, recent"
+        );
+        assert!(
+            learned.should_sample("home", Some("\"b\""), ms(6500)),
+            "RESAMPLE passed"
+        );
+        assert!(
+            learned.should_sample("other", None, ms(6501)),
+            "routes are apart"
+        );
+        learned.resample();
+        assert!(
+            learned.should_sample("home", Some("\"b\""), ms(6502)),
+            "after a reload"
+        );
     }
 
     #[test]

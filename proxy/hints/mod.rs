@@ -24,6 +24,7 @@ use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::Session;
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::headers::HeaderEdit;
 use crate::metrics::Metrics;
@@ -148,6 +149,15 @@ pub async fn send_early(
     Ok(())
 }
 
+/// The response's validator: `ETag`, else `Last-Modified`.
+fn validator(response: &ResponseHeader) -> Option<&str> {
+    let headers = &response.headers;
+    headers
+        .get(http::header::ETAG)
+        .or_else(|| headers.get(http::header::LAST_MODIFIED))
+        .and_then(|v| v.to_str().ok())
+}
+
 fn is_get(head: &RequestHeader) -> bool {
     head.method == http::Method::GET
 }
@@ -207,7 +217,12 @@ pub fn on_response(
     if encoded || !has_body || !(hints.learn || defer.is_some()) {
         return None;
     }
-    let pass = HtmlPass::new(hints.learn, defer);
+    let learn =
+        hints.learn && learned.should_sample(matched.route, validator(response), Instant::now());
+    if !learn && defer.is_none() {
+        return None;
+    }
+    let pass = HtmlPass::new(learn, defer);
     if pass.rewrites() {
         // The body changes length; a strong validator would now lie.
         response.unset(http::header::CONTENT_LENGTH.as_str());
