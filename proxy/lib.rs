@@ -15,6 +15,7 @@
 //! - [`admission`]: slots per backend, the proxy-held queue, CoDel shedding, priorities, the capacity view.
 //! - [`hints`]: `Link` preload/prefetch hints (route rules and learned assets), 103 Early Hints, script deferral.
 //! - [`tls`]: certificate loading and validation, the SNI resolver, dev-certificate generation.
+//! - [`upgraded`]: WebSocket connections after the `101`: no slot held, counted and capped per pool, their own idle timeout.
 //! - [`upstream`]: pools of backends; selection (least busy, weighted round robin, hash), health checks, ejection.
 //! - [`jobs`]: offload routes answered 202 and replayed later as durable jobs (embedded or Redis store), schedules.
 //! - [`hostile`]: hostile input refused before routing: ambiguous framing, head/URI/body limits, path normalisation, slow heads.
@@ -76,4 +77,5 @@ pub mod simulator;
 pub mod snapshot;
 pub mod template;
 pub mod tls;
+pub mod upgraded;
 pub mod upstream;
