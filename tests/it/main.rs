@@ -17,6 +17,8 @@ mod hostile;
 mod jobs;
 mod multinode;
 mod reload;
+mod retries;
 mod routing;
 mod soak;
 mod tls;
+mod upgraded;
