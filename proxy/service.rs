@@ -6,7 +6,7 @@ use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::{HttpPeer, ProxyHttp, Session};
 use pingora::proxy::FailToProxy;
-use pingora::{Error, ErrorSource, ErrorType, Result, RetryType};
+use pingora::{Error, ErrorSource, ErrorType, Result};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -23,7 +23,9 @@ use crate::metrics::{Retry, NO_ROUTE};
 use crate::routing::RouteMatch;
 use crate::snapshot::Shared;
 use crate::upgraded::{self, Place};
-use crate::upstream::{reuse, Attempts, Pool};
+use crate::upstream::{Attempts, Pool};
+
+mod upgrades;
 
 /// `Retry-After` of the 503 a pool without admission answers when no backend is up.
 const NO_BACKEND_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
@@ -73,9 +75,7 @@ impl RequestCtx {
     fn upgraded(&self) -> bool {
         self.upgrade.as_ref().is_some_and(Place::is_open)
     }
-}
 
-impl RequestCtx {
     /// The matched route as the hints module sees it.
     fn hints_match(&self) -> Option<hints::Matched<'_>> {
         self.route.as_ref().map(|m| hints::Matched {
@@ -257,41 +257,6 @@ impl Frontdoor {
                 Ok(true)
             }
         }
-    }
-
-    /// Takes a place among the pool's upgraded connections for an upgrade request
-    /// (`Ok(false)`), or answers 503 when `max-upgraded` are open (`Ok(true)`).
-    async fn reserve_upgrade(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        let Some(pool) = &ctx.pool else {
-            return Ok(false);
-        };
-        let max = pool.settings().upgraded.max;
-        ctx.upgrade = self.shared.upgraded.reserve(pool.name(), max);
-        if ctx.upgrade.is_some() {
-            return Ok(false);
-        }
-        let retry_after = pool
-            .admission()
-            .map_or(NO_BACKEND_RETRY_AFTER, |a| a.settings().retry_after);
-        upgraded::refuse(session, retry_after, &ctx.request_id).await?;
-        Ok(true)
-    }
-
-    /// The app answered an upgrade request `101`: its slot goes to the next waiter and the
-    /// request counts as answered; the connection counts as upgraded from now on, and each
-    /// read from the client waits up to the pool's `upgraded-idle-timeout`.
-    fn switched(&self, session: &mut Session, ctx: &mut RequestCtx) {
-        let (Some(place), Some(pool)) = (ctx.upgrade.as_mut(), &ctx.pool) else {
-            return;
-        };
-        place.opened();
-        ctx.permit = None;
-        ctx.attempts.upgraded();
-        session.set_read_timeout(Some(pool.settings().upgraded.idle_timeout));
-        let route = ctx.route.as_ref().map_or(NO_ROUTE, |m| &m.route.name);
-        self.shared
-            .metrics
-            .request_finished(route, 101, ctx.started.elapsed());
     }
 
     /// Appends a chunk of the upstream's answer to the fill; stores it at the end of the body.
@@ -532,7 +497,7 @@ impl ProxyHttp for Frontdoor {
 
     /// A failure after connecting: sent again once, on a new connection, only when a reused
     /// connection failed before the response head and the method is idempotent
-    /// ([`reuse`]); anything else is final (never Pingora's up to 16 tries).
+    /// ([`crate::upstream::reuse`]); anything else is final (never Pingora's up to 16 tries).
     fn error_while_proxy(
         &self,
         peer: &HttpPeer,
@@ -542,19 +507,7 @@ impl ProxyHttp for Frontdoor {
         client_reused: bool,
     ) -> Box<Error> {
         let mut e = e.more_context(format!("Peer: {peer}"));
-        let lost = matches!(e.retry, RetryType::ReusedOnly) || e.etype() == &ErrorType::WriteError;
-        let failure = reuse::Failure {
-            reused: client_reused,
-            before_response: !ctx.head_seen && lost && e.esource() == &ErrorSource::Upstream,
-            idempotent: session.req_header().method.is_idempotent(),
-            body_replayable: !session.as_ref().retry_buffer_truncated(),
-        };
-        let again = ctx.attempts.resend(&failure);
-        if let (true, Some(pool)) = (again, &ctx.pool) {
-            self.shared
-                .metrics
-                .upstream_retry(pool.name(), Retry::ReusedConnection);
-        }
+        let again = self.resend(session, &e, ctx, client_reused);
         e.set_retry(again);
         e
     }

@@ -184,7 +184,11 @@ impl Validator<'_> {
         let idle_key = format!("{key}.upgraded-idle-timeout");
         let idle_timeout = self.duration(&p.upgraded_idle_timeout, &idle_key)?;
         if idle_timeout.is_zero() {
-            self.error(p.upgraded_idle_timeout.span(), &idle_key, "must be more than 0s");
+            self.error(
+                p.upgraded_idle_timeout.span(),
+                &idle_key,
+                "must be more than 0s",
+            );
             return None;
         }
         Some(UpgradedSettings {

@@ -331,7 +331,10 @@ fn pools_have_keep_alive_and_upgraded_connection_defaults_and_refuse_zero() {
     let errors = Config::parse(&path, &bad).unwrap_err().0;
     let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
     assert_eq!(errors.len(), 2, "{text:?}");
-    assert!(text[0].contains(":13:16: pools.app.max-upgraded:"), "{text:?}");
+    assert!(
+        text[0].contains(":13:16: pools.app.max-upgraded:"),
+        "{text:?}"
+    );
     assert!(
         text[1].contains(":14:25: pools.app.upgraded-idle-timeout: must be more than 0s"),
         "{text:?}"

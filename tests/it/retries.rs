@@ -61,7 +61,11 @@ async fn a_request_the_app_drops_reaches_it_twice_at_most_if_idempotent_once_if_
     let response = client.get(fd.url("/drop")).send().await.expect("get");
     assert_eq!(response.status(), 502);
     assert_eq!(origin.hits("/drop"), 2);
-    assert_eq!(origin.connections(), 21, "the second copy went on a new connection");
+    assert_eq!(
+        origin.connections(),
+        21,
+        "the second copy went on a new connection"
+    );
     assert_eq!(fd.metric(RESENT).await, 1.0);
 
     // A POST is never sent again, even when lost on a kept-alive connection (the first POST
@@ -115,7 +119,17 @@ async fn a_post_never_goes_on_a_connection_idle_past_its_threshold_and_idle_ones
 
     // POSTs in quick succession reuse a connection of their own (within 500 ms a window
     // changes at most once: two connections at most for three POSTs)...
-    let post = || async { connection(client.post(fd.url("/a")).body("x").send().await.expect("post")).await };
+    let post = || async {
+        connection(
+            client
+                .post(fd.url("/a"))
+                .body("x")
+                .send()
+                .await
+                .expect("post"),
+        )
+        .await
+    };
     let mut posts = Vec::new();
     for _ in 0..3 {
         posts.push(post().await);

@@ -113,7 +113,7 @@ async fn websockets_give_their_slot_back_idle_70s_survive_a_reload_and_are_cappe
     assert_eq!(origin.sockets(), 53);
 
     // max-upgraded: the 54th is refused before it reaches the app.
-    let refused = fd.websocket("/cable").await.err().expect("54th refused");
+    let refused = fd.websocket("/cable").await.expect_err("54th refused");
     assert_eq!(refused.status(), 503);
     assert!(refused.headers().contains_key("retry-after"));
     assert_eq!(
@@ -203,8 +203,8 @@ async fn an_upgraded_connection_closes_after_its_idle_timeout_unless_the_app_pin
 async fn upgraded_connections_work_through_the_grace_period_and_close_at_its_end() {
     let origin = RawOrigin::start().await;
     let ports = Ports::new();
-    let config =
-        config_text(ports, &cable(origin.addr, "")).replace("grace-period = \"0s\"", "grace-period = \"3s\"");
+    let config = config_text(ports, &cable(origin.addr, ""))
+        .replace("grace-period = \"0s\"", "grace-period = \"3s\"");
     let mut fd = Frontdoor::start(ports, &config).await;
     let mut socket = fd.websocket("/cable").await.expect("socket");
     echo(&mut socket, "before").await;
@@ -218,6 +218,9 @@ async fn upgraded_connections_work_through_the_grace_period_and_close_at_its_end
         "still open after the grace period"
     );
     let closed = term.elapsed();
-    assert!(closed >= Duration::from_millis(2800), "closed after {closed:?}");
+    assert!(
+        closed >= Duration::from_millis(2800),
+        "closed after {closed:?}"
+    );
     assert!(fd.wait_exit(Duration::from_secs(10)).await.is_some());
 }

@@ -405,7 +405,10 @@ impl Frontdoor {
 
     /// A WebSocket client (tungstenite) over TLS (HTTP/1.1 by ALPN, as browsers open
     /// `wss://`) to `path`; the server's answer when it refused to switch protocols.
-    pub async fn websocket(&self, path: &str) -> Result<WebSocket, http::Response<Option<Vec<u8>>>> {
+    pub async fn websocket(
+        &self,
+        path: &str,
+    ) -> Result<WebSocket, http::Response<Option<Vec<u8>>>> {
         let url = format!("wss://localhost:{}{}", self.ports.https, path);
         match tokio_tungstenite::client_async(url, self.raw_h1().await).await {
             Ok((socket, _)) => Ok(socket),
