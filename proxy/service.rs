@@ -689,6 +689,14 @@ impl ProxyHttp for Frontdoor {
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
+        if ctx.upgraded() {
+            // An upgraded connection ended (idle timeout, a side gone): it carries another
+            // protocol now, so no HTTP answer can be written on it.
+            return FailToProxy {
+                error_code: 0,
+                can_reuse_downstream: false,
+            };
+        }
         let code = match (e.esource(), e.etype()) {
             (_, ErrorType::HTTPStatus(code)) => *code,
             (

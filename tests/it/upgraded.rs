@@ -197,6 +197,11 @@ async fn an_upgraded_connection_closes_after_its_idle_timeout_unless_the_app_pin
             .await,
         1.0
     );
+    // An idle tunnel is not a stalled request body, and no HTTP answer is written into it.
+    let metrics = fd.metrics().await;
+    assert!(!metrics.contains("reason=\"body_timeout\""), "{metrics}");
+    assert!(!metrics.contains("class=\"5xx\""), "{metrics}");
+    assert!(!metrics.contains("class=\"4xx\""), "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
