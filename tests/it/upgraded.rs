@@ -229,3 +229,25 @@ async fn upgraded_connections_work_through_the_grace_period_and_close_at_its_end
     );
     assert!(fd.wait_exit(Duration::from_secs(10)).await.is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_that_reads_like_a_response_head_is_not_taken_for_one() {
+    let origin = RawOrigin::start().await;
+    let ports = Ports::new();
+    let proxy = "\n[proxy]\nheader-timeout = \"1s\"\n";
+    let fd = Frontdoor::start(
+        ports,
+        &config_text(ports, &format!("{proxy}{}", cable(origin.addr, ""))),
+    )
+    .await;
+    let mut socket = fd.websocket("/split").await.expect("socket");
+    match tokio::time::timeout(Duration::from_secs(5), socket.next()).await {
+        Ok(Some(Ok(Message::Text(t)))) => assert!(t.as_str().starts_with("HTTP/1.1 200")),
+        other => panic!("no first message: {other:?}"),
+    }
+    // What the client sends next is WebSocket frames, never a request head that must end
+    // within the header-timeout.
+    echo(&mut socket, "a").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    echo(&mut socket, "b").await;
+}

@@ -2,7 +2,8 @@
 //! connections alive and says which connection served a request; on `/drop` it closes the
 //! connection without answering (a worker killed on one request); and it accepts WebSocket
 //! upgrades (`Upgrade: websocket`) and echoes every message, as ActionCable's loop would (on
-//! `/ticks` it also sends `tick` every 300 ms, as ActionCable pings).
+//! `/ticks` it also sends `tick` every 300 ms, as ActionCable pings; on `/split` it first sends
+//! a message that reads like an HTTP response head).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -141,6 +142,19 @@ async fn serve(mut stream: TcpStream, id: u64, state: Arc<State>) {
             );
             if stream.write_all(answer.as_bytes()).await.is_err() {
                 return;
+            }
+            if head.path == "/split" {
+                // First a message that reads like a response head, its frame header and its
+                // payload in two writes (so the proxy relays the payload in a write of its own).
+                let payload = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+                let header = [0x81, payload.len() as u8];
+                if stream.write_all(&header).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if stream.write_all(payload).await.is_err() {
+                    return;
+                }
             }
             state.sockets.fetch_add(1, Ordering::SeqCst);
             let mut socket = WebSocketStream::from_raw_socket(stream, Role::Server, None).await;
