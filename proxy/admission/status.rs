@@ -184,3 +184,37 @@ function draw() {
 tick(); setInterval(tick, 1000);
 </script></body></html>
 "##;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_shows_upgraded_connections_of_every_pool() {
+        let mut cable = PoolStatus::without_admission("cable");
+        cable.upgraded = 3;
+        cable.max_upgraded = 1000;
+        let mut app = PoolStatus::without_admission("app");
+        app.admission = true;
+        app.max_upgraded = 50;
+        let text = table(&[app, cable]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(lines[0].trim_end().ends_with("upgraded"), "{text}");
+        assert!(
+            lines[1].starts_with("app ") && lines[1].ends_with(" 0/50"),
+            "{text}"
+        );
+        assert!(
+            lines[2].starts_with("cable ") && lines[2].ends_with(" 3/1000"),
+            "{text}"
+        );
+        assert!(
+            lines[2].contains(" - "),
+            "no capacity figures without admission: {text}"
+        );
+        let json = serde_json::to_string(&PoolStatus::without_admission("x")).unwrap();
+        let back: PoolStatus = serde_json::from_str(&json).unwrap();
+        assert!(!back.admission);
+    }
+}
