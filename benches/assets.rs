@@ -69,6 +69,11 @@ fn cache_hit(c: &mut Criterion) {
             read_timeout: Duration::from_secs(1),
             write_timeout: Duration::from_secs(1),
             idle_timeout: Duration::from_secs(1),
+            non_idempotent_max_idle: Duration::from_secs(1),
+            upgraded: frontdoor::upgraded::UpgradedSettings {
+                max: 10,
+                idle_timeout: Duration::from_secs(60),
+            },
             connect_retries: 0,
             admission: None,
         },

@@ -15,6 +15,7 @@
 //! - [`admission`]: slots per backend, the proxy-held queue, CoDel shedding, priorities, the capacity view.
 //! - [`hints`]: `Link` preload/prefetch hints (route rules and learned assets), 103 Early Hints, script deferral.
 //! - [`tls`]: certificate loading and validation, the SNI resolver, dev-certificate generation.
+//! - [`upgraded`]: WebSocket connections after the `101`: no slot held, counted and capped per pool, their own idle timeout.
 //! - [`upstream`]: pools of backends; selection (least busy, weighted round robin, hash), health checks, ejection.
 //! - [`jobs`]: offload routes answered 202 and replayed later as durable jobs (embedded or Redis store), schedules.
 //! - [`hostile`]: hostile input refused before routing: ambiguous framing, head/URI/body limits, path normalisation, slow heads.
@@ -39,12 +40,13 @@
 //!                            health path; route match (one snapshot load); request id;
 //!                            offload → durable job, 202 | asset or edge-cache hit from memory |
 //!                            503 at once if every backend is down or draining;
-//!                            103 Early Hints (HTTP/1.1), then admission: a slot, the queue, or 503
+//!                            103 Early Hints (HTTP/1.1) or, for a WebSocket upgrade, a place under
+//!                            max-upgraded (else 503); then admission: a slot, the queue, or 503
 //!   upstream_peer            the backend the slot is on, else the pool's choice among backends up
 //!   upstream_request_filter  X-Request-Start, X-Forwarded-*, X-Request-Id; strip hop-by-hop
 //!   upstream_response_filter time the backend; the app's Server-Timing queue entry to metrics
-//!   response_filter          X-Request-Id back to the client; Link hints on HTML; start an
-//!                            edge-cache fill; choose compression
+//!   response_filter          X-Request-Id back to the client; a 101 frees the slot (upgraded);
+//!                            Link hints on HTML; start an edge-cache fill; choose compression
 //!   response_body_filter     read HTML for learned hints (rewrite it for script deferral); copy
 //!                            into the edge cache; compress dynamic text; free the slot at the end
 //!   logging                  metrics, access log
@@ -76,4 +78,5 @@ pub mod simulator;
 pub mod snapshot;
 pub mod template;
 pub mod tls;
+pub mod upgraded;
 pub mod upstream;

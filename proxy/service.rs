@@ -19,10 +19,13 @@ use crate::headers::{self, Forwarding, HeaderEdit};
 use crate::hints;
 use crate::hostile::{self, BodyLimit, Rejection};
 use crate::jobs;
-use crate::metrics::NO_ROUTE;
+use crate::metrics::{Retry, NO_ROUTE};
 use crate::routing::RouteMatch;
 use crate::snapshot::Shared;
+use crate::upgraded::{self, Place};
 use crate::upstream::{Attempts, Pool};
+
+mod upgrades;
 
 /// `Retry-After` of the 503 a pool without admission answers when no backend is up.
 const NO_BACKEND_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
@@ -61,9 +64,18 @@ pub struct RequestCtx {
     html_pass: Option<hints::HtmlPass>,
     /// The route's request body limit, counted as the body streams upstream.
     body_limit: Option<BodyLimit>,
+    /// An upgrade request's place among its pool's upgraded connections (open after the 101).
+    upgrade: Option<Place>,
+    /// The current attempt's response head arrived (a failure after it is never retried).
+    head_seen: bool,
 }
 
 impl RequestCtx {
+    /// The app switched protocols: the connection is a tunnel now, not a request.
+    fn upgraded(&self) -> bool {
+        self.upgrade.as_ref().is_some_and(Place::is_open)
+    }
+
     /// The matched route as the hints module sees it.
     fn hints_match(&self) -> Option<hints::Matched<'_>> {
         self.route.as_ref().map(|m| hints::Matched {
@@ -329,6 +341,8 @@ impl ProxyHttp for Frontdoor {
             permit: None,
             html_pass: None,
             body_limit: None,
+            upgrade: None,
+            head_seen: false,
         }
     }
 
@@ -408,13 +422,21 @@ impl ProxyHttp for Frontdoor {
         if self.unavailable(session, ctx).await? {
             return Ok(true);
         }
-        let (learned, metrics) = (&self.shared.learned, &self.shared.metrics);
-        hints::send_early(session, ctx.hints_match(), learned, metrics).await?;
+        if upgraded::requested(session.req_header()) {
+            // No 103 before a 101; the slot is held until the app has switched protocols.
+            if self.reserve_upgrade(session, ctx).await? {
+                return Ok(true);
+            }
+        } else {
+            let (learned, metrics) = (&self.shared.learned, &self.shared.metrics);
+            hints::send_early(session, ctx.hints_match(), learned, metrics).await?;
+        }
         self.admit(session, ctx).await
     }
 
     /// Counts the request body against the route's `max-body` as it streams (a chunked body
-    /// declares no length); over it, the request fails with 413.
+    /// declares no length); over it, the request fails with 413. An upgraded connection's
+    /// bytes are not a body.
     async fn request_body_filter(
         &self,
         _session: &mut Session,
@@ -422,6 +444,9 @@ impl ProxyHttp for Frontdoor {
         _end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if ctx.upgraded() {
+            return Ok(());
+        }
         match (ctx.body_limit.as_mut(), body.as_ref()) {
             (Some(limit), Some(chunk)) => limit.stream(chunk.len(), &self.shared.metrics),
             _ => Ok(()),
@@ -459,8 +484,31 @@ impl ProxyHttp for Frontdoor {
     ) -> Box<Error> {
         if let Some(pool) = &ctx.pool {
             self.shared.metrics.upstream_connect_failed(pool.name());
-            e.set_retry(pool.connect_failed(&ctx.attempts));
+            let again = pool.connect_failed(&ctx.attempts);
+            if again {
+                self.shared
+                    .metrics
+                    .upstream_retry(pool.name(), Retry::ConnectFailed);
+            }
+            e.set_retry(again);
         }
+        e
+    }
+
+    /// A failure after connecting: sent again once, on a new connection, only when a reused
+    /// connection failed before the response head and the method is idempotent
+    /// ([`crate::upstream::reuse`]); anything else is final (never Pingora's up to 16 tries).
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        let again = self.resend(session, &e, ctx, client_reused);
+        e.set_retry(again);
         e
     }
 
@@ -512,6 +560,7 @@ impl ProxyHttp for Frontdoor {
         upstream: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        ctx.head_seen = true;
         if let (Some(pool), Some(started)) = (&ctx.pool, ctx.upstream_started) {
             self.shared
                 .metrics
@@ -539,6 +588,10 @@ impl ProxyHttp for Frontdoor {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         response.set(headers::X_REQUEST_ID, &ctx.request_id);
+        if response.status == http::StatusCode::SWITCHING_PROTOCOLS {
+            self.switched(session, ctx);
+            return Ok(());
+        }
         let request = session.req_header();
         let (learned, metrics) = (&self.shared.learned, &self.shared.metrics);
         ctx.html_pass = hints::on_response(request, response, ctx.hints_match(), learned, metrics);
@@ -575,6 +628,9 @@ impl ProxyHttp for Frontdoor {
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<std::time::Duration>> {
+        if ctx.upgraded() {
+            return Ok(None);
+        }
         if let Some(matched) = &ctx.route {
             let (learned, metrics) = (&self.shared.learned, &self.shared.metrics);
             let route = &matched.route.name;
@@ -625,13 +681,22 @@ impl ProxyHttp for Frontdoor {
     }
 
     /// Errors before a response: 504 for upstream timeouts (as nginx), 502 for other upstream
-    /// failures, 400 for a malformed request.
+    /// failures, 400 for a malformed request. The connection is closed after it, and the
+    /// answer says so (`Connection: close`), so a client does not send its next request on it.
     async fn fail_to_proxy(
         &self,
         session: &mut Session,
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
+        if ctx.upgraded() {
+            // An upgraded connection ended (idle timeout, a side gone): it carries another
+            // protocol now, so no HTTP answer can be written on it.
+            return FailToProxy {
+                error_code: 0,
+                can_reuse_downstream: false,
+            };
+        }
         let code = match (e.esource(), e.etype()) {
             (_, ErrorType::HTTPStatus(code)) => *code,
             (
@@ -656,6 +721,7 @@ impl ProxyHttp for Frontdoor {
             _ => 500,
         };
         if code > 0 {
+            session.set_keepalive(None);
             let body = match code {
                 502 => "bad gateway: the app could not be reached\n",
                 504 => "gateway timeout: the app did not answer in time\n",
@@ -682,7 +748,10 @@ impl ProxyHttp for Frontdoor {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let route = ctx.route.as_ref().map_or(NO_ROUTE, |m| &m.route.name);
         let elapsed = ctx.started.elapsed();
-        self.shared.metrics.request_finished(route, status, elapsed);
+        if !ctx.upgraded() {
+            // An upgraded connection's request was counted at its 101.
+            self.shared.metrics.request_finished(route, status, elapsed);
+        }
         let head = session.req_header();
         tracing::info!(
             target: crate::accesslog::TARGET,

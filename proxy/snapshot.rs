@@ -118,6 +118,8 @@ pub struct Shared {
     pub learned: crate::hints::Learned,
     /// The job system, when some route offloads or a schedule exists (set once at start).
     pub jobs: Option<Arc<crate::jobs::Jobs>>,
+    /// Upgraded (WebSocket) connections by pool; kept across reloads.
+    pub upgraded: Arc<crate::upgraded::Upgraded>,
 }
 
 impl Shared {
@@ -130,6 +132,7 @@ impl Shared {
         let edge_cache = Arc::new(EdgeCache::new(&config.edge_cache, metrics.clone()));
         let controllers = Arc::new(Controllers::new(metrics.clone()));
         let backends = Arc::new(Backends::new(metrics.clone()));
+        let upgraded = Arc::new(crate::upgraded::Upgraded::new(metrics.clone()));
         Shared {
             snapshot: ArcSwap::from_pointee(Snapshot::new(config, &controllers, &backends)),
             controllers,
@@ -140,6 +143,7 @@ impl Shared {
             edge_cache,
             learned: crate::hints::Learned::default(),
             jobs: None,
+            upgraded,
         }
     }
 

@@ -6,10 +6,12 @@
 mod admission;
 mod backends;
 mod caches;
+mod connections;
 mod jobs;
 mod requests;
 
 pub use backends::BackendMetrics;
+pub use connections::{Retry, UpgradedMetrics};
 
 use prometheus::{Encoder, Registry, TextEncoder};
 
@@ -22,6 +24,7 @@ pub struct Metrics {
     admission: admission::AdmissionFamilies,
     jobs: jobs::JobMetrics,
     backends: backends::BackendFamilies,
+    connections: connections::ConnectionFamilies,
 }
 
 /// The route label of a request that matched no route.
@@ -37,6 +40,7 @@ impl Metrics {
             admission: admission::AdmissionFamilies::register(&registry)?,
             jobs: jobs::JobMetrics::register(&registry)?,
             backends: backends::BackendFamilies::register(&registry)?,
+            connections: connections::ConnectionFamilies::register(&registry)?,
             registry,
         })
     }

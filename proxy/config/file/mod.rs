@@ -151,8 +151,19 @@ fn default_read_timeout() -> Spanned<String> {
 fn default_write_timeout() -> Spanned<String> {
     unspanned("60s".to_string())
 }
+// Below the app server's own keep-alive: Node closes idle connections after 5 s, Puma 20 s.
 fn default_idle_timeout() -> Spanned<String> {
-    unspanned("60s".to_string())
+    unspanned("4s".to_string())
+}
+fn default_non_idempotent_max_idle() -> Spanned<String> {
+    unspanned("2s".to_string())
+}
+fn default_max_upgraded() -> Spanned<i64> {
+    unspanned(1000)
+}
+// ActionCable pings every 3 s: 5 minutes of silence both ways is a dead connection.
+fn default_upgraded_idle_timeout() -> Spanned<String> {
+    unspanned("5m".to_string())
 }
 fn default_connect_retries() -> Spanned<i64> {
     unspanned(1)
@@ -326,6 +337,15 @@ pub struct PoolSection {
     /// How long an idle keep-alive connection is kept.
     #[serde(default = "default_idle_timeout")]
     pub idle_timeout: Spanned<String>,
+    /// A POST/PATCH goes only on a connection idle less than this (else a new one).
+    #[serde(default = "default_non_idempotent_max_idle")]
+    pub non_idempotent_max_idle: Spanned<String>,
+    /// Upgraded (WebSocket) connections the pool may have open at once (503 beyond).
+    #[serde(default = "default_max_upgraded")]
+    pub max_upgraded: Spanned<i64>,
+    /// An upgraded connection without a byte either way this long is closed.
+    #[serde(default = "default_upgraded_idle_timeout")]
+    pub upgraded_idle_timeout: Spanned<String>,
     /// Further backends tried after a failed connect (any method: nothing was sent).
     #[serde(default = "default_connect_retries")]
     pub connect_retries: Spanned<i64>,
