@@ -17,6 +17,7 @@
 //! - [`tls`]: certificate loading and validation, the SNI resolver, dev-certificate generation.
 //! - [`upstream`]: pools of backends; selection (least busy, weighted round robin, hash), health checks, ejection.
 //! - [`jobs`]: offload routes answered 202 and replayed later as durable jobs (embedded or Redis store), schedules.
+//! - [`buffering`]: request bodies received in full before they take a slot (memory, then a temporary file); `100 Continue`.
 //! - [`hostile`]: hostile input refused before routing: ambiguous framing, head/URI/body limits, path normalisation, slow heads.
 //! - [`headers`]: `X-Request-Start`, `X-Forwarded-*`, `X-Request-Id`, hop-by-hop handling.
 //! - [`snapshot`]: everything the request path reads, built from a `Config` and swapped whole on reload.
@@ -56,6 +57,7 @@ pub mod accesslog;
 pub mod admin;
 pub mod admission;
 pub mod assets;
+pub mod buffering;
 pub mod compression;
 pub mod config;
 pub mod edge_cache;

@@ -13,6 +13,7 @@ use std::time::{Instant, SystemTime};
 
 use crate::admission::{self, Permit};
 use crate::assets;
+use crate::buffering::request::{self as request_buffering, BufferedBody, Received};
 use crate::compression::{self, Compressor};
 use crate::edge_cache::{self, EdgeCache, Fill, Origin};
 use crate::headers::{self, Forwarding, HeaderEdit};
@@ -61,6 +62,10 @@ pub struct RequestCtx {
     html_pass: Option<hints::HtmlPass>,
     /// The route's request body limit, counted as the body streams upstream.
     body_limit: Option<BodyLimit>,
+    /// The request body received in full, until Pingora is given it to send upstream.
+    buffered: Option<BufferedBody>,
+    /// The length of a body received in full (sent with this `Content-Length`).
+    buffered_len: Option<u64>,
 }
 
 impl RequestCtx {
@@ -220,6 +225,34 @@ impl Frontdoor {
         Ok(true)
     }
 
+    /// Receives the whole request body of a route that buffers bodies, before the request
+    /// takes a slot (`Ok(false)`); `Ok(true)` = answered 408 (a read stalled past
+    /// `body-timeout`) or 413 (more than `max-body` arrived).
+    async fn buffer_body(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        settings: &request_buffering::Settings,
+        timeout: std::time::Duration,
+    ) -> Result<bool> {
+        let (Some(matched), Some(limit)) = (&ctx.route, ctx.body_limit) else {
+            return Ok(false);
+        };
+        if !matched.route.request_buffering || !request_buffering::has_body(session) {
+            return Ok(false);
+        }
+        let buffers = &self.shared.request_buffers;
+        match request_buffering::receive(session, limit, settings, buffers, timeout).await? {
+            Received::Body(body) => {
+                ctx.buffered_len = Some(body.len());
+                ctx.buffered = Some(body);
+                Ok(false)
+            }
+            Received::TimedOut => self.reject(session, ctx, Rejection::BodyTimeout).await,
+            Received::TooLarge => self.reject(session, ctx, Rejection::BodyTooLarge).await,
+        }
+    }
+
     /// Takes a slot of the route's pool, waiting in its queue if need be (`Ok(false)`), or
     /// answers 503 when admission control sheds the request (`Ok(true)`).
     async fn admit(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
@@ -329,6 +362,8 @@ impl ProxyHttp for Frontdoor {
             permit: None,
             html_pass: None,
             body_limit: None,
+            buffered: None,
+            buffered_len: None,
         }
     }
 
@@ -398,7 +433,17 @@ impl ProxyHttp for Frontdoor {
         if let (Some(matched), Some(jobs)) = (&ctx.route, jobs) {
             if let Some(offload) = &matched.route.offload {
                 let (route, params) = (&matched.route.name, &matched.params);
-                jobs::http::offload(session, jobs, route, params, offload, &ctx.request_id).await?;
+                let body_timeout = limits.body_timeout;
+                jobs::http::offload(
+                    session,
+                    jobs,
+                    route,
+                    params,
+                    offload,
+                    body_timeout,
+                    &ctx.request_id,
+                )
+                .await?;
                 return Ok(true);
             }
         }
@@ -410,7 +455,20 @@ impl ProxyHttp for Frontdoor {
         }
         let (learned, metrics) = (&self.shared.learned, &self.shared.metrics);
         hints::send_early(session, ctx.hints_match(), learned, metrics).await?;
-        self.admit(session, ctx).await
+        let buffering = &snapshot.config.request_buffering;
+        if self
+            .buffer_body(session, ctx, buffering, limits.body_timeout)
+            .await?
+            || self.admit(session, ctx).await?
+        {
+            return Ok(true);
+        }
+        // Given only once admitted: a body Pingora has not replayed yet is "unfinished", and
+        // an answer then (a shed 503) would close the connection.
+        match ctx.buffered.take() {
+            Some(body) => request_buffering::replay(session, body).map(|()| false),
+            None => Ok(false),
+        }
     }
 
     /// Counts the request body against the route's `max-body` as it streams (a chunked body
@@ -497,6 +555,9 @@ impl ProxyHttp for Frontdoor {
             request_id: &ctx.request_id,
         }
         .apply(upstream);
+        if let Some(length) = ctx.buffered_len {
+            request_buffering::frame_upstream(upstream, length)?;
+        }
         if ctx.cache_key.is_some() {
             // A fill needs the whole answer, not a 304 or a slice for this one client (as nginx's
             // proxy_cache does).
@@ -639,6 +700,8 @@ impl ProxyHttp for Frontdoor {
                 ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout,
             ) => 504,
             (ErrorSource::Upstream, _) => 502,
+            // A buffered request body frontdoor could not write or read back.
+            (_, ErrorType::FileWriteError | ErrorType::FileReadError) => 500,
             (ErrorSource::Downstream, ErrorType::ReadTimedout) => {
                 // A body slower than `body-timeout` between reads (as nginx's 408).
                 self.shared.metrics.rejected("body_timeout");

@@ -93,6 +93,8 @@ pub struct Shared {
     pub learned: crate::hints::Learned,
     /// The job system, when some route offloads or a schedule exists (set once at start).
     pub jobs: Option<Arc<crate::jobs::Jobs>>,
+    /// Memory held by request bodies being buffered; kept across reloads.
+    pub request_buffers: Arc<crate::buffering::request::RequestBuffers>,
 }
 
 impl Shared {
@@ -105,6 +107,9 @@ impl Shared {
         let edge_cache = Arc::new(EdgeCache::new(&config.edge_cache, metrics.clone()));
         let controllers = Arc::new(Controllers::new(metrics.clone()));
         let backends = Arc::new(Backends::new(metrics.clone()));
+        let request_buffers = Arc::new(crate::buffering::request::RequestBuffers::new(
+            metrics.clone(),
+        ));
         Shared {
             snapshot: ArcSwap::from_pointee(Snapshot::new(config, &controllers, &backends)),
             controllers,
@@ -115,6 +120,7 @@ impl Shared {
             edge_cache,
             learned: crate::hints::Learned::default(),
             jobs: None,
+            request_buffers,
         }
     }
 

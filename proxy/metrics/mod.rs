@@ -7,6 +7,7 @@ mod admission;
 mod backends;
 mod caches;
 mod jobs;
+mod request_buffering;
 mod requests;
 
 pub use backends::BackendMetrics;
@@ -22,6 +23,7 @@ pub struct Metrics {
     admission: admission::AdmissionFamilies,
     jobs: jobs::JobMetrics,
     backends: backends::BackendFamilies,
+    request_buffering: request_buffering::RequestBufferingFamilies,
 }
 
 /// The route label of a request that matched no route.
@@ -37,6 +39,7 @@ impl Metrics {
             admission: admission::AdmissionFamilies::register(&registry)?,
             jobs: jobs::JobMetrics::register(&registry)?,
             backends: backends::BackendFamilies::register(&registry)?,
+            request_buffering: request_buffering::RequestBufferingFamilies::register(&registry)?,
             registry,
         })
     }
