@@ -40,9 +40,12 @@
 //!                            health path; route match (one snapshot load); request id;
 //!                            offload → durable job, 202 | asset or edge-cache hit from memory |
 //!                            503 at once if every backend is down or draining;
-//!                            103 Early Hints (HTTP/1.1), then admission: a slot, the queue, or 503
+//!                            103 Early Hints (HTTP/1.1); the whole body received (100 Continue,
+//!                            408, 413) unless the route streams it; then admission: a slot,
+//!                            the queue, or 503
 //!   upstream_peer            the backend the slot is on, else the pool's choice among backends up
-//!   upstream_request_filter  X-Request-Start, X-Forwarded-*, X-Request-Id; strip hop-by-hop
+//!   upstream_request_filter  X-Request-Start, X-Forwarded-*, X-Request-Id; strip hop-by-hop;
+//!                            a buffered body's Content-Length
 //!   upstream_response_filter time the backend; the app's Server-Timing queue entry to metrics
 //!   response_filter          X-Request-Id back to the client; Link hints on HTML; start an
 //!                            edge-cache fill; choose compression

@@ -30,10 +30,14 @@ const NO_BACKEND_RETRY_AFTER: std::time::Duration = std::time::Duration::from_se
 
 /// Per-request facts, computed once.
 pub struct RequestCtx {
-    /// Wall-clock arrival of the request head (what `X-Request-Start` reports).
+    /// Wall-clock arrival of the request head, or the end of a buffered body (what
+    /// `X-Request-Start` reports).
     arrival: SystemTime,
     /// Monotonic arrival, for durations.
     started: Instant,
+    /// When the request was ready to take a slot: its head's arrival, or the end of a body
+    /// buffered first (an upload is not queue time).
+    ready: Instant,
     /// The requested host, lowercase, without port.
     host: Option<String>,
     /// The matched route and its parameters.
@@ -244,6 +248,10 @@ impl Frontdoor {
         let buffers = &self.shared.request_buffers;
         match request_buffering::receive(session, limit, settings, buffers, timeout).await? {
             Received::Body(body) => {
+                // The request arrives now as the app sees it (`X-Request-Start`, as nginx
+                // stamps it after buffering) and as the queue measures it.
+                ctx.arrival = SystemTime::now();
+                ctx.ready = Instant::now();
                 ctx.buffered_len = Some(body.len());
                 ctx.buffered = Some(body);
                 Ok(false)
@@ -264,7 +272,7 @@ impl Frontdoor {
         };
         let prefer = pool.preferred(&ctx.attempts);
         match admission
-            .admit_preferring(matched.route.priority, ctx.started, prefer)
+            .admit_preferring(matched.route.priority, ctx.ready, prefer)
             .await
         {
             Ok(permit) => {
@@ -348,6 +356,7 @@ impl ProxyHttp for Frontdoor {
         RequestCtx {
             arrival: SystemTime::now(),
             started: Instant::now(),
+            ready: Instant::now(),
             host: None,
             route: None,
             pool: None,
@@ -376,6 +385,7 @@ impl ProxyHttp for Frontdoor {
     ) -> Result<()> {
         ctx.arrival = SystemTime::now();
         ctx.started = Instant::now();
+        ctx.ready = ctx.started;
         ctx.counted = true;
         self.shared.metrics.request_started();
         let body_timeout = self.shared.snapshot.load().config.limits.body_timeout;

@@ -1,7 +1,7 @@
 //! An app that reads HTTP/1.1 strictly, as a Rack server on a keep-alive connection does:
 //! request after request, each body by its `Content-Length` or by strict chunked framing (hex
 //! sizes, no extensions, no trailers). Whatever cannot start the next request is stray: it is
-//! counted and the connection closed. It records when each head and each body's end arrived.
+//! counted and the connection closed. It records when each head arrived.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -18,8 +18,6 @@ pub struct Seen {
     pub fields: Vec<(String, String)>,
     /// When the head was complete.
     pub head_at: Instant,
-    /// When the body was complete.
-    pub body_at: Instant,
     pub body: Vec<u8>,
     pub chunked: bool,
     /// Which upstream connection (0, 1, ... in accept order) carried it.
@@ -235,7 +233,6 @@ async fn serve(socket: TcpStream, connection: usize, state: Arc<Mutex<State>>) {
                 path,
                 fields,
                 head_at,
-                body_at: Instant::now(),
                 body,
                 chunked,
                 connection,

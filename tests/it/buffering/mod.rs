@@ -217,6 +217,11 @@ async fn a_slow_upload_is_received_before_it_takes_the_only_slot() {
         }
     };
     let ((last_piece, status, answer), ()) = tokio::join!(upload, pages);
+    let last_piece_wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64()
+        - last_piece.elapsed().as_secs_f64();
     assert_eq!((status, answer.as_str()), (200, "received 131072 bytes"));
     // Pages were served while the upload was still coming in: it held no slot.
     assert!(
@@ -234,6 +239,19 @@ async fn a_slow_upload_is_received_before_it_takes_the_only_slot() {
     assert_eq!(seen.field("content-length"), Some("131072"));
     assert!(!seen.chunked);
     assert!(seen.body == body, "the body arrived changed");
+    // The upload is not queue time: neither in frontdoor's queue measure (4 requests, the
+    // upload's 6 s would dominate the sum) nor in the `X-Request-Start` the app reads.
+    let queued = fd.metric("frontdoor_queue_seconds_sum{pool=\"app\"}").await;
+    assert!(queued < 1.0, "queue time {queued} s includes the upload");
+    let stamp: f64 = seen
+        .field("x-request-start")
+        .and_then(|v| v.strip_prefix("t="))
+        .and_then(|v| v.parse().ok())
+        .expect("X-Request-Start");
+    assert!(
+        stamp + 0.002 >= last_piece_wall,
+        "X-Request-Start {stamp} is before the last piece was sent at {last_piece_wall}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -453,6 +471,7 @@ async fn an_h2_upload_without_a_length_reaches_a_strict_app_framed_once() {
     let seen = app.seen();
     assert_eq!(seen.len(), 4);
     for request in &seen {
+        assert_eq!(request.method, "POST");
         assert_eq!(request.body, b"hello world", "{}", request.path);
         let buffered = request.path.starts_with("/upload/");
         assert_eq!(request.chunked, !buffered, "{}", request.path);
