@@ -396,8 +396,10 @@ impl ProxyHttp for Frontdoor {
     /// Routes the request. `Ok(true)` = a response was already written: a hostile or
     /// oversized head (400, 414, 431) or declared body (413), no route (404), a
     /// job's status, an offloaded request's 202 (it never takes a slot), an asset or an
-    /// edge-cache entry from memory, a shed request (503). A request going upstream may get
-    /// `103 Early Hints` first, before it waits for a slot.
+    /// edge-cache entry from memory, a buffered body that stalled (408) or grew over its
+    /// limit (413), a shed request (503). A request going upstream may get `103 Early Hints`
+    /// first; on a buffering route its whole body is received (after `100 Continue` if the
+    /// client waits for one) before it waits for a slot.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let snapshot = self.shared.snapshot.load_full();
         ctx.trusted = headers::is_trusted(peer_ip(session), snapshot.trusted_proxies());
