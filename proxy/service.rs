@@ -13,6 +13,7 @@ use std::time::{Instant, SystemTime};
 
 use crate::admission::{self, Permit};
 use crate::assets;
+use crate::buffering::request::{self as request_buffering, BufferedBody, Received};
 use crate::compression::{self, Compressor};
 use crate::edge_cache::{self, EdgeCache, Fill, Origin};
 use crate::headers::{self, Forwarding, HeaderEdit};
@@ -32,10 +33,14 @@ const NO_BACKEND_RETRY_AFTER: std::time::Duration = std::time::Duration::from_se
 
 /// Per-request facts, computed once.
 pub struct RequestCtx {
-    /// Wall-clock arrival of the request head (what `X-Request-Start` reports).
+    /// Wall-clock arrival of the request head, or the end of a buffered body (what
+    /// `X-Request-Start` reports).
     arrival: SystemTime,
     /// Monotonic arrival, for durations.
     started: Instant,
+    /// When the request was ready to take a slot: its head's arrival, or the end of a body
+    /// buffered first (an upload is not queue time).
+    ready: Instant,
     /// The requested host, lowercase, without port.
     host: Option<String>,
     /// The matched route and its parameters.
@@ -68,6 +73,10 @@ pub struct RequestCtx {
     upgrade: Option<Place>,
     /// The current attempt's response head arrived (a failure after it is never retried).
     head_seen: bool,
+    /// The request body received in full, until Pingora is given it to send upstream.
+    buffered: Option<BufferedBody>,
+    /// The length of a body received in full (sent with this `Content-Length`).
+    buffered_len: Option<u64>,
 }
 
 impl RequestCtx {
@@ -232,6 +241,38 @@ impl Frontdoor {
         Ok(true)
     }
 
+    /// Receives the whole request body of a route that buffers bodies, before the request
+    /// takes a slot (`Ok(false)`); `Ok(true)` = answered 408 (a read stalled past
+    /// `body-timeout`) or 413 (more than `max-body` arrived).
+    async fn buffer_body(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        settings: &request_buffering::Settings,
+        timeout: std::time::Duration,
+    ) -> Result<bool> {
+        let (Some(matched), Some(limit)) = (&ctx.route, ctx.body_limit) else {
+            return Ok(false);
+        };
+        if !matched.route.request_buffering || !request_buffering::has_body(session) {
+            return Ok(false);
+        }
+        let buffers = &self.shared.request_buffers;
+        match request_buffering::receive(session, limit, settings, buffers, timeout).await? {
+            Received::Body(body) => {
+                // The request arrives now as the app sees it (`X-Request-Start`, as nginx
+                // stamps it after buffering) and as the queue measures it.
+                ctx.arrival = SystemTime::now();
+                ctx.ready = Instant::now();
+                ctx.buffered_len = Some(body.len());
+                ctx.buffered = Some(body);
+                Ok(false)
+            }
+            Received::TimedOut => self.reject(session, ctx, Rejection::BodyTimeout).await,
+            Received::TooLarge => self.reject(session, ctx, Rejection::BodyTooLarge).await,
+        }
+    }
+
     /// Takes a slot of the route's pool, waiting in its queue if need be (`Ok(false)`), or
     /// answers 503 when admission control sheds the request (`Ok(true)`).
     async fn admit(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
@@ -243,7 +284,7 @@ impl Frontdoor {
         };
         let prefer = pool.preferred(&ctx.attempts);
         match admission
-            .admit_preferring(matched.route.priority, ctx.started, prefer)
+            .admit_preferring(matched.route.priority, ctx.ready, prefer)
             .await
         {
             Ok(permit) => {
@@ -327,6 +368,7 @@ impl ProxyHttp for Frontdoor {
         RequestCtx {
             arrival: SystemTime::now(),
             started: Instant::now(),
+            ready: Instant::now(),
             host: None,
             route: None,
             pool: None,
@@ -343,6 +385,8 @@ impl ProxyHttp for Frontdoor {
             body_limit: None,
             upgrade: None,
             head_seen: false,
+            buffered: None,
+            buffered_len: None,
         }
     }
 
@@ -355,6 +399,7 @@ impl ProxyHttp for Frontdoor {
     ) -> Result<()> {
         ctx.arrival = SystemTime::now();
         ctx.started = Instant::now();
+        ctx.ready = ctx.started;
         ctx.counted = true;
         self.shared.metrics.request_started();
         let body_timeout = self.shared.snapshot.load().config.limits.body_timeout;
@@ -365,8 +410,10 @@ impl ProxyHttp for Frontdoor {
     /// Routes the request. `Ok(true)` = a response was already written: a hostile or
     /// oversized head (400, 414, 431) or declared body (413), no route (404), a
     /// job's status, an offloaded request's 202 (it never takes a slot), an asset or an
-    /// edge-cache entry from memory, a shed request (503). A request going upstream may get
-    /// `103 Early Hints` first, before it waits for a slot.
+    /// edge-cache entry from memory, a buffered body that stalled (408) or grew over its
+    /// limit (413), a shed request (503). A request going upstream may get `103 Early Hints`
+    /// first; on a buffering route its whole body is received (after `100 Continue` if the
+    /// client waits for one) before it waits for a slot.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let snapshot = self.shared.snapshot.load_full();
         ctx.trusted = headers::is_trusted(peer_ip(session), snapshot.trusted_proxies());
@@ -412,7 +459,17 @@ impl ProxyHttp for Frontdoor {
         if let (Some(matched), Some(jobs)) = (&ctx.route, jobs) {
             if let Some(offload) = &matched.route.offload {
                 let (route, params) = (&matched.route.name, &matched.params);
-                jobs::http::offload(session, jobs, route, params, offload, &ctx.request_id).await?;
+                let body_timeout = limits.body_timeout;
+                jobs::http::offload(
+                    session,
+                    jobs,
+                    route,
+                    params,
+                    offload,
+                    body_timeout,
+                    &ctx.request_id,
+                )
+                .await?;
                 return Ok(true);
             }
         }
@@ -431,7 +488,20 @@ impl ProxyHttp for Frontdoor {
             let (learned, metrics) = (&self.shared.learned, &self.shared.metrics);
             hints::send_early(session, ctx.hints_match(), learned, metrics).await?;
         }
-        self.admit(session, ctx).await
+        let buffering = &snapshot.config.request_buffering;
+        if self
+            .buffer_body(session, ctx, buffering, limits.body_timeout)
+            .await?
+            || self.admit(session, ctx).await?
+        {
+            return Ok(true);
+        }
+        // Given only once admitted: a body Pingora has not replayed yet is "unfinished", and
+        // an answer then (a shed 503) would close the connection.
+        match ctx.buffered.take() {
+            Some(body) => request_buffering::replay(session, body).map(|()| false),
+            None => Ok(false),
+        }
     }
 
     /// Counts the request body against the route's `max-body` as it streams (a chunked body
@@ -545,6 +615,9 @@ impl ProxyHttp for Frontdoor {
             request_id: &ctx.request_id,
         }
         .apply(upstream);
+        if let Some(length) = ctx.buffered_len {
+            request_buffering::frame_upstream(upstream, length)?;
+        }
         if ctx.cache_key.is_some() {
             // A fill needs the whole answer, not a 304 or a slice for this one client (as nginx's
             // proxy_cache does).
@@ -704,6 +777,8 @@ impl ProxyHttp for Frontdoor {
                 ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout,
             ) => 504,
             (ErrorSource::Upstream, _) => 502,
+            // A buffered request body frontdoor could not write or read back.
+            (_, ErrorType::FileWriteError | ErrorType::FileReadError) => 500,
             (ErrorSource::Downstream, ErrorType::ReadTimedout) => {
                 // A body slower than `body-timeout` between reads (as nginx's 408).
                 self.shared.metrics.rejected("body_timeout");

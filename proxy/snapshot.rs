@@ -120,6 +120,8 @@ pub struct Shared {
     pub jobs: Option<Arc<crate::jobs::Jobs>>,
     /// Upgraded (WebSocket) connections by pool; kept across reloads.
     pub upgraded: Arc<crate::upgraded::Upgraded>,
+    /// Memory held by request bodies being buffered; kept across reloads.
+    pub request_buffers: Arc<crate::buffering::request::RequestBuffers>,
 }
 
 impl Shared {
@@ -133,6 +135,9 @@ impl Shared {
         let controllers = Arc::new(Controllers::new(metrics.clone()));
         let backends = Arc::new(Backends::new(metrics.clone()));
         let upgraded = Arc::new(crate::upgraded::Upgraded::new(metrics.clone()));
+        let request_buffers = Arc::new(crate::buffering::request::RequestBuffers::new(
+            metrics.clone(),
+        ));
         Shared {
             snapshot: ArcSwap::from_pointee(Snapshot::new(config, &controllers, &backends)),
             controllers,
@@ -144,6 +149,7 @@ impl Shared {
             learned: crate::hints::Learned::default(),
             jobs: None,
             upgraded,
+            request_buffers,
         }
     }
 

@@ -340,3 +340,55 @@ fn pools_have_keep_alive_and_upgraded_connection_defaults_and_refuse_zero() {
         "{text:?}"
     );
 }
+
+#[test]
+fn request_buffering_is_on_by_default_bounded_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    with_cert(dir.path());
+    let path = dir.path().join("f.toml");
+    let config = Config::parse(&path, GOOD).unwrap();
+    assert_eq!(
+        config.request_buffering,
+        crate::buffering::request::Settings::default()
+    );
+    assert_eq!(config.request_buffering.memory_per_body, 1 << 20);
+    assert_eq!(config.request_buffering.memory_total, 64 << 20);
+    assert!(config.routes[0].request_buffering);
+
+    std::fs::create_dir(dir.path().join("spill")).unwrap();
+    let tuned = GOOD.replace(
+        "[pools.app]",
+        "[proxy]\nrequest-buffer-size = \"0B\"\nrequest-buffer-memory = \"8MiB\"\nrequest-buffer-dir = \"spill\"\n\n[pools.app]",
+    ) + "request-buffering = false\n";
+    let config = Config::parse(&path, &tuned).unwrap();
+    assert_eq!(config.request_buffering.memory_per_body, 0);
+    assert_eq!(config.request_buffering.memory_total, 8 << 20);
+    assert_eq!(
+        config.request_buffering.dir,
+        std::fs::canonicalize(dir.path().join("spill")).unwrap()
+    );
+    assert!(!config.routes[0].request_buffering);
+
+    let bad = GOOD.replace(
+        "[pools.app]",
+        "[proxy]\nrequest-buffer-size = \"lots\"\nrequest-buffer-memory = \"-1MiB\"\nrequest-buffer-dir = \"missing\"\n\n[pools.app]",
+    );
+    let errors = Config::parse(&path, &bad).unwrap_err().0;
+    let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "proxy.request-buffer-size",
+            "proxy.request-buffer-memory",
+            "proxy.request-buffer-dir"
+        ]
+    );
+    assert!(errors[2].to_string().contains(":13:22:"), "{}", errors[2]);
+    assert!(
+        errors[2]
+            .to_string()
+            .contains("is not an existing directory"),
+        "{}",
+        errors[2]
+    );
+}

@@ -8,6 +8,7 @@ mod backends;
 mod caches;
 mod connections;
 mod jobs;
+mod request_buffering;
 mod requests;
 
 pub use backends::BackendMetrics;
@@ -25,6 +26,7 @@ pub struct Metrics {
     jobs: jobs::JobMetrics,
     backends: backends::BackendFamilies,
     connections: connections::ConnectionFamilies,
+    request_buffering: request_buffering::RequestBufferingFamilies,
 }
 
 /// The route label of a request that matched no route.
@@ -41,6 +43,7 @@ impl Metrics {
             jobs: jobs::JobMetrics::register(&registry)?,
             backends: backends::BackendFamilies::register(&registry)?,
             connections: connections::ConnectionFamilies::register(&registry)?,
+            request_buffering: request_buffering::RequestBufferingFamilies::register(&registry)?,
             registry,
         })
     }

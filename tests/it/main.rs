@@ -6,6 +6,7 @@ mod common;
 mod admission;
 mod assets;
 mod balancing;
+mod buffering;
 mod check;
 mod compression;
 mod edge_cache;

@@ -248,6 +248,15 @@ pub struct ProxySection {
     /// The largest decoded HTTP/2 request header list (`SETTINGS_MAX_HEADER_LIST_SIZE`).
     #[serde(default = "default_h2_max_header_list_size")]
     pub h2_max_header_list_size: Spanned<String>,
+    /// Bytes of one buffered request body kept in memory; more spills to a temporary file.
+    #[serde(default = "default_request_buffer_size")]
+    pub request_buffer_size: Spanned<String>,
+    /// Bytes of all buffered request bodies in memory together; more spills too.
+    #[serde(default = "default_request_buffer_memory")]
+    pub request_buffer_memory: Spanned<String>,
+    /// Where spilled request bodies go (unnamed files); the system's temporary directory
+    /// when absent.
+    pub request_buffer_dir: Option<Spanned<String>>,
 }
 
 impl Default for ProxySection {
@@ -264,6 +273,9 @@ impl Default for ProxySection {
             body_timeout: default_body_timeout(),
             h2_max_concurrent_streams: default_h2_max_concurrent_streams(),
             h2_max_header_list_size: default_h2_max_header_list_size(),
+            request_buffer_size: default_request_buffer_size(),
+            request_buffer_memory: default_request_buffer_memory(),
+            request_buffer_dir: None,
         }
     }
 }
@@ -296,6 +308,13 @@ fn default_h2_max_concurrent_streams() -> Spanned<i64> {
 }
 fn default_h2_max_header_list_size() -> Spanned<String> {
     unspanned("64KiB".to_string())
+}
+
+fn default_request_buffer_size() -> Spanned<String> {
+    unspanned("1MiB".to_string())
+}
+fn default_request_buffer_memory() -> Spanned<String> {
+    unspanned("64MiB".to_string())
 }
 
 fn default_health_path() -> Spanned<String> {
