@@ -102,6 +102,11 @@ impl Asset {
         }
     }
 
+    /// Bytes of the identity body.
+    pub fn identity_len(&self) -> u64 {
+        self.identity.body.len() as u64
+    }
+
     /// The variant for `encoding`, if it is ready (and was worth keeping).
     pub fn variant(&self, encoding: Encoding) -> Option<&Variant> {
         match encoding {

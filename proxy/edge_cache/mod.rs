@@ -318,7 +318,10 @@ impl EdgeCache {
     fn store(self: &Arc<Self>, route_name: &str, key: String, entry: Arc<Entry>) {
         self.insert(&key, entry.clone());
         self.metrics.edge_cache_stored(route_name);
-        if !entry.as_sent && entry.body.worth_compressing() {
+        // Below the on-the-fly compressor's minimum a coding does not pay for its frame (and
+        // would give the answer another ETag for nothing).
+        let large = entry.body.identity_len() >= crate::compression::MIN_SIZE;
+        if !entry.as_sent && large && entry.body.worth_compressing() {
             self.compress_later(key, entry);
         }
     }
