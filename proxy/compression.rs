@@ -218,18 +218,12 @@ mod tests {
             Some(Encoding::Gzip)
         );
         assert_eq!(
-            choose(
-                Some("gzip"),
-                &response("application/vnd.api+json", &[])
-            ),
+            choose(Some("gzip"), &response("application/vnd.api+json", &[])),
             Some(Encoding::Gzip)
         );
         assert_eq!(choose(None, &response("text/html", &[])), None);
         assert_eq!(choose(chrome, &response("image/png", &[])), None);
-        assert_eq!(
-            choose(chrome, &response("text/event-stream", &[])),
-            None
-        );
+        assert_eq!(choose(chrome, &response("text/event-stream", &[])), None);
     }
 
     #[test]
@@ -250,10 +244,7 @@ mod tests {
             None
         );
         assert_eq!(
-            choose(
-                chrome,
-                &response("text/html", &[("content-length", "100")])
-            ),
+            choose(chrome, &response("text/html", &[("content-length", "100")])),
             None
         );
         assert_eq!(

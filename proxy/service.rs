@@ -284,7 +284,11 @@ impl Frontdoor {
             return Ok(false);
         }
         let is_get = head.method == http::Method::GET;
-        let path_and_query = head.uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+        let path_and_query = head
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string();
         let key = EdgeCache::key(&name, rules, ctx.host.as_deref(), &path_and_query);
         let cache = &self.shared.edge_cache;
         let origin = |session: &Session, ctx: &RequestCtx| -> Result<Origin> {
@@ -321,7 +325,9 @@ impl Frontdoor {
                     };
                     let outcome = cache.revalidate(&key, &entry, &origin(session, ctx)?).await;
                     drop(guard);
-                    self.shared.metrics.edge_cache_refreshed(&name, outcome.label());
+                    self.shared
+                        .metrics
+                        .edge_cache_refreshed(&name, outcome.label());
                     match outcome {
                         Revalidated::NotModified(fresh) => {
                             break (fresh, assets::CacheStatus::Revalidated)
@@ -393,10 +399,18 @@ impl Frontdoor {
 
     /// After a successful unsafe request, drops what the edge cache holds for its URL and for
     /// the same-host URLs its `Location` and `Content-Location` name (RFC 9111 §4.4).
-    fn invalidate_after(&self, request: &RequestHeader, response: &ResponseHeader, host: Option<&str>) {
+    fn invalidate_after(
+        &self,
+        request: &RequestHeader,
+        response: &ResponseHeader,
+        host: Option<&str>,
+    ) {
         let snapshot = self.shared.snapshot.load();
         let own = request.uri.path_and_query().map(|p| p.as_str().to_string());
-        for path_and_query in own.into_iter().chain(edge_cache::named_locations(response, host)) {
+        for path_and_query in own
+            .into_iter()
+            .chain(edge_cache::named_locations(response, host))
+        {
             let path = path_and_query.split('?').next().unwrap_or("/");
             let Some(found) = snapshot.routes.lookup(host, &http::Method::GET, path) else {
                 continue;
@@ -652,7 +666,9 @@ impl ProxyHttp for Frontdoor {
         }
         if let (Some(key), Some(matched)) = (ctx.cache_key.take(), &ctx.route) {
             if let Some(rules) = &matched.route.cache {
-                let waited = ctx.upstream_started.map_or(std::time::Duration::ZERO, |t| t.elapsed());
+                let waited = ctx
+                    .upstream_started
+                    .map_or(std::time::Duration::ZERO, |t| t.elapsed());
                 ctx.fill = self.shared.edge_cache.begin_fill(
                     &matched.route.name,
                     rules,

@@ -34,13 +34,19 @@ pub fn if_range(
     date: Option<SystemTime>,
 ) -> bool {
     if let Some((weak, tag)) = entity_tag(if_range) {
-        return !weak && entity_tag(etag).is_some_and(|(ours_weak, ours)| !ours_weak && ours == tag);
+        return !weak
+            && entity_tag(etag).is_some_and(|(ours_weak, ours)| !ours_weak && ours == tag);
     }
-    let (Some(asked), Some(modified)) = (httpdate::parse_http_date(if_range.trim()).ok(), last_modified)
-    else {
+    let (Some(asked), Some(modified)) = (
+        httpdate::parse_http_date(if_range.trim()).ok(),
+        last_modified,
+    ) else {
         return false;
     };
-    let strong = date.is_some_and(|d| d.duration_since(modified).is_ok_and(|gap| gap >= Duration::from_secs(1)));
+    let strong = date.is_some_and(|d| {
+        d.duration_since(modified)
+            .is_ok_and(|gap| gap >= Duration::from_secs(1))
+    });
     strong && asked == modified
 }
 
@@ -120,16 +126,28 @@ mod tests {
         let text = httpdate::fmt_http_date(modified);
         let exact = httpdate::parse_http_date(&text).unwrap();
         assert!(if_range(&text, "\"r1\"", Some(exact), Some(now)));
-        assert!(!if_range(&text, "\"r1\"", Some(exact), Some(exact)), "a weak date");
+        assert!(
+            !if_range(&text, "\"r1\"", Some(exact), Some(exact)),
+            "a weak date"
+        );
         assert!(!if_range(&text, "\"r1\"", None, Some(now)));
     }
 
     #[test]
     fn if_modified_since_compares_dates() {
         let modified = httpdate::parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
-        assert!(not_modified_since("Sun, 06 Nov 1994 08:49:37 GMT", modified));
-        assert!(not_modified_since("Sunday, 06-Nov-94 08:49:38 GMT", modified));
-        assert!(!not_modified_since("Sun, 06 Nov 1994 08:49:36 GMT", modified));
+        assert!(not_modified_since(
+            "Sun, 06 Nov 1994 08:49:37 GMT",
+            modified
+        ));
+        assert!(not_modified_since(
+            "Sunday, 06-Nov-94 08:49:38 GMT",
+            modified
+        ));
+        assert!(!not_modified_since(
+            "Sun, 06 Nov 1994 08:49:36 GMT",
+            modified
+        ));
         assert!(!not_modified_since("yesterday", modified));
     }
 

@@ -75,9 +75,7 @@ impl CacheControl {
 
     fn apply(&mut self, name: &str, arg: Option<&str>, seen: &mut Vec<(String, Option<String>)>) {
         // The same directive twice with another value makes its value invalid (§4.2.1).
-        let conflicting = seen
-            .iter()
-            .any(|(n, a)| n == name && a.as_deref() != arg);
+        let conflicting = seen.iter().any(|(n, a)| n == name && a.as_deref() != arg);
         seen.push((name.to_string(), arg.map(str::to_string)));
         let seconds = || {
             if conflicting {
@@ -217,7 +215,9 @@ fn targeted(headers: &HeaderMap) -> Option<CacheControl> {
         match value {
             // `max-age="10000"` is a string, not an integer: the directive is ignored.
             SfValue::Integer(n) => {
-                let arg = u64::try_from(n).ok().map(|n| n.min(MAX_DELTA_SECONDS).to_string());
+                let arg = u64::try_from(n)
+                    .ok()
+                    .map(|n| n.min(MAX_DELTA_SECONDS).to_string());
                 if arg.is_some() {
                     cc.apply(&name, arg.as_deref(), &mut seen);
                 }
@@ -382,13 +382,21 @@ mod tests {
         assert_eq!(cc.max_age, Some(3600));
         assert_eq!(cc.no_cache_fields, vec!["a", "b"]);
         assert!(!cc.no_cache);
-        let cc = CacheControl::parse(&headers(&[("cache-control", "max-age=1, foo=\"x, max-age=99\"")]));
+        let cc = CacheControl::parse(&headers(&[(
+            "cache-control",
+            "max-age=1, foo=\"x, max-age=99\"",
+        )]));
         assert_eq!(cc.max_age, Some(1));
     }
 
     #[test]
     fn invalid_or_conflicting_values_mean_stale() {
-        for value in ["max-age=-1", "max-age='3600'", "max-age=3600.0", "max-age=a100"] {
+        for value in [
+            "max-age=-1",
+            "max-age='3600'",
+            "max-age=3600.0",
+            "max-age=a100",
+        ] {
             let cc = CacheControl::parse(&headers(&[("cache-control", value)]));
             assert_eq!(cc.max_age, Some(0), "{value}");
         }

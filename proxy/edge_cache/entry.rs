@@ -140,7 +140,8 @@ impl Entry {
         }
         if !stored.contains_key(header::DATE) {
             // RFC 9110 §6.6.1: a cache adds the Date the origin should have sent.
-            if let Ok(date) = HeaderValue::from_str(&freshness::format_date(received.response_time)) {
+            if let Ok(date) = HeaderValue::from_str(&freshness::format_date(received.response_time))
+            {
                 stored.insert(header::DATE, date);
             }
         }
@@ -191,7 +192,10 @@ impl Entry {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string),
             vary: text(&header::VARY),
-            content_encoding: stored.get(header::CONTENT_ENCODING).cloned().filter(|_| as_sent),
+            content_encoding: stored
+                .get(header::CONTENT_ENCODING)
+                .cloned()
+                .filter(|_| as_sent),
             last_modified,
             date,
             stored,

@@ -199,19 +199,34 @@ mod tests {
             let (cc, targeted) = CacheControl::for_response(&h);
             lifetime(&cc, targeted, &h, now).map(|d| d.as_secs())
         };
-        assert_eq!(life(headers(&[("cache-control", "max-age=10, s-maxage=3")])), Some(3));
-        assert_eq!(life(headers(&[("expires", &at(100)), ("date", &at(0))])), Some(100));
+        assert_eq!(
+            life(headers(&[("cache-control", "max-age=10, s-maxage=3")])),
+            Some(3)
+        );
+        assert_eq!(
+            life(headers(&[("expires", &at(100)), ("date", &at(0))])),
+            Some(100)
+        );
         // Expires is measured against the app's Date, not ours.
-        assert_eq!(life(headers(&[("expires", &at(100)), ("date", &at(-50))])), Some(150));
+        assert_eq!(
+            life(headers(&[("expires", &at(100)), ("date", &at(-50))])),
+            Some(150)
+        );
         assert_eq!(life(headers(&[("expires", "0")])), Some(0));
         assert_eq!(life(headers(&[("expires", &at(-10))])), Some(0));
         assert_eq!(
-            life(headers(&[("expires", &at(-10)), ("cache-control", "max-age=60")])),
+            life(headers(&[
+                ("expires", &at(-10)),
+                ("cache-control", "max-age=60")
+            ])),
             Some(60)
         );
         assert_eq!(life(headers(&[("cache-control", "public")])), None);
         assert_eq!(
-            life(headers(&[("cdn-cache-control", "no-cache"), ("expires", &at(100))])),
+            life(headers(&[
+                ("cdn-cache-control", "no-cache"),
+                ("expires", &at(100))
+            ])),
             None
         );
     }

@@ -389,7 +389,12 @@ impl EdgeCache {
     }
 
     /// Revalidates a stale `entry` in the background unless a revalidation of it already runs.
-    pub fn refresh_in_background(self: &Arc<Self>, key: String, entry: &Arc<Entry>, origin: Origin) {
+    pub fn refresh_in_background(
+        self: &Arc<Self>,
+        key: String,
+        entry: &Arc<Entry>,
+        origin: Origin,
+    ) {
         if entry.refreshing.swap(true, Ordering::AcqRel) {
             return;
         }

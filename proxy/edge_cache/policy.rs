@@ -148,12 +148,19 @@ pub fn response(
     let Some(fresh) = fresh else {
         return Err(Uncacheable::CacheControl);
     };
-    let route_default = |d: Duration| if cc.forbids_stale() { Duration::ZERO } else { d };
+    let route_default = |d: Duration| {
+        if cc.forbids_stale() {
+            Duration::ZERO
+        } else {
+            d
+        }
+    };
     let lifetime = Lifetime {
         fresh,
-        stale_while_revalidate: cc
-            .stale_while_revalidate
-            .map_or(route_default(route.stale_while_revalidate), Duration::from_secs),
+        stale_while_revalidate: cc.stale_while_revalidate.map_or(
+            route_default(route.stale_while_revalidate),
+            Duration::from_secs,
+        ),
         stale_if_error: cc
             .stale_if_error
             .map_or(route_default(route.stale_if_error), Duration::from_secs),
@@ -241,13 +248,21 @@ mod tests {
         map
     }
 
-    fn check(r: &CacheRoute, req: &HeaderMap, status: u16, h: &HeaderMap) -> Result<Storable, Uncacheable> {
+    fn check(
+        r: &CacheRoute,
+        req: &HeaderMap,
+        status: u16,
+        h: &HeaderMap,
+    ) -> Result<Storable, Uncacheable> {
         let now = SystemTime::now();
         let timing = Timing::new(h, now, now, Instant::now());
         response(r, req, status, h, &timing, now)
     }
 
-    fn lifetime(status: u16, pairs: &[(&'static str, &'static str)]) -> Result<Lifetime, Uncacheable> {
+    fn lifetime(
+        status: u16,
+        pairs: &[(&'static str, &'static str)],
+    ) -> Result<Lifetime, Uncacheable> {
         check(&route(), &HeaderMap::new(), status, &headers(pairs)).map(|s| s.lifetime)
     }
 
@@ -288,7 +303,11 @@ mod tests {
             check(&r, &alice, 200, &private).map(|_| ()),
             Err(Uncacheable::Authorization)
         );
-        for shared in ["public, max-age=60", "s-maxage=60", "max-age=60, must-revalidate"] {
+        for shared in [
+            "public, max-age=60",
+            "s-maxage=60",
+            "max-age=60, must-revalidate",
+        ] {
             let h = headers(&[("cache-control", shared)]);
             assert!(check(&r, &alice, 200, &h).is_ok(), "{shared}");
         }
@@ -326,7 +345,8 @@ mod tests {
         );
         // must-revalidate: the route's default stale-if-error does not apply.
         assert_eq!(
-            lifetime(200, &[("cache-control", "max-age=5, must-revalidate")]).map(|l| l.stale_if_error),
+            lifetime(200, &[("cache-control", "max-age=5, must-revalidate")])
+                .map(|l| l.stale_if_error),
             Ok(Duration::ZERO)
         );
         assert_eq!(
@@ -348,22 +368,81 @@ mod tests {
         };
         type Fields = &'static [(&'static str, &'static str)];
         let cases: &[(u16, Fields, Uncacheable)] = &[
-            (200, &[("cache-control", "private, max-age=60")], Uncacheable::CacheControl),
-            (200, &[("cache-control", "no-store, max-age=60")], Uncacheable::CacheControl),
-            (200, &[("cache-control", "public, no-cache, max-age=9")], Uncacheable::CacheControl),
-            (200, &[("cache-control", "public")], Uncacheable::CacheControl),
+            (
+                200,
+                &[("cache-control", "private, max-age=60")],
+                Uncacheable::CacheControl,
+            ),
+            (
+                200,
+                &[("cache-control", "no-store, max-age=60")],
+                Uncacheable::CacheControl,
+            ),
+            (
+                200,
+                &[("cache-control", "public, no-cache, max-age=9")],
+                Uncacheable::CacheControl,
+            ),
+            (
+                200,
+                &[("cache-control", "public")],
+                Uncacheable::CacheControl,
+            ),
             (200, &[], Uncacheable::CacheControl),
-            (200, &[("cache-control", "max-age=soon")], Uncacheable::CacheControl),
-            (200, &[("cache-control", "max-age=0")], Uncacheable::CacheControl),
-            (200, &[("cache-control", "max-age=60"), ("age", "60")], Uncacheable::CacheControl),
-            (200, &[("cache-control", "max-age=60"), ("set-cookie", "a=1")], Uncacheable::SetCookie),
-            (200, &[("cache-control", "max-age=60"), ("vary", "*")], Uncacheable::Vary),
-            (200, &[("cache-control", "max-age=60"), ("vary", "Accept"), ("vary", "*")], Uncacheable::Vary),
-            (200, &[("cache-control", "max-age=60"), ("content-length", "1001")], Uncacheable::TooLarge),
+            (
+                200,
+                &[("cache-control", "max-age=soon")],
+                Uncacheable::CacheControl,
+            ),
+            (
+                200,
+                &[("cache-control", "max-age=0")],
+                Uncacheable::CacheControl,
+            ),
+            (
+                200,
+                &[("cache-control", "max-age=60"), ("age", "60")],
+                Uncacheable::CacheControl,
+            ),
+            (
+                200,
+                &[("cache-control", "max-age=60"), ("set-cookie", "a=1")],
+                Uncacheable::SetCookie,
+            ),
+            (
+                200,
+                &[("cache-control", "max-age=60"), ("vary", "*")],
+                Uncacheable::Vary,
+            ),
+            (
+                200,
+                &[
+                    ("cache-control", "max-age=60"),
+                    ("vary", "Accept"),
+                    ("vary", "*"),
+                ],
+                Uncacheable::Vary,
+            ),
+            (
+                200,
+                &[("cache-control", "max-age=60"), ("content-length", "1001")],
+                Uncacheable::TooLarge,
+            ),
             (206, &[("cache-control", "max-age=60")], Uncacheable::Status),
             (304, &[("cache-control", "max-age=60")], Uncacheable::Status),
-            (599, &[("cache-control", "max-age=60, no-store, must-understand")], Uncacheable::Status),
-            (200, &[("cdn-cache-control", "private"), ("cache-control", "max-age=60")], Uncacheable::CacheControl),
+            (
+                599,
+                &[("cache-control", "max-age=60, no-store, must-understand")],
+                Uncacheable::Status,
+            ),
+            (
+                200,
+                &[
+                    ("cdn-cache-control", "private"),
+                    ("cache-control", "max-age=60"),
+                ],
+                Uncacheable::CacheControl,
+            ),
         ];
         for (status, pairs, why) in cases {
             assert_eq!(
@@ -372,7 +451,10 @@ mod tests {
                 "{status} {pairs:?}"
             );
         }
-        let vary = headers(&[("cache-control", "max-age=60"), ("vary", "Accept, accept-encoding")]);
+        let vary = headers(&[
+            ("cache-control", "max-age=60"),
+            ("vary", "Accept, accept-encoding"),
+        ]);
         let stored = check(&r, &HeaderMap::new(), 200, &vary).expect("storable");
         assert_eq!(stored.vary, vec![header::ACCEPT, header::ACCEPT_ENCODING]);
         for status in [200, 302, 500, 599] {

@@ -18,5 +18,6 @@ mod jobs;
 mod multinode;
 mod reload;
 mod routing;
+mod semantics;
 mod soak;
 mod tls;
