@@ -15,7 +15,7 @@ use crate::admission::{self, Permit};
 use crate::assets;
 use crate::buffering::request::{self as request_buffering, BufferedBody, Received};
 use crate::compression::{self, Compressor};
-use crate::edge_cache::{self, EdgeCache, Fill, Origin};
+use crate::edge_cache::{self, EdgeCache, Fill, Joined, Lookup, Origin, Revalidated};
 use crate::headers::{self, Forwarding, HeaderEdit};
 use crate::hints;
 use crate::hostile::{self, BodyLimit, Rejection};
@@ -63,6 +63,8 @@ pub struct RequestCtx {
     cache_key: Option<String>,
     /// The answer being copied into the edge cache.
     fill: Option<Fill>,
+    /// Held while this request fills its edge-cache key: others missing it wait.
+    flight: Option<edge_cache::FlightGuard>,
     /// The admission slot held while the app works on the request.
     permit: Option<Permit>,
     /// Reads (learned hints) or rewrites (script deferral) an HTML body, before compression.
@@ -317,8 +319,10 @@ impl Frontdoor {
         }
     }
 
-    /// A GET/HEAD on an edge-cache route answered from memory (`Ok(true)`); a GET that
-    /// misses is marked for filling and proxied (`Ok(false)`).
+    /// A GET/HEAD on an edge-cache route answered from memory (`Ok(true)`), after revalidating
+    /// a stale entry with the app if need be; a GET that misses is marked for filling and
+    /// proxied (`Ok(false)`). Misses and revalidations of one key are collapsed: the first
+    /// goes to the app, the others wait for it (bounded) and look again.
     async fn serve_cached(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let (Some(matched), Some(pool)) = (&ctx.route, &ctx.pool) else {
             return Ok(false);
@@ -326,37 +330,149 @@ impl Frontdoor {
         let Some(rules) = &matched.route.cache else {
             return Ok(false);
         };
-        let name = &matched.route.name;
+        let name = matched.route.name.clone();
         let head = session.req_header();
         if edge_cache::policy::request(rules, &head.method, &head.headers).is_err() {
-            self.shared.metrics.edge_cache_request(name, "bypass");
+            self.shared.metrics.edge_cache_request(&name, "bypass");
             return Ok(false);
         }
-        let path_and_query = head.uri.path_and_query().map_or("/", |p| p.as_str());
-        let key = EdgeCache::key(name, rules, ctx.host.as_deref(), path_and_query);
-        let origin = || Origin {
-            route_name: name.clone(),
-            route: rules.clone(),
-            pool: pool.clone(),
-            host: ctx.host.clone(),
-            path_and_query: path_and_query.to_string(),
+        let is_get = head.method == http::Method::GET;
+        let path_and_query = head
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string();
+        let key = EdgeCache::key(&name, rules, ctx.host.as_deref(), &path_and_query);
+        let cache = &self.shared.edge_cache;
+        let origin = |session: &Session, ctx: &RequestCtx| -> Result<Origin> {
+            let mut request = edge_cache::revalidation_request(
+                session.req_header(),
+                &path_and_query,
+                ctx.host.as_deref(),
+            )?;
+            self.forwarding(session, ctx).apply(&mut request);
+            Ok(Origin {
+                route_name: name.clone(),
+                route: rules.clone(),
+                pool: pool.clone(),
+                request,
+            })
         };
-        let Some((entry, status)) = self.shared.edge_cache.find(&key, origin).await else {
-            self.shared.metrics.edge_cache_request(name, "miss");
-            if head.method == http::Method::GET {
-                ctx.cache_key = Some(key);
+        let mut waited = false;
+        let (entry, status) = loop {
+            match cache.lookup(&key, &session.req_header().headers) {
+                Lookup::Hit(entry) => break (entry, assets::CacheStatus::Hit),
+                Lookup::Stale(entry) => {
+                    cache.refresh_in_background(key.clone(), &entry, origin(session, ctx)?);
+                    break (entry, assets::CacheStatus::Stale);
+                }
+                Lookup::Revalidate(entry, stale_if_error) => {
+                    let guard = match cache.join(&key) {
+                        Joined::Follower(done) if !waited => {
+                            edge_cache::collapse::wait(done, edge_cache::collapse::WAIT).await;
+                            waited = true;
+                            continue;
+                        }
+                        Joined::Follower(_) => None,
+                        Joined::Leader(guard) => Some(guard),
+                    };
+                    let outcome = cache.revalidate(&key, &entry, &origin(session, ctx)?).await;
+                    drop(guard);
+                    self.shared
+                        .metrics
+                        .edge_cache_refreshed(&name, outcome.label());
+                    match outcome {
+                        Revalidated::NotModified(fresh) => {
+                            break (fresh, assets::CacheStatus::Revalidated)
+                        }
+                        Revalidated::Stored(fresh) | Revalidated::Uncacheable(fresh) => {
+                            break (fresh, assets::CacheStatus::Miss)
+                        }
+                        Revalidated::Failed(why, answer) => {
+                            tracing::info!("revalidating {path_and_query} failed: {why}");
+                            match answer {
+                                _ if stale_if_error => break (entry, assets::CacheStatus::Stale),
+                                Some(answer) => break (answer, assets::CacheStatus::Miss),
+                                // The proxy answers the failure (502/504) as usual.
+                                None => return Ok(false),
+                            }
+                        }
+                        Revalidated::TooLarge => return Ok(false),
+                    }
+                }
+                Lookup::Miss => {
+                    if !waited {
+                        // A HEAD fills nothing: it only waits for a GET's fill.
+                        let joined = if is_get {
+                            Some(cache.join(&key))
+                        } else {
+                            cache.follow(&key).map(Joined::Follower)
+                        };
+                        match joined {
+                            Some(Joined::Leader(guard)) => ctx.flight = Some(guard),
+                            Some(Joined::Follower(done)) => {
+                                edge_cache::collapse::wait(done, edge_cache::collapse::WAIT).await;
+                                waited = true;
+                                continue;
+                            }
+                            None => {}
+                        }
+                    }
+                    self.shared.metrics.edge_cache_request(&name, "miss");
+                    if is_get {
+                        ctx.cache_key = Some(key);
+                    }
+                    return Ok(false);
+                }
             }
-            return Ok(false);
         };
         let result = match status {
             assets::CacheStatus::Hit => "hit",
             assets::CacheStatus::Stale => "stale",
+            assets::CacheStatus::Revalidated => "revalidated",
             assets::CacheStatus::Miss => "miss",
         };
-        self.shared.metrics.edge_cache_request(name, result);
+        self.shared.metrics.edge_cache_request(&name, result);
         let x_cache = rules.x_cache_header.then_some(status);
         edge_cache::respond(session, &entry, x_cache, &ctx.request_id).await?;
         Ok(true)
+    }
+
+    /// What the app is told about where a request came from.
+    fn forwarding<'a>(&self, session: &Session, ctx: &'a RequestCtx) -> Forwarding<'a> {
+        Forwarding {
+            peer: peer_ip(session),
+            trusted: ctx.trusted,
+            arrival: ctx.arrival,
+            scheme: "https",
+            host: ctx.host.as_deref(),
+            request_id: &ctx.request_id,
+        }
+    }
+
+    /// After a successful unsafe request, drops what the edge cache holds for its URL and for
+    /// the same-host URLs its `Location` and `Content-Location` name (RFC 9111 §4.4).
+    fn invalidate_after(
+        &self,
+        request: &RequestHeader,
+        response: &ResponseHeader,
+        host: Option<&str>,
+    ) {
+        let snapshot = self.shared.snapshot.load();
+        let own = request.uri.path_and_query().map(|p| p.as_str().to_string());
+        for path_and_query in own
+            .into_iter()
+            .chain(edge_cache::named_locations(response, host))
+        {
+            let path = path_and_query.split('?').next().unwrap_or("/");
+            let Some(found) = snapshot.routes.lookup(host, &http::Method::GET, path) else {
+                continue;
+            };
+            if let Some(rules) = &found.route.cache {
+                let key = EdgeCache::key(&found.route.name, rules, host, &path_and_query);
+                self.shared.edge_cache.invalidate(&key);
+            }
+        }
     }
 }
 
@@ -380,6 +496,7 @@ impl ProxyHttp for Frontdoor {
             compressor: None,
             cache_key: None,
             fill: None,
+            flight: None,
             permit: None,
             html_pass: None,
             body_limit: None,
@@ -606,15 +723,7 @@ impl ProxyHttp for Frontdoor {
         upstream: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        Forwarding {
-            peer: peer_ip(session),
-            trusted: ctx.trusted,
-            arrival: ctx.arrival,
-            scheme: "https",
-            host: ctx.host.as_deref(),
-            request_id: &ctx.request_id,
-        }
-        .apply(upstream);
+        self.forwarding(session, ctx).apply(upstream);
         if let Some(length) = ctx.buffered_len {
             request_buffering::frame_upstream(upstream, length)?;
         }
@@ -634,6 +743,10 @@ impl ProxyHttp for Frontdoor {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         ctx.head_seen = true;
+        if upstream.status.is_informational() && upstream.status.as_u16() != 101 {
+            // An interim answer (102, 103) is relayed as the app sent it.
+            return Ok(());
+        }
         if let (Some(pool), Some(started)) = (&ctx.pool, ctx.upstream_started) {
             self.shared
                 .metrics
@@ -652,14 +765,19 @@ impl ProxyHttp for Frontdoor {
         Ok(())
     }
 
-    /// Returns the request id to the client; adds `Link` hints to HTML; starts an edge-cache
-    /// fill of a storable answer (hints included); chooses compression for dynamic text.
+    /// Returns the request id to the client; adds `Link` hints to HTML; drops what the edge
+    /// cache holds for the URL of a successful unsafe request; starts an edge-cache fill of a
+    /// storable answer (hints included); chooses compression for dynamic text (HEAD gets the
+    /// fields GET would, a 304 those of the 200 it confirms). Interim answers pass untouched.
     async fn response_filter(
         &self,
         session: &mut Session,
         response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if response.status.is_informational() && response.status.as_u16() != 101 {
+            return Ok(());
+        }
         response.set(headers::X_REQUEST_ID, &ctx.request_id);
         if response.status == http::StatusCode::SWITCHING_PROTOCOLS {
             self.switched(session, ctx);
@@ -668,26 +786,47 @@ impl ProxyHttp for Frontdoor {
         let request = session.req_header();
         let (learned, metrics) = (&self.shared.learned, &self.shared.metrics);
         ctx.html_pass = hints::on_response(request, response, ctx.hints_match(), learned, metrics);
+        let status = response.status.as_u16();
+        if edge_cache::policy::is_unsafe(&request.method) && edge_cache::invalidates(status) {
+            self.invalidate_after(request, response, ctx.host.as_deref());
+        }
         if let (Some(key), Some(matched)) = (ctx.cache_key.take(), &ctx.route) {
             if let Some(rules) = &matched.route.cache {
-                ctx.fill =
-                    self.shared
-                        .edge_cache
-                        .begin_fill(&matched.route.name, rules, key, response);
+                let waited = ctx
+                    .upstream_started
+                    .map_or(std::time::Duration::ZERO, |t| t.elapsed());
+                ctx.fill = self.shared.edge_cache.begin_fill(
+                    &matched.route.name,
+                    rules,
+                    key,
+                    &request.headers,
+                    response,
+                    waited,
+                    ctx.flight.take(),
+                );
                 if rules.x_cache_header {
                     response.set("x-cache", assets::CacheStatus::Miss.as_str());
                 }
             }
         }
+        // Waiters for a fill that did not start look again now.
+        ctx.flight = None;
         let accept = request
             .headers
             .get(http::header::ACCEPT_ENCODING)
             .and_then(|v| v.to_str().ok());
-        if let Some(encoding) =
-            compression::choose(request.method == http::Method::HEAD, accept, response)
-        {
+        let head_request = request.method == http::Method::HEAD;
+        if let Some(encoding) = compression::choose(accept, response) {
             compression::rewrite_head(response, encoding);
-            ctx.compressor = Compressor::new(encoding);
+            if !head_request {
+                ctx.compressor = Compressor::new(encoding);
+            }
+        } else if status == 304 {
+            let if_none_match = request
+                .headers
+                .get(http::header::IF_NONE_MATCH)
+                .and_then(|v| v.to_str().ok());
+            compression::rewrite_not_modified(accept, if_none_match, response);
         }
         Ok(())
     }

@@ -450,6 +450,13 @@ pub async fn fetch(
         .map_err(failed)?;
     session.finish_request_body().await.map_err(failed)?;
     session.read_response_header().await.map_err(failed)?;
+    // Interim answers (100, 102, 103) come before the final one.
+    while session
+        .response_header()
+        .is_some_and(|h| h.status.is_informational() && h.status.as_u16() != 101)
+    {
+        session.read_response_header().await.map_err(failed)?;
+    }
     let head = session
         .response_header()
         .ok_or_else(|| FetchError::Failed("no response head".into()))?

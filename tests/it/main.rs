@@ -21,6 +21,7 @@ mod reload;
 mod retries;
 mod routing;
 mod schedule;
+mod semantics;
 mod soak;
 mod tls;
 mod upgraded;

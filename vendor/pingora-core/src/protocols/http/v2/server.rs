@@ -656,7 +656,11 @@ impl HttpSession {
         }
 
         /* update headers */
-        header.insert_header(header::DATE, get_cached_date())?;
+        // frontdoor patch: keep the Date the origin (or a stored response) carries: a proxy or
+        // cache must not change it (RFC 9110 §6.6.1, RFC 9111 §4).
+        if !header.headers.contains_key(header::DATE) {
+            header.insert_header(header::DATE, get_cached_date())?;
+        }
 
         // remove other h1 hop headers that cannot be present in H2
         // https://httpwg.org/specs/rfc7540.html#n-connection-specific-header-fields
