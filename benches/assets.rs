@@ -69,6 +69,11 @@ fn cache_hit(c: &mut Criterion) {
             read_timeout: Duration::from_secs(1),
             write_timeout: Duration::from_secs(1),
             idle_timeout: Duration::from_secs(1),
+            non_idempotent_max_idle: Duration::from_secs(1),
+            upgraded: frontdoor::upgraded::UpgradedSettings {
+                max: 10,
+                idle_timeout: Duration::from_secs(60),
+            },
             connect_retries: 0,
             admission: None,
         },
@@ -110,34 +115,49 @@ fn edge_cache_hit(c: &mut Criterion) {
         .expect("field");
     head.insert_header("cache-control", "public, max-age=3600")
         .expect("field");
+    // What a browser's request carries (the lookup matches stored variants against it).
+    let mut request = http::HeaderMap::new();
+    request.insert("accept", http::HeaderValue::from_static("application/json"));
+    request.insert(
+        "accept-encoding",
+        http::HeaderValue::from_static("gzip, deflate, br, zstd"),
+    );
     // A thousand course documents stored, then one looked up by its request.
     runtime.block_on(async {
         for i in 0..1000 {
             let path = format!("/courses/mit/c{i}/course.json");
             let key = EdgeCache::key("course-json", &route, Some("dashboard.example"), &path);
             let mut fill = cache
-                .begin_fill("course-json", &route, key, &head)
+                .begin_fill(
+                    "course-json",
+                    &route,
+                    key,
+                    &http::HeaderMap::new(),
+                    &head,
+                    Duration::ZERO,
+                    None,
+                )
                 .expect("storable");
             assert!(fill.push(format!("{{\"course\":{i}}}").as_bytes()));
             cache.finish_fill("course-json", fill);
         }
-        while cache.bytes_held() == 0 || !matches!(lookup(&cache, &route, 999), Lookup::Hit(_)) {
+        while cache.bytes_held() == 0
+            || !matches!(lookup(&cache, &route, &request, 999), Lookup::Hit(_))
+        {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     });
     c.bench_function("edge_cache_key_and_hit", |b| {
-        b.iter(|| lookup(&cache, &route, black_box(500)))
+        b.iter(|| lookup(&cache, &route, &request, black_box(500)))
     });
 }
 
-fn lookup(cache: &EdgeCache, route: &CacheRoute, i: usize) -> Lookup {
+fn lookup(cache: &EdgeCache, route: &CacheRoute, request: &http::HeaderMap, i: usize) -> Lookup {
     let path = format!("/courses/mit/c{i}/course.json");
-    cache.lookup(&EdgeCache::key(
-        "course-json",
-        route,
-        Some("dashboard.example"),
-        &path,
-    ))
+    cache.lookup(
+        &EdgeCache::key("course-json", route, Some("dashboard.example"), &path),
+        request,
+    )
 }
 
 criterion_group! {

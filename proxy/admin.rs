@@ -1,5 +1,5 @@
-//! The admin listener: `/healthz`, `/readyz`, `/metrics`, `/status` (the capacity view as a
-//! page) and `/status.json`. Loopback by default, and never
+//! The admin listener: `/healthz`, `/readyz`, `/metrics`, `/status` (the capacity view and
+//! the upgraded connections of each pool, as a page) and `/status.json`. Loopback by default, and never
 //! reachable through the public listeners (it is a separate listener, not a route).
 //!
 //! `/healthz` is answered from memory whatever the upstream does: it says this process is up
@@ -53,6 +53,27 @@ impl AdminApp {
 }
 
 impl AdminApp {
+    /// Every pool's status row: the capacity view of pools with admission, and every pool's
+    /// upgraded connections (open now, of `max-upgraded`), by pool name.
+    fn status_rows(&self) -> Vec<status::PoolStatus> {
+        let snapshot = self.shared.snapshot.load_full();
+        let mut rows = status::report(&self.shared.controllers);
+        for name in snapshot.pools.keys() {
+            if !rows.iter().any(|r| &r.pool == name) {
+                rows.push(status::PoolStatus::without_admission(name));
+            }
+        }
+        for row in &mut rows {
+            row.upgraded = self.shared.upgraded.open(&row.pool);
+            row.max_upgraded = snapshot
+                .pools
+                .get(&row.pool)
+                .map_or(0, |p| p.settings().upgraded.max);
+        }
+        rows.sort_by(|a, b| a.pool.cmp(&b.pool));
+        rows
+    }
+
     /// `/jobs`: queued and running jobs, oldest first (at most 1,000), as JSON.
     async fn jobs(&self) -> Response<Vec<u8>> {
         let Some(jobs) = &self.shared.jobs else {
@@ -120,7 +141,7 @@ impl ServeHttp for AdminApp {
                 status::PAGE.as_bytes().to_vec(),
             ),
             "/status.json" => {
-                let rows = status::report(&self.shared.controllers);
+                let rows = self.status_rows();
                 let body = serde_json::to_vec(&rows).unwrap_or_default();
                 response(StatusCode::OK, "application/json", body)
             }

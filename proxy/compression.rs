@@ -2,11 +2,12 @@
 //! plain text), negotiated like assets (q-values, then br > gzip) but at streaming settings:
 //! Brotli quality 4 and gzip level 5 cost about what gzip 6 does and keep latency low.
 //!
-//! Not compressed: HEAD, statuses without a body or partial content, bodies the upstream
-//! already encoded, `Cache-Control: no-transform`, bodies known to be under the minimum size,
-//! other content types. A compressed response loses `Content-Length` (it is streamed), gains
+//! Not compressed: statuses without a body or partial content, bodies the upstream already
+//! encoded, `Cache-Control: no-transform`, bodies known to be under the minimum size, other
+//! content types. A compressed response loses `Content-Length` (it is streamed), gains
 //! `Vary: Accept-Encoding`, and a strong ETag becomes weak (the bytes differ; the resource
-//! does not), as nginx does.
+//! does not), as nginx does. A HEAD gets the same fields as the GET would (RFC 9110 §9.3.2),
+//! and a `304` those of the compressed `200` it confirms (§15.4.5): `Vary` and the weak ETag.
 
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
@@ -25,13 +26,9 @@ const BROTLI_WINDOW: u32 = 18;
 const GZIP_LEVEL: u32 = 5;
 
 /// The encoding to compress `response` with, if it should be compressed at all.
-pub fn choose(
-    head_request: bool,
-    accept_encoding: Option<&str>,
-    response: &ResponseHeader,
-) -> Option<Encoding> {
+pub fn choose(accept_encoding: Option<&str>, response: &ResponseHeader) -> Option<Encoding> {
     let status = response.status.as_u16();
-    if head_request || !(200..300).contains(&status) || status == 204 || status == 206 {
+    if !(200..300).contains(&status) || status == 204 || status == 206 {
         return None;
     }
     let headers = &response.headers;
@@ -42,9 +39,7 @@ pub fn choose(
     if !text(http::header::CONTENT_TYPE).is_some_and(compressible) {
         return None;
     }
-    if text(http::header::CACHE_CONTROL)
-        .is_some_and(|cc| cc.to_ascii_lowercase().contains("no-transform"))
-    {
+    if crate::edge_cache::directives::no_transform(headers) {
         return None;
     }
     if text(http::header::CONTENT_LENGTH)
@@ -59,20 +54,60 @@ pub fn choose(
     }
 }
 
+/// Gives a `304` the fields of the compressed `200` it stands for, when that 200 would have
+/// been compressed for this client: `Vary: Accept-Encoding`, and the weak ETag the client
+/// holds (it sent `If-None-Match: W/"x"` and the app confirmed `"x"`).
+pub fn rewrite_not_modified(
+    accept_encoding: Option<&str>,
+    if_none_match: Option<&str>,
+    response: &mut ResponseHeader,
+) {
+    let headers = &response.headers;
+    let text = |name: http::header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    if response.status != http::StatusCode::NOT_MODIFIED
+        || headers.contains_key(http::header::CONTENT_ENCODING)
+        || crate::edge_cache::directives::no_transform(headers)
+        || text(http::header::CONTENT_TYPE).is_some_and(|t| !compressible(t))
+        || matches!(
+            negotiate(accept_encoding, &Encoding::PREFERENCE),
+            None | Some(Encoding::Identity)
+        )
+    {
+        return;
+    }
+    let weak_held = text(http::header::ETAG)
+        .filter(|tag| !tag.starts_with("W/"))
+        .map(|tag| format!("W/{}", tag.trim()))
+        .is_some_and(|weak| {
+            if_none_match.is_some_and(|inm| inm.split(',').any(|t| t.trim() == weak))
+        });
+    add_vary_accept_encoding(response);
+    if weak_held {
+        crate::headers::weaken_etag(response);
+    }
+}
+
+/// Adds `Accept-Encoding` to `Vary` unless it is there (or `*`).
+fn add_vary_accept_encoding(response: &mut ResponseHeader) {
+    let vary = response
+        .headers
+        .get_all(http::header::VARY)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(", ");
+    if vary.trim().is_empty() {
+        response.set("vary", "Accept-Encoding");
+    } else if !vary.to_ascii_lowercase().contains("accept-encoding") && vary.trim() != "*" {
+        response.set("vary", &format!("{vary}, Accept-Encoding"));
+    }
+}
+
 /// Rewrites the response head for a body compressed with `encoding`.
 pub fn rewrite_head(response: &mut ResponseHeader, encoding: Encoding) {
     response.unset(http::header::CONTENT_LENGTH.as_str());
     response.set("content-encoding", encoding.token());
-    let vary = response
-        .headers
-        .get(http::header::VARY)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    match vary {
-        Some(v) if v.to_ascii_lowercase().contains("accept-encoding") || v.trim() == "*" => {}
-        Some(v) => response.set("vary", &format!("{v}, Accept-Encoding")),
-        None => response.set("vary", "Accept-Encoding"),
-    }
+    add_vary_accept_encoding(response);
     crate::headers::weaken_etag(response);
 }
 
@@ -175,40 +210,27 @@ mod tests {
     fn text_types_are_compressed_with_the_negotiated_encoding() {
         let chrome = Some("gzip, deflate, br, zstd");
         assert_eq!(
-            choose(false, chrome, &response("text/html; charset=utf-8", &[])),
+            choose(chrome, &response("text/html; charset=utf-8", &[])),
             Some(Encoding::Brotli)
         );
         assert_eq!(
-            choose(false, Some("gzip"), &response("application/json", &[])),
+            choose(Some("gzip"), &response("application/json", &[])),
             Some(Encoding::Gzip)
         );
         assert_eq!(
-            choose(
-                false,
-                Some("gzip"),
-                &response("application/vnd.api+json", &[])
-            ),
+            choose(Some("gzip"), &response("application/vnd.api+json", &[])),
             Some(Encoding::Gzip)
         );
-        assert_eq!(choose(false, None, &response("text/html", &[])), None);
-        assert_eq!(choose(false, chrome, &response("image/png", &[])), None);
-        assert_eq!(
-            choose(false, chrome, &response("text/event-stream", &[])),
-            None
-        );
+        assert_eq!(choose(None, &response("text/html", &[])), None);
+        assert_eq!(choose(chrome, &response("image/png", &[])), None);
+        assert_eq!(choose(chrome, &response("text/event-stream", &[])), None);
     }
 
     #[test]
     fn what_must_not_be_transformed_is_left_alone() {
         let chrome = Some("br");
         assert_eq!(
-            choose(true, chrome, &response("text/html", &[])),
-            None,
-            "HEAD"
-        );
-        assert_eq!(
             choose(
-                false,
                 chrome,
                 &response("text/html", &[("cache-control", "public, no-transform")])
             ),
@@ -216,23 +238,17 @@ mod tests {
         );
         assert_eq!(
             choose(
-                false,
                 chrome,
                 &response("text/html", &[("content-encoding", "gzip")])
             ),
             None
         );
         assert_eq!(
-            choose(
-                false,
-                chrome,
-                &response("text/html", &[("content-length", "100")])
-            ),
+            choose(chrome, &response("text/html", &[("content-length", "100")])),
             None
         );
         assert_eq!(
             choose(
-                false,
                 chrome,
                 &response("text/html", &[("content-length", "5000")])
             ),
@@ -240,7 +256,7 @@ mod tests {
         );
         let mut partial = response("text/html", &[]);
         partial.set_status(206).unwrap();
-        assert_eq!(choose(false, chrome, &partial), None);
+        assert_eq!(choose(chrome, &partial), None);
     }
 
     #[test]

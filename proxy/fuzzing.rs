@@ -402,8 +402,13 @@ pub fn cache_control(data: &[u8]) {
         x_cache_header: true,
     };
     let _ = policy::request(&route, &Method::GET, &headers);
+    let now = std::time::SystemTime::now();
+    let timing =
+        crate::edge_cache::freshness::Timing::new(&headers, now, now, std::time::Instant::now());
+    let _ = timing.current_age();
     for status in [200, 404, 503] {
-        if let Ok(lifetime) = policy::response(&route, status, &headers) {
+        if let Ok(storable) = policy::response(&route, &headers, status, &headers, &timing, now) {
+            let lifetime = storable.lifetime;
             let _ = lifetime.retain();
             let _ = lifetime.freshness(lifetime.retain());
         }

@@ -15,8 +15,10 @@
 //! - [`admission`]: slots per backend, the proxy-held queue, CoDel shedding, priorities, the capacity view.
 //! - [`hints`]: `Link` preload/prefetch hints (route rules and learned assets), 103 Early Hints, script deferral.
 //! - [`tls`]: certificate loading and validation, the SNI resolver, dev-certificate generation.
+//! - [`upgraded`]: WebSocket connections after the `101`: no slot held, counted and capped per pool, their own idle timeout.
 //! - [`upstream`]: pools of backends; selection (least busy, weighted round robin, hash), health checks, ejection.
 //! - [`jobs`]: offload routes answered 202 and replayed later as durable jobs (embedded or Redis store), schedules.
+//! - [`buffering`]: request bodies received in full before they take a slot (memory, then a temporary file); `100 Continue`.
 //! - [`hostile`]: hostile input refused before routing: ambiguous framing, head/URI/body limits, path normalisation, slow heads.
 //! - [`headers`]: `X-Request-Start`, `X-Forwarded-*`, `X-Request-Id`, hop-by-hop handling.
 //! - [`snapshot`]: everything the request path reads, built from a `Config` and swapped whole on reload.
@@ -39,12 +41,16 @@
 //!                            health path; route match (one snapshot load); request id;
 //!                            offload → durable job, 202 | asset or edge-cache hit from memory |
 //!                            503 at once if every backend is down or draining;
-//!                            103 Early Hints (HTTP/1.1), then admission: a slot, the queue, or 503
+//!                            103 Early Hints (HTTP/1.1) or, for a WebSocket upgrade, a place under
+//!                            max-upgraded (else 503); the whole body received (100 Continue,
+//!                            408, 413) unless the route streams it; then admission: a slot,
+//!                            the queue, or 503
 //!   upstream_peer            the backend the slot is on, else the pool's choice among backends up
-//!   upstream_request_filter  X-Request-Start, X-Forwarded-*, X-Request-Id; strip hop-by-hop
+//!   upstream_request_filter  X-Request-Start, X-Forwarded-*, X-Request-Id; strip hop-by-hop;
+//!                            a buffered body's Content-Length
 //!   upstream_response_filter time the backend; the app's Server-Timing queue entry to metrics
-//!   response_filter          X-Request-Id back to the client; Link hints on HTML; start an
-//!                            edge-cache fill; choose compression
+//!   response_filter          X-Request-Id back to the client; a 101 frees the slot (upgraded);
+//!                            Link hints on HTML; start an edge-cache fill; choose compression
 //!   response_body_filter     read HTML for learned hints (rewrite it for script deferral); copy
 //!                            into the edge cache; compress dynamic text; free the slot at the end
 //!   logging                  metrics, access log
@@ -56,6 +62,7 @@ pub mod accesslog;
 pub mod admin;
 pub mod admission;
 pub mod assets;
+pub mod buffering;
 pub mod compression;
 pub mod config;
 pub mod edge_cache;
@@ -76,4 +83,5 @@ pub mod simulator;
 pub mod snapshot;
 pub mod template;
 pub mod tls;
+pub mod upgraded;
 pub mod upstream;

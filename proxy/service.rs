@@ -13,26 +13,34 @@ use std::time::{Instant, SystemTime};
 
 use crate::admission::{self, Permit};
 use crate::assets;
+use crate::buffering::request::{self as request_buffering, BufferedBody, Received};
 use crate::compression::{self, Compressor};
-use crate::edge_cache::{self, EdgeCache, Fill, Origin};
+use crate::edge_cache::{self, EdgeCache, Fill, Joined, Lookup, Origin, Revalidated};
 use crate::headers::{self, Forwarding, HeaderEdit};
 use crate::hints;
 use crate::hostile::{self, BodyLimit, Rejection};
 use crate::jobs;
-use crate::metrics::NO_ROUTE;
+use crate::metrics::{Retry, NO_ROUTE};
 use crate::routing::RouteMatch;
 use crate::snapshot::Shared;
+use crate::upgraded::{self, Place};
 use crate::upstream::{Attempts, Pool};
+
+mod upgrades;
 
 /// `Retry-After` of the 503 a pool without admission answers when no backend is up.
 const NO_BACKEND_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Per-request facts, computed once.
 pub struct RequestCtx {
-    /// Wall-clock arrival of the request head (what `X-Request-Start` reports).
+    /// Wall-clock arrival of the request head, or the end of a buffered body (what
+    /// `X-Request-Start` reports).
     arrival: SystemTime,
     /// Monotonic arrival, for durations.
     started: Instant,
+    /// When the request was ready to take a slot: its head's arrival, or the end of a body
+    /// buffered first (an upload is not queue time).
+    ready: Instant,
     /// The requested host, lowercase, without port.
     host: Option<String>,
     /// The matched route and its parameters.
@@ -55,15 +63,30 @@ pub struct RequestCtx {
     cache_key: Option<String>,
     /// The answer being copied into the edge cache.
     fill: Option<Fill>,
+    /// Held while this request fills its edge-cache key: others missing it wait.
+    flight: Option<edge_cache::FlightGuard>,
     /// The admission slot held while the app works on the request.
     permit: Option<Permit>,
     /// Reads (learned hints) or rewrites (script deferral) an HTML body, before compression.
     html_pass: Option<hints::HtmlPass>,
     /// The route's request body limit, counted as the body streams upstream.
     body_limit: Option<BodyLimit>,
+    /// An upgrade request's place among its pool's upgraded connections (open after the 101).
+    upgrade: Option<Place>,
+    /// The current attempt's response head arrived (a failure after it is never retried).
+    head_seen: bool,
+    /// The request body received in full, until Pingora is given it to send upstream.
+    buffered: Option<BufferedBody>,
+    /// The length of a body received in full (sent with this `Content-Length`).
+    buffered_len: Option<u64>,
 }
 
 impl RequestCtx {
+    /// The app switched protocols: the connection is a tunnel now, not a request.
+    fn upgraded(&self) -> bool {
+        self.upgrade.as_ref().is_some_and(Place::is_open)
+    }
+
     /// The matched route as the hints module sees it.
     fn hints_match(&self) -> Option<hints::Matched<'_>> {
         self.route.as_ref().map(|m| hints::Matched {
@@ -220,6 +243,38 @@ impl Frontdoor {
         Ok(true)
     }
 
+    /// Receives the whole request body of a route that buffers bodies, before the request
+    /// takes a slot (`Ok(false)`); `Ok(true)` = answered 408 (a read stalled past
+    /// `body-timeout`) or 413 (more than `max-body` arrived).
+    async fn buffer_body(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        settings: &request_buffering::Settings,
+        timeout: std::time::Duration,
+    ) -> Result<bool> {
+        let (Some(matched), Some(limit)) = (&ctx.route, ctx.body_limit) else {
+            return Ok(false);
+        };
+        if !matched.route.request_buffering || !request_buffering::has_body(session) {
+            return Ok(false);
+        }
+        let buffers = &self.shared.request_buffers;
+        match request_buffering::receive(session, limit, settings, buffers, timeout).await? {
+            Received::Body(body) => {
+                // The request arrives now as the app sees it (`X-Request-Start`, as nginx
+                // stamps it after buffering) and as the queue measures it.
+                ctx.arrival = SystemTime::now();
+                ctx.ready = Instant::now();
+                ctx.buffered_len = Some(body.len());
+                ctx.buffered = Some(body);
+                Ok(false)
+            }
+            Received::TimedOut => self.reject(session, ctx, Rejection::BodyTimeout).await,
+            Received::TooLarge => self.reject(session, ctx, Rejection::BodyTooLarge).await,
+        }
+    }
+
     /// Takes a slot of the route's pool, waiting in its queue if need be (`Ok(false)`), or
     /// answers 503 when admission control sheds the request (`Ok(true)`).
     async fn admit(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
@@ -231,7 +286,7 @@ impl Frontdoor {
         };
         let prefer = pool.preferred(&ctx.attempts);
         match admission
-            .admit_preferring(matched.route.priority, ctx.started, prefer)
+            .admit_preferring(matched.route.priority, ctx.ready, prefer)
             .await
         {
             Ok(permit) => {
@@ -264,8 +319,10 @@ impl Frontdoor {
         }
     }
 
-    /// A GET/HEAD on an edge-cache route answered from memory (`Ok(true)`); a GET that
-    /// misses is marked for filling and proxied (`Ok(false)`).
+    /// A GET/HEAD on an edge-cache route answered from memory (`Ok(true)`), after revalidating
+    /// a stale entry with the app if need be; a GET that misses is marked for filling and
+    /// proxied (`Ok(false)`). Misses and revalidations of one key are collapsed: the first
+    /// goes to the app, the others wait for it (bounded) and look again.
     async fn serve_cached(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let (Some(matched), Some(pool)) = (&ctx.route, &ctx.pool) else {
             return Ok(false);
@@ -273,37 +330,149 @@ impl Frontdoor {
         let Some(rules) = &matched.route.cache else {
             return Ok(false);
         };
-        let name = &matched.route.name;
+        let name = matched.route.name.clone();
         let head = session.req_header();
         if edge_cache::policy::request(rules, &head.method, &head.headers).is_err() {
-            self.shared.metrics.edge_cache_request(name, "bypass");
+            self.shared.metrics.edge_cache_request(&name, "bypass");
             return Ok(false);
         }
-        let path_and_query = head.uri.path_and_query().map_or("/", |p| p.as_str());
-        let key = EdgeCache::key(name, rules, ctx.host.as_deref(), path_and_query);
-        let origin = || Origin {
-            route_name: name.clone(),
-            route: rules.clone(),
-            pool: pool.clone(),
-            host: ctx.host.clone(),
-            path_and_query: path_and_query.to_string(),
+        let is_get = head.method == http::Method::GET;
+        let path_and_query = head
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string();
+        let key = EdgeCache::key(&name, rules, ctx.host.as_deref(), &path_and_query);
+        let cache = &self.shared.edge_cache;
+        let origin = |session: &Session, ctx: &RequestCtx| -> Result<Origin> {
+            let mut request = edge_cache::revalidation_request(
+                session.req_header(),
+                &path_and_query,
+                ctx.host.as_deref(),
+            )?;
+            self.forwarding(session, ctx).apply(&mut request);
+            Ok(Origin {
+                route_name: name.clone(),
+                route: rules.clone(),
+                pool: pool.clone(),
+                request,
+            })
         };
-        let Some((entry, status)) = self.shared.edge_cache.find(&key, origin).await else {
-            self.shared.metrics.edge_cache_request(name, "miss");
-            if head.method == http::Method::GET {
-                ctx.cache_key = Some(key);
+        let mut waited = false;
+        let (entry, status) = loop {
+            match cache.lookup(&key, &session.req_header().headers) {
+                Lookup::Hit(entry) => break (entry, assets::CacheStatus::Hit),
+                Lookup::Stale(entry) => {
+                    cache.refresh_in_background(key.clone(), &entry, origin(session, ctx)?);
+                    break (entry, assets::CacheStatus::Stale);
+                }
+                Lookup::Revalidate(entry, stale_if_error) => {
+                    let guard = match cache.join(&key) {
+                        Joined::Follower(done) if !waited => {
+                            edge_cache::collapse::wait(done, edge_cache::collapse::WAIT).await;
+                            waited = true;
+                            continue;
+                        }
+                        Joined::Follower(_) => None,
+                        Joined::Leader(guard) => Some(guard),
+                    };
+                    let outcome = cache.revalidate(&key, &entry, &origin(session, ctx)?).await;
+                    drop(guard);
+                    self.shared
+                        .metrics
+                        .edge_cache_refreshed(&name, outcome.label());
+                    match outcome {
+                        Revalidated::NotModified(fresh) => {
+                            break (fresh, assets::CacheStatus::Revalidated)
+                        }
+                        Revalidated::Stored(fresh) | Revalidated::Uncacheable(fresh) => {
+                            break (fresh, assets::CacheStatus::Miss)
+                        }
+                        Revalidated::Failed(why, answer) => {
+                            tracing::info!("revalidating {path_and_query} failed: {why}");
+                            match answer {
+                                _ if stale_if_error => break (entry, assets::CacheStatus::Stale),
+                                Some(answer) => break (answer, assets::CacheStatus::Miss),
+                                // The proxy answers the failure (502/504) as usual.
+                                None => return Ok(false),
+                            }
+                        }
+                        Revalidated::TooLarge => return Ok(false),
+                    }
+                }
+                Lookup::Miss => {
+                    if !waited {
+                        // A HEAD fills nothing: it only waits for a GET's fill.
+                        let joined = if is_get {
+                            Some(cache.join(&key))
+                        } else {
+                            cache.follow(&key).map(Joined::Follower)
+                        };
+                        match joined {
+                            Some(Joined::Leader(guard)) => ctx.flight = Some(guard),
+                            Some(Joined::Follower(done)) => {
+                                edge_cache::collapse::wait(done, edge_cache::collapse::WAIT).await;
+                                waited = true;
+                                continue;
+                            }
+                            None => {}
+                        }
+                    }
+                    self.shared.metrics.edge_cache_request(&name, "miss");
+                    if is_get {
+                        ctx.cache_key = Some(key);
+                    }
+                    return Ok(false);
+                }
             }
-            return Ok(false);
         };
         let result = match status {
             assets::CacheStatus::Hit => "hit",
             assets::CacheStatus::Stale => "stale",
+            assets::CacheStatus::Revalidated => "revalidated",
             assets::CacheStatus::Miss => "miss",
         };
-        self.shared.metrics.edge_cache_request(name, result);
+        self.shared.metrics.edge_cache_request(&name, result);
         let x_cache = rules.x_cache_header.then_some(status);
         edge_cache::respond(session, &entry, x_cache, &ctx.request_id).await?;
         Ok(true)
+    }
+
+    /// What the app is told about where a request came from.
+    fn forwarding<'a>(&self, session: &Session, ctx: &'a RequestCtx) -> Forwarding<'a> {
+        Forwarding {
+            peer: peer_ip(session),
+            trusted: ctx.trusted,
+            arrival: ctx.arrival,
+            scheme: "https",
+            host: ctx.host.as_deref(),
+            request_id: &ctx.request_id,
+        }
+    }
+
+    /// After a successful unsafe request, drops what the edge cache holds for its URL and for
+    /// the same-host URLs its `Location` and `Content-Location` name (RFC 9111 §4.4).
+    fn invalidate_after(
+        &self,
+        request: &RequestHeader,
+        response: &ResponseHeader,
+        host: Option<&str>,
+    ) {
+        let snapshot = self.shared.snapshot.load();
+        let own = request.uri.path_and_query().map(|p| p.as_str().to_string());
+        for path_and_query in own
+            .into_iter()
+            .chain(edge_cache::named_locations(response, host))
+        {
+            let path = path_and_query.split('?').next().unwrap_or("/");
+            let Some(found) = snapshot.routes.lookup(host, &http::Method::GET, path) else {
+                continue;
+            };
+            if let Some(rules) = &found.route.cache {
+                let key = EdgeCache::key(&found.route.name, rules, host, &path_and_query);
+                self.shared.edge_cache.invalidate(&key);
+            }
+        }
     }
 }
 
@@ -315,6 +484,7 @@ impl ProxyHttp for Frontdoor {
         RequestCtx {
             arrival: SystemTime::now(),
             started: Instant::now(),
+            ready: Instant::now(),
             host: None,
             route: None,
             pool: None,
@@ -326,9 +496,14 @@ impl ProxyHttp for Frontdoor {
             compressor: None,
             cache_key: None,
             fill: None,
+            flight: None,
             permit: None,
             html_pass: None,
             body_limit: None,
+            upgrade: None,
+            head_seen: false,
+            buffered: None,
+            buffered_len: None,
         }
     }
 
@@ -341,6 +516,7 @@ impl ProxyHttp for Frontdoor {
     ) -> Result<()> {
         ctx.arrival = SystemTime::now();
         ctx.started = Instant::now();
+        ctx.ready = ctx.started;
         ctx.counted = true;
         self.shared.metrics.request_started();
         let body_timeout = self.shared.snapshot.load().config.limits.body_timeout;
@@ -351,8 +527,10 @@ impl ProxyHttp for Frontdoor {
     /// Routes the request. `Ok(true)` = a response was already written: a hostile or
     /// oversized head (400, 414, 431) or declared body (413), no route (404), a
     /// job's status, an offloaded request's 202 (it never takes a slot), an asset or an
-    /// edge-cache entry from memory, a shed request (503). A request going upstream may get
-    /// `103 Early Hints` first, before it waits for a slot.
+    /// edge-cache entry from memory, a buffered body that stalled (408) or grew over its
+    /// limit (413), a shed request (503). A request going upstream may get `103 Early Hints`
+    /// first; on a buffering route its whole body is received (after `100 Continue` if the
+    /// client waits for one) before it waits for a slot.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let snapshot = self.shared.snapshot.load_full();
         ctx.trusted = headers::is_trusted(peer_ip(session), snapshot.trusted_proxies());
@@ -398,7 +576,17 @@ impl ProxyHttp for Frontdoor {
         if let (Some(matched), Some(jobs)) = (&ctx.route, jobs) {
             if let Some(offload) = &matched.route.offload {
                 let (route, params) = (&matched.route.name, &matched.params);
-                jobs::http::offload(session, jobs, route, params, offload, &ctx.request_id).await?;
+                let body_timeout = limits.body_timeout;
+                jobs::http::offload(
+                    session,
+                    jobs,
+                    route,
+                    params,
+                    offload,
+                    body_timeout,
+                    &ctx.request_id,
+                )
+                .await?;
                 return Ok(true);
             }
         }
@@ -408,13 +596,34 @@ impl ProxyHttp for Frontdoor {
         if self.unavailable(session, ctx).await? {
             return Ok(true);
         }
-        let (learned, metrics) = (&self.shared.learned, &self.shared.metrics);
-        hints::send_early(session, ctx.hints_match(), learned, metrics).await?;
-        self.admit(session, ctx).await
+        if upgraded::requested(session.req_header()) {
+            // No 103 before a 101; the slot is held until the app has switched protocols.
+            if self.reserve_upgrade(session, ctx).await? {
+                return Ok(true);
+            }
+        } else {
+            let (learned, metrics) = (&self.shared.learned, &self.shared.metrics);
+            hints::send_early(session, ctx.hints_match(), learned, metrics).await?;
+        }
+        let buffering = &snapshot.config.request_buffering;
+        if self
+            .buffer_body(session, ctx, buffering, limits.body_timeout)
+            .await?
+            || self.admit(session, ctx).await?
+        {
+            return Ok(true);
+        }
+        // Given only once admitted: a body Pingora has not replayed yet is "unfinished", and
+        // an answer then (a shed 503) would close the connection.
+        match ctx.buffered.take() {
+            Some(body) => request_buffering::replay(session, body).map(|()| false),
+            None => Ok(false),
+        }
     }
 
     /// Counts the request body against the route's `max-body` as it streams (a chunked body
-    /// declares no length); over it, the request fails with 413.
+    /// declares no length); over it, the request fails with 413. An upgraded connection's
+    /// bytes are not a body.
     async fn request_body_filter(
         &self,
         _session: &mut Session,
@@ -422,6 +631,9 @@ impl ProxyHttp for Frontdoor {
         _end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if ctx.upgraded() {
+            return Ok(());
+        }
         match (ctx.body_limit.as_mut(), body.as_ref()) {
             (Some(limit), Some(chunk)) => limit.stream(chunk.len(), &self.shared.metrics),
             _ => Ok(()),
@@ -459,8 +671,31 @@ impl ProxyHttp for Frontdoor {
     ) -> Box<Error> {
         if let Some(pool) = &ctx.pool {
             self.shared.metrics.upstream_connect_failed(pool.name());
-            e.set_retry(pool.connect_failed(&ctx.attempts));
+            let again = pool.connect_failed(&ctx.attempts);
+            if again {
+                self.shared
+                    .metrics
+                    .upstream_retry(pool.name(), Retry::ConnectFailed);
+            }
+            e.set_retry(again);
         }
+        e
+    }
+
+    /// A failure after connecting: sent again once, on a new connection, only when a reused
+    /// connection failed before the response head and the method is idempotent
+    /// ([`crate::upstream::reuse`]); anything else is final (never Pingora's up to 16 tries).
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        let again = self.resend(session, &e, ctx, client_reused);
+        e.set_retry(again);
         e
     }
 
@@ -488,15 +723,10 @@ impl ProxyHttp for Frontdoor {
         upstream: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        Forwarding {
-            peer: peer_ip(session),
-            trusted: ctx.trusted,
-            arrival: ctx.arrival,
-            scheme: "https",
-            host: ctx.host.as_deref(),
-            request_id: &ctx.request_id,
+        self.forwarding(session, ctx).apply(upstream);
+        if let Some(length) = ctx.buffered_len {
+            request_buffering::frame_upstream(upstream, length)?;
         }
-        .apply(upstream);
         if ctx.cache_key.is_some() {
             // A fill needs the whole answer, not a 304 or a slice for this one client (as nginx's
             // proxy_cache does).
@@ -512,6 +742,11 @@ impl ProxyHttp for Frontdoor {
         upstream: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        ctx.head_seen = true;
+        if upstream.status.is_informational() && upstream.status.as_u16() != 101 {
+            // An interim answer (102, 103) is relayed as the app sent it.
+            return Ok(());
+        }
         if let (Some(pool), Some(started)) = (&ctx.pool, ctx.upstream_started) {
             self.shared
                 .metrics
@@ -530,38 +765,68 @@ impl ProxyHttp for Frontdoor {
         Ok(())
     }
 
-    /// Returns the request id to the client; adds `Link` hints to HTML; starts an edge-cache
-    /// fill of a storable answer (hints included); chooses compression for dynamic text.
+    /// Returns the request id to the client; adds `Link` hints to HTML; drops what the edge
+    /// cache holds for the URL of a successful unsafe request; starts an edge-cache fill of a
+    /// storable answer (hints included); chooses compression for dynamic text (HEAD gets the
+    /// fields GET would, a 304 those of the 200 it confirms). Interim answers pass untouched.
     async fn response_filter(
         &self,
         session: &mut Session,
         response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if response.status.is_informational() && response.status.as_u16() != 101 {
+            return Ok(());
+        }
         response.set(headers::X_REQUEST_ID, &ctx.request_id);
+        if response.status == http::StatusCode::SWITCHING_PROTOCOLS {
+            self.switched(session, ctx);
+            return Ok(());
+        }
         let request = session.req_header();
         let (learned, metrics) = (&self.shared.learned, &self.shared.metrics);
         ctx.html_pass = hints::on_response(request, response, ctx.hints_match(), learned, metrics);
+        let status = response.status.as_u16();
+        if edge_cache::policy::is_unsafe(&request.method) && edge_cache::invalidates(status) {
+            self.invalidate_after(request, response, ctx.host.as_deref());
+        }
         if let (Some(key), Some(matched)) = (ctx.cache_key.take(), &ctx.route) {
             if let Some(rules) = &matched.route.cache {
-                ctx.fill =
-                    self.shared
-                        .edge_cache
-                        .begin_fill(&matched.route.name, rules, key, response);
+                let waited = ctx
+                    .upstream_started
+                    .map_or(std::time::Duration::ZERO, |t| t.elapsed());
+                ctx.fill = self.shared.edge_cache.begin_fill(
+                    &matched.route.name,
+                    rules,
+                    key,
+                    &request.headers,
+                    response,
+                    waited,
+                    ctx.flight.take(),
+                );
                 if rules.x_cache_header {
                     response.set("x-cache", assets::CacheStatus::Miss.as_str());
                 }
             }
         }
+        // Waiters for a fill that did not start look again now.
+        ctx.flight = None;
         let accept = request
             .headers
             .get(http::header::ACCEPT_ENCODING)
             .and_then(|v| v.to_str().ok());
-        if let Some(encoding) =
-            compression::choose(request.method == http::Method::HEAD, accept, response)
-        {
+        let head_request = request.method == http::Method::HEAD;
+        if let Some(encoding) = compression::choose(accept, response) {
             compression::rewrite_head(response, encoding);
-            ctx.compressor = Compressor::new(encoding);
+            if !head_request {
+                ctx.compressor = Compressor::new(encoding);
+            }
+        } else if status == 304 {
+            let if_none_match = request
+                .headers
+                .get(http::header::IF_NONE_MATCH)
+                .and_then(|v| v.to_str().ok());
+            compression::rewrite_not_modified(accept, if_none_match, response);
         }
         Ok(())
     }
@@ -575,6 +840,9 @@ impl ProxyHttp for Frontdoor {
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<std::time::Duration>> {
+        if ctx.upgraded() {
+            return Ok(None);
+        }
         if let Some(matched) = &ctx.route {
             let (learned, metrics) = (&self.shared.learned, &self.shared.metrics);
             let route = &matched.route.name;
@@ -625,13 +893,22 @@ impl ProxyHttp for Frontdoor {
     }
 
     /// Errors before a response: 504 for upstream timeouts (as nginx), 502 for other upstream
-    /// failures, 400 for a malformed request.
+    /// failures, 400 for a malformed request. The connection is closed after it, and the
+    /// answer says so (`Connection: close`), so a client does not send its next request on it.
     async fn fail_to_proxy(
         &self,
         session: &mut Session,
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
+        if ctx.upgraded() {
+            // An upgraded connection ended (idle timeout, a side gone): it carries another
+            // protocol now, so no HTTP answer can be written on it.
+            return FailToProxy {
+                error_code: 0,
+                can_reuse_downstream: false,
+            };
+        }
         let code = match (e.esource(), e.etype()) {
             (_, ErrorType::HTTPStatus(code)) => *code,
             (
@@ -639,6 +916,8 @@ impl ProxyHttp for Frontdoor {
                 ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout,
             ) => 504,
             (ErrorSource::Upstream, _) => 502,
+            // A buffered request body frontdoor could not write or read back.
+            (_, ErrorType::FileWriteError | ErrorType::FileReadError) => 500,
             (ErrorSource::Downstream, ErrorType::ReadTimedout) => {
                 // A body slower than `body-timeout` between reads (as nginx's 408).
                 self.shared.metrics.rejected("body_timeout");
@@ -656,6 +935,7 @@ impl ProxyHttp for Frontdoor {
             _ => 500,
         };
         if code > 0 {
+            session.set_keepalive(None);
             let body = match code {
                 502 => "bad gateway: the app could not be reached\n",
                 504 => "gateway timeout: the app did not answer in time\n",
@@ -682,7 +962,10 @@ impl ProxyHttp for Frontdoor {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let route = ctx.route.as_ref().map_or(NO_ROUTE, |m| &m.route.name);
         let elapsed = ctx.started.elapsed();
-        self.shared.metrics.request_finished(route, status, elapsed);
+        if !ctx.upgraded() {
+            // An upgraded connection's request was counted at its 101.
+            self.shared.metrics.request_finished(route, status, elapsed);
+        }
         let head = session.req_header();
         tracing::info!(
             target: crate::accesslog::TARGET,

@@ -118,6 +118,10 @@ pub struct Shared {
     pub learned: crate::hints::Learned,
     /// The job system, when some route offloads or a schedule exists (set once at start).
     pub jobs: Option<Arc<crate::jobs::Jobs>>,
+    /// Upgraded (WebSocket) connections by pool; kept across reloads.
+    pub upgraded: Arc<crate::upgraded::Upgraded>,
+    /// Memory held by request bodies being buffered; kept across reloads.
+    pub request_buffers: Arc<crate::buffering::request::RequestBuffers>,
 }
 
 impl Shared {
@@ -130,6 +134,10 @@ impl Shared {
         let edge_cache = Arc::new(EdgeCache::new(&config.edge_cache, metrics.clone()));
         let controllers = Arc::new(Controllers::new(metrics.clone()));
         let backends = Arc::new(Backends::new(metrics.clone()));
+        let upgraded = Arc::new(crate::upgraded::Upgraded::new(metrics.clone()));
+        let request_buffers = Arc::new(crate::buffering::request::RequestBuffers::new(
+            metrics.clone(),
+        ));
         Shared {
             snapshot: ArcSwap::from_pointee(Snapshot::new(config, &controllers, &backends)),
             controllers,
@@ -140,6 +148,8 @@ impl Shared {
             edge_cache,
             learned: crate::hints::Learned::default(),
             jobs: None,
+            upgraded,
+            request_buffers,
         }
     }
 

@@ -29,7 +29,7 @@ pub struct Window {
 }
 
 /// What the window says, per second and per request.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CapacityView {
     /// Requests arriving per second (shed ones included).
     pub arrival_rate: f64,

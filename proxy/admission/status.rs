@@ -20,6 +20,35 @@ pub struct PoolStatus {
     /// The sliding-window figures.
     #[serde(flatten)]
     pub view: CapacityView,
+    /// Whether the pool has `[pools.NAME.admission]` (without, the figures above are zero).
+    #[serde(default = "yes")]
+    pub admission: bool,
+    /// Upgraded (WebSocket) connections open now; they hold no slot.
+    #[serde(default)]
+    pub upgraded: usize,
+    /// The pool's `max-upgraded`.
+    #[serde(default)]
+    pub max_upgraded: usize,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl PoolStatus {
+    /// The row of a pool without admission (only its upgraded connections to show).
+    pub fn without_admission(pool: &str) -> Self {
+        PoolStatus {
+            pool: pool.to_string(),
+            in_flight: 0,
+            queued: 0,
+            overloaded: false,
+            view: CapacityView::default(),
+            admission: false,
+            upgraded: 0,
+            max_upgraded: 0,
+        }
+    }
 }
 
 /// Every admission pool's status, by name.
@@ -35,6 +64,9 @@ pub fn report(controllers: &Controllers) -> Vec<PoolStatus> {
                 queued,
                 overloaded: admission.overloaded(),
                 view: admission.view(),
+                admission: true,
+                upgraded: 0,
+                max_upgraded: 0,
             }
         })
         .collect()
@@ -43,7 +75,7 @@ pub fn report(controllers: &Controllers) -> Vec<PoolStatus> {
 /// The report as a fixed-width table (for `frontdoor status`).
 pub fn table(rows: &[PoolStatus]) -> String {
     let mut out = format!(
-        "{:<16} {:>9} {:>9} {:>9} {:>8} {:>6} {:>6} {:>9} {:>9} {:>9} {:>8}\n",
+        "{:<16} {:>9} {:>9} {:>9} {:>8} {:>6} {:>6} {:>9} {:>9} {:>9} {:>8} {:>12}\n",
         "pool",
         "arrive/s",
         "resp ms",
@@ -54,12 +86,22 @@ pub fn table(rows: &[PoolStatus]) -> String {
         "q p50 ms",
         "q p99 ms",
         "shed/s",
-        "state"
+        "state",
+        "upgraded"
     );
     for r in rows {
         let v = &r.view;
+        let upgraded = format!("{}/{}", r.upgraded, r.max_upgraded);
+        if !r.admission {
+            let dash = "-";
+            out.push_str(&format!(
+                "{:<16} {dash:>9} {dash:>9} {dash:>9} {dash:>8} {dash:>6} {dash:>6} {dash:>9} {dash:>9} {dash:>9} {:>8} {upgraded:>12}\n",
+                r.pool, "ok",
+            ));
+            continue;
+        }
         out.push_str(&format!(
-            "{:<16} {:>9.1} {:>9.1} {:>9.2} {:>8} {:>5.0}% {:>6} {:>9.1} {:>9.1} {:>9.1} {:>8}\n",
+            "{:<16} {:>9.1} {:>9.1} {:>9.2} {:>8} {:>5.0}% {:>6} {:>9.1} {:>9.1} {:>9.1} {:>8} {upgraded:>12}\n",
             r.pool,
             v.arrival_rate,
             v.mean_response_secs * 1000.0,
@@ -73,7 +115,7 @@ pub fn table(rows: &[PoolStatus]) -> String {
             if r.overloaded { "SHEDDING" } else { "ok" },
         ));
     }
-    if rows.is_empty() {
+    if !rows.iter().any(|r| r.admission) {
         out.push_str("(no pool has [pools.NAME.admission])\n");
     }
     out
@@ -92,10 +134,11 @@ canvas { border: 1px solid #ccc; margin-top: 1em }
 <h1>frontdoor: how busy, how much headroom</h1>
 <p>Per pool over the last 10 s. Carried traffic = throughput × mean response time (Little's
 law): the slots busy on average. Utilization = carried / slots. Queue time is measured from
-arrival at frontdoor to dispatch to the app.</p>
+arrival at frontdoor to dispatch to the app. Upgraded: WebSocket connections open now (they hold
+no slot) and the pool's max-upgraded; a pool without admission shows only those.</p>
 <table id="pools"><thead><tr><th>pool</th><th>arrivals/s</th><th>response ms</th><th>carried</th>
 <th>slots</th><th>utilization</th><th>in flight</th><th>queued</th><th>queue p50 ms</th><th>queue p99 ms</th>
-<th>shed/s</th><th>state</th></tr></thead><tbody></tbody></table>
+<th>shed/s</th><th>state</th><th>upgraded</th></tr></thead><tbody></tbody></table>
 <canvas id="chart" width="900" height="260"></canvas>
 <p>Chart: utilization % (solid) and queue p99 ms (dashed) of each pool, one point a second.</p>
 <script>
@@ -107,10 +150,15 @@ async function tick() {
   const body = document.querySelector("#pools tbody"); body.replaceChildren();
   for (const r of rows) {
     const tr = document.createElement("tr");
+    const upgraded = r.upgraded + " / " + r.max_upgraded;
+    if (!r.admission) {
+      [r.pool, "-", "-", "-", "-", "-", "-", "-", "-", "-", "-", "ok", upgraded].forEach(v => tr.appendChild(cell(v)));
+      body.appendChild(tr); continue;
+    }
     [r.pool, r.arrival_rate.toFixed(1), (r.mean_response_secs * 1000).toFixed(1), r.carried.toFixed(2),
      r.slots, (r.utilization * 100).toFixed(0) + "%", r.in_flight, r.queued,
      (r.queue_p50_secs * 1000).toFixed(1), (r.queue_p99_secs * 1000).toFixed(1), r.shed_rate.toFixed(1),
-     r.overloaded ? "SHEDDING" : "ok"].forEach(v => tr.appendChild(cell(v)));
+     r.overloaded ? "SHEDDING" : "ok", upgraded].forEach(v => tr.appendChild(cell(v)));
     if (r.overloaded) tr.className = "shedding";
     body.appendChild(tr);
     const h = history[r.pool] ||= [];
@@ -136,3 +184,37 @@ function draw() {
 tick(); setInterval(tick, 1000);
 </script></body></html>
 "##;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_shows_upgraded_connections_of_every_pool() {
+        let mut cable = PoolStatus::without_admission("cable");
+        cable.upgraded = 3;
+        cable.max_upgraded = 1000;
+        let mut app = PoolStatus::without_admission("app");
+        app.admission = true;
+        app.max_upgraded = 50;
+        let text = table(&[app, cable]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(lines[0].trim_end().ends_with("upgraded"), "{text}");
+        assert!(
+            lines[1].starts_with("app ") && lines[1].ends_with(" 0/50"),
+            "{text}"
+        );
+        assert!(
+            lines[2].starts_with("cable ") && lines[2].ends_with(" 3/1000"),
+            "{text}"
+        );
+        assert!(
+            lines[2].contains(" - "),
+            "no capacity figures without admission: {text}"
+        );
+        let json = serde_json::to_string(&PoolStatus::without_admission("x")).unwrap();
+        let back: PoolStatus = serde_json::from_str(&json).unwrap();
+        assert!(!back.admission);
+    }
+}

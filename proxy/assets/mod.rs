@@ -14,24 +14,24 @@
 //! change in place), other methods, upstream answers other than `200` (never cached as a
 //! success), already-encoded upstream bodies, and files over `max-object-size`.
 
+mod answer;
 mod conditional;
 mod variants;
 
-pub use conditional::{none_match, range, RangeRequest};
+pub use answer::{respond, respond_stored, Answer};
+pub use conditional::{if_range, none_match, not_modified_since, range, RangeRequest};
 pub use variants::{content_hash, is_fingerprinted, Effort, Variant};
 
 use bytes::Bytes;
-use http::{header, HeaderName, HeaderValue};
+use http::{header, HeaderValue};
 use moka::future::Cache;
 use pingora::connectors::http::Connector;
-use pingora::http::ResponseHeader;
-use pingora::proxy::Session;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use tokio::sync::Semaphore;
 
-use crate::encoding::{negotiate, Encoding};
+use crate::encoding::Encoding;
 use crate::metrics::Metrics;
 use crate::upstream::{self, FetchError, Pool};
 
@@ -82,6 +82,29 @@ impl Asset {
             gzip: OnceLock::new(),
             brotli: OnceLock::new(),
         }
+    }
+
+    /// The same bytes and the variants ready so far, for an entry whose fields change but whose
+    /// body does not (an edge-cache entry revalidated with a `304`).
+    pub fn reused(&self) -> Asset {
+        let copy = |slot: &OnceLock<Option<Variant>>| {
+            let new = OnceLock::new();
+            if let Some(variant) = slot.get() {
+                let _ = new.set(variant.clone());
+            }
+            new
+        };
+        Asset {
+            content_type: self.content_type.clone(),
+            identity: self.identity.clone(),
+            gzip: copy(&self.gzip),
+            brotli: copy(&self.brotli),
+        }
+    }
+
+    /// Bytes of the identity body.
+    pub fn identity_len(&self) -> u64 {
+        self.identity.body.len() as u64
     }
 
     /// The variant for `encoding`, if it is ready (and was worth keeping).
@@ -185,6 +208,8 @@ pub enum CacheStatus {
     Miss,
     /// Served past its fresh time (`stale-while-revalidate`, `stale-if-error`).
     Stale,
+    /// Served from memory after the app confirmed it (a `304` to our conditional request).
+    Revalidated,
 }
 
 impl CacheStatus {
@@ -194,6 +219,7 @@ impl CacheStatus {
             CacheStatus::Hit => "HIT",
             CacheStatus::Miss => "MISS",
             CacheStatus::Stale => "STALE",
+            CacheStatus::Revalidated => "REVALIDATED",
         }
     }
 }
@@ -380,116 +406,6 @@ fn content_type_for(path: &Path) -> Option<&'static str> {
         "wasm" => "application/wasm",
         _ => return None,
     })
-}
-
-/// A year: the longest `max-age` caches honour; the fingerprint changes when the bytes do.
-const IMMUTABLE: &str = "public, max-age=31536000, immutable";
-
-/// What differs between answering with an asset and with a cached response.
-#[derive(Debug)]
-pub struct Answer<'a> {
-    /// The stored status; 304 and Range apply to 200 only.
-    pub status: u16,
-    /// Fields sent as they are (`Cache-Control`, `Age`, the app's own fields).
-    pub headers: &'a [(HeaderName, HeaderValue)],
-    /// `X-Cache`, when the route wants it.
-    pub x_cache: Option<CacheStatus>,
-}
-
-/// Writes the response for `asset`: immutable caching, `X-Cache` when `status` is given.
-pub async fn respond(
-    session: &mut Session,
-    asset: &Asset,
-    status: Option<CacheStatus>,
-    request_id: &str,
-) -> pingora::Result<u16> {
-    let immutable = [(header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE))];
-    let answer = Answer {
-        status: 200,
-        headers: &immutable,
-        x_cache: status,
-    };
-    respond_stored(session, asset, &answer, request_id).await
-}
-
-/// Writes a stored body to the client: encoding by negotiation, 304, 206/416, HEAD. Returns
-/// the status code sent.
-pub async fn respond_stored(
-    session: &mut Session,
-    asset: &Asset,
-    answer: &Answer<'_>,
-    request_id: &str,
-) -> pingora::Result<u16> {
-    let request = session.req_header();
-    let head_only = request.method == http::Method::HEAD;
-    let header_str =
-        |name: header::HeaderName| request.headers.get(name).and_then(|v| v.to_str().ok());
-    let ok = answer.status == 200;
-    let wants_range = header_str(header::RANGE).filter(|_| ok);
-    let encoding = if wants_range.is_some() {
-        // Ranges address the identity bytes; a compressed slice would be useless.
-        Encoding::Identity
-    } else {
-        negotiate(header_str(header::ACCEPT_ENCODING), &asset.available())
-            .unwrap_or(Encoding::Identity)
-    };
-    let variant = asset.variant(encoding).unwrap_or(&asset.identity);
-    let not_modified =
-        ok && header_str(header::IF_NONE_MATCH).is_some_and(|inm| none_match(inm, &variant.etag));
-    let len = variant.body.len() as u64;
-    let (code, body) = if not_modified {
-        (304, None)
-    } else {
-        match wants_range.map(|r| range(r, len)) {
-            Some(RangeRequest::Partial(r)) => {
-                let (start, end) = (*r.start(), *r.end());
-                let slice = variant.body.slice(start as usize..=end as usize);
-                (
-                    206,
-                    Some((slice, Some(format!("bytes {start}-{end}/{len}")))),
-                )
-            }
-            Some(RangeRequest::Unsatisfiable) => {
-                (416, Some((Bytes::new(), Some(format!("bytes */{len}")))))
-            }
-            _ => (answer.status, Some((variant.body.clone(), None))),
-        }
-    };
-    let mut response = ResponseHeader::build(code, Some(10 + answer.headers.len()))?;
-    for (name, value) in answer.headers {
-        response.append_header(name.clone(), value.clone())?;
-    }
-    response.insert_header(header::ETAG, variant.etag.as_str())?;
-    response.insert_header(header::VARY, "Accept-Encoding")?;
-    if let Some(status) = answer.x_cache {
-        response.insert_header("x-cache", status.as_str())?;
-    }
-    response.insert_header(crate::headers::X_REQUEST_ID, request_id)?;
-    if let Some(content_type) = &asset.content_type {
-        response.insert_header(header::CONTENT_TYPE, content_type.clone())?;
-    }
-    if encoding != Encoding::Identity {
-        response.insert_header(header::CONTENT_ENCODING, encoding.token())?;
-    }
-    if let Some((bytes, content_range)) = &body {
-        if ok {
-            response.insert_header(header::ACCEPT_RANGES, "bytes")?;
-        }
-        response.insert_header(header::CONTENT_LENGTH, bytes.len().to_string())?;
-        if let Some(content_range) = content_range {
-            response.insert_header(header::CONTENT_RANGE, content_range.as_str())?;
-        }
-    }
-    let body = body
-        .map(|(bytes, _)| bytes)
-        .filter(|b| !head_only && !b.is_empty());
-    session
-        .write_response_header(Box::new(response), body.is_none())
-        .await?;
-    if let Some(bytes) = body {
-        session.write_response_body(Some(bytes), true).await?;
-    }
-    Ok(code)
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ mod jobs;
 mod listen;
 mod outside;
 mod pools;
+mod request_buffering;
 mod routes;
 mod server;
 pub mod units;
@@ -50,6 +51,8 @@ pub struct Config {
     pub health_path: Option<String>,
     /// Head, URI and body limits and the slow-client timeouts.
     pub limits: crate::hostile::Limits,
+    /// Where request bodies are held while they are received, and how much memory they take.
+    pub request_buffering: crate::buffering::request::Settings,
     /// Limits of the HTTP/2 server on the HTTPS listener (fixed at start).
     pub h2: H2Settings,
     /// Upstream pools by name.
@@ -207,6 +210,7 @@ impl Validator<'_> {
                 .flatten(),
         };
         let limits = self.limits(&file.proxy);
+        let request_buffering = self.request_buffering(&file.proxy);
         let h2 = self.h2(&file.proxy);
         let pools = self.pools(&file.pools);
         let routes = self.routes(&file.routes, &file.pools);
@@ -221,6 +225,7 @@ impl Validator<'_> {
             trusted_proxies,
             health_path,
             limits: limits?,
+            request_buffering: request_buffering?,
             h2: h2?,
             pools,
             routes,

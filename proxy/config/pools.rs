@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use super::{file, resolve, ConfigError, Outside, Validator};
 use crate::admission::AdmissionSettings;
+use crate::upgraded::UpgradedSettings;
 use crate::upstream::{Backend, Balance, Ejection, HashKey, HealthSettings, PoolSettings};
 
 impl Validator<'_> {
@@ -65,6 +66,11 @@ impl Validator<'_> {
                     write_timeout: self
                         .duration(&p.write_timeout, &format!("{key}.write-timeout"))?,
                     idle_timeout: self.duration(&p.idle_timeout, &format!("{key}.idle-timeout"))?,
+                    non_idempotent_max_idle: self.duration(
+                        &p.non_idempotent_max_idle,
+                        &format!("{key}.non-idempotent-max-idle"),
+                    )?,
+                    upgraded: self.upgraded(p, &key)?,
                     connect_retries: self.check(
                         &p.connect_retries,
                         &format!("{key}.connect-retries"),
@@ -165,6 +171,29 @@ impl Validator<'_> {
                     "`{other}` is not a balance: use \"least-busy\", \"round-robin\" or \"hash\""
                 )),
             }
+        })
+    }
+
+    /// `max-upgraded` (at least 1) and `upgraded-idle-timeout` (more than 0s).
+    pub(super) fn upgraded(
+        &mut self,
+        p: &file::PoolSection,
+        key: &str,
+    ) -> Option<UpgradedSettings> {
+        let max = self.positive(&p.max_upgraded, &format!("{key}.max-upgraded"));
+        let idle_key = format!("{key}.upgraded-idle-timeout");
+        let idle_timeout = self.duration(&p.upgraded_idle_timeout, &idle_key)?;
+        if idle_timeout.is_zero() {
+            self.error(
+                p.upgraded_idle_timeout.span(),
+                &idle_key,
+                "must be more than 0s",
+            );
+            return None;
+        }
+        Some(UpgradedSettings {
+            max: max?.get(),
+            idle_timeout,
         })
     }
 

@@ -139,6 +139,7 @@ impl Validator<'_> {
                     hints,
                     offload,
                     max_body,
+                    request_buffering: r.request_buffering,
                 });
             }
         }

@@ -302,3 +302,93 @@ backends-file = "backends.txt""#,
         "{text:?}"
     );
 }
+
+#[test]
+fn pools_have_keep_alive_and_upgraded_connection_defaults_and_refuse_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    with_cert(dir.path());
+    let path = dir.path().join("f.toml");
+    let app = &Config::parse(&path, GOOD).unwrap().pools["app"];
+    assert_eq!(app.idle_timeout, Duration::from_secs(4));
+    assert_eq!(app.non_idempotent_max_idle, Duration::from_secs(2));
+    assert_eq!(app.upgraded.max, 1000);
+    assert_eq!(app.upgraded.idle_timeout, Duration::from_secs(300));
+
+    let tuned = GOOD.replace(
+        "connect-timeout = \"250ms\"",
+        "connect-timeout = \"250ms\"\nidle-timeout = \"15s\"\nnon-idempotent-max-idle = \"0s\"\nmax-upgraded = 50\nupgraded-idle-timeout = \"1h\"",
+    );
+    let app = &Config::parse(&path, &tuned).unwrap().pools["app"];
+    assert_eq!(app.idle_timeout, Duration::from_secs(15));
+    assert_eq!(app.non_idempotent_max_idle, Duration::ZERO);
+    assert_eq!(app.upgraded.max, 50);
+    assert_eq!(app.upgraded.idle_timeout, Duration::from_secs(3600));
+
+    let bad = GOOD.replace(
+        "connect-timeout = \"250ms\"",
+        "connect-timeout = \"250ms\"\nmax-upgraded = 0\nupgraded-idle-timeout = \"0s\"",
+    );
+    let errors = Config::parse(&path, &bad).unwrap_err().0;
+    let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+    assert_eq!(errors.len(), 2, "{text:?}");
+    assert!(
+        text[0].contains(":13:16: pools.app.max-upgraded:"),
+        "{text:?}"
+    );
+    assert!(
+        text[1].contains(":14:25: pools.app.upgraded-idle-timeout: must be more than 0s"),
+        "{text:?}"
+    );
+}
+
+#[test]
+fn request_buffering_is_on_by_default_bounded_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    with_cert(dir.path());
+    let path = dir.path().join("f.toml");
+    let config = Config::parse(&path, GOOD).unwrap();
+    assert_eq!(
+        config.request_buffering,
+        crate::buffering::request::Settings::default()
+    );
+    assert_eq!(config.request_buffering.memory_per_body, 1 << 20);
+    assert_eq!(config.request_buffering.memory_total, 64 << 20);
+    assert!(config.routes[0].request_buffering);
+
+    std::fs::create_dir(dir.path().join("spill")).unwrap();
+    let tuned = GOOD.replace(
+        "[pools.app]",
+        "[proxy]\nrequest-buffer-size = \"0B\"\nrequest-buffer-memory = \"8MiB\"\nrequest-buffer-dir = \"spill\"\n\n[pools.app]",
+    ) + "request-buffering = false\n";
+    let config = Config::parse(&path, &tuned).unwrap();
+    assert_eq!(config.request_buffering.memory_per_body, 0);
+    assert_eq!(config.request_buffering.memory_total, 8 << 20);
+    assert_eq!(
+        config.request_buffering.dir,
+        std::fs::canonicalize(dir.path().join("spill")).unwrap()
+    );
+    assert!(!config.routes[0].request_buffering);
+
+    let bad = GOOD.replace(
+        "[pools.app]",
+        "[proxy]\nrequest-buffer-size = \"lots\"\nrequest-buffer-memory = \"-1MiB\"\nrequest-buffer-dir = \"missing\"\n\n[pools.app]",
+    );
+    let errors = Config::parse(&path, &bad).unwrap_err().0;
+    let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "proxy.request-buffer-size",
+            "proxy.request-buffer-memory",
+            "proxy.request-buffer-dir"
+        ]
+    );
+    assert!(errors[2].to_string().contains(":13:22:"), "{}", errors[2]);
+    assert!(
+        errors[2]
+            .to_string()
+            .contains("is not an existing directory"),
+        "{}",
+        errors[2]
+    );
+}

@@ -1,43 +1,52 @@
 //! The read-through edge cache for dynamic responses, opt-in per route (`[routes.cache]`).
 //!
-//! A GET/HEAD without credentials on a cache route is looked up by route, route `version`,
-//! host and path with query. What happens next depends on the entry's age (see
-//! [`policy`] for what may be stored and for how long):
+//! A GET/HEAD on a cache route is looked up by route, route `version`, host and path with
+//! query (the primary key), then among the variants stored for it by the request fields the
+//! app's `Vary` names (secondary keys, RFC 9111 §4.1). What happens next depends on the
+//! entry's current age (RFC 9111 §4.2; see [`policy`] for what may be stored):
 //!
 //! | entry | answer |
 //! |---|---|
 //! | fresh | from memory, `X-Cache: HIT` |
-//! | inside `stale-while-revalidate` | from memory, `X-Cache: STALE`; one background refresh per entry |
-//! | inside `stale-if-error` only | frontdoor asks the app itself; on a connect/read failure or a 500/502/503/504 the stale entry answers (`STALE`) |
-//! | none | proxied as usual; a storable answer is copied into memory as it streams (`X-Cache: MISS`) |
+//! | inside `stale-while-revalidate` | from memory, `X-Cache: STALE`; one background revalidation per entry |
+//! | inside `stale-if-error` | revalidated first; on a connect/read failure or a 500/502/503/504 the stale entry answers (`STALE`) |
+//! | stale, with a validator | revalidated first (`If-None-Match`/`If-Modified-Since` from the stored `ETag`/`Last-Modified`): a `304` updates the stored fields and the stored body answers |
+//! | none | proxied; concurrent misses for one key wait for the first (collapsed); a storable answer is copied into memory as it streams (`X-Cache: MISS`) and answers the next request as soon as it is complete |
 //!
-//! Entries are stored as identity and compressed once (gzip, Brotli 5) on a bounded blocking
-//! pool before they are inserted, then answered like assets: encoding by negotiation, strong
-//! ETag per encoding, `If-None-Match` → 304, `Range`. The cache is bounded by bytes (moka,
-//! TinyLFU); each entry expires after its fresh time plus the longer stale window. Bumping
-//! the route's `version` makes every old entry a miss: the operator's purge.
-//!
-//! Concurrent misses for one key are each proxied (no request collapsing): they may differ in
-//! what the app decides, and only a storable answer is shared.
+//! Bodies are stored as the app sent them; one the app did not encode (and did not mark
+//! `no-transform`) is compressed once (gzip, Brotli 5) on a bounded blocking pool after it is
+//! stored, then answered like assets: encoding by negotiation, `If-None-Match`,
+//! `If-Modified-Since`, `Range` under `If-Range`. A successful unsafe request (POST, PUT, …)
+//! removes what is stored for its URL and for its `Location`/`Content-Location` on the same
+//! host (§4.4). Bumping the route's `version` makes every old entry a miss: the operator's purge.
 
+pub mod collapse;
+pub mod directives;
+mod entry;
+pub mod freshness;
 pub mod policy;
+mod revalidate;
 
-use bytes::{Bytes, BytesMut};
-use http::{header, HeaderName, HeaderValue};
+use bytes::BytesMut;
+use http::HeaderMap;
 use moka::sync::Cache;
 use pingora::connectors::http::Connector;
-use pingora::http::ResponseHeader;
+use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::Session;
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
-use crate::assets::{self, Answer, Asset, CacheStatus, Effort};
+use crate::assets::{CacheStatus, Effort};
 use crate::metrics::Metrics;
 use crate::upstream::{self, Pool};
-pub use policy::{Freshness, Lifetime, Uncacheable};
+pub use collapse::{FlightGuard, Flights, Joined};
+pub use entry::{Entry, Received};
+pub use freshness::{Freshness, Lifetime};
+pub use policy::Uncacheable;
+pub use revalidate::{revalidation_request, Revalidated};
 
 /// `[cache]` as the edge cache uses it: sized at start, kept across reloads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,7 +66,8 @@ pub struct CacheRoute {
     pub max_object_size: u64,
     /// Requests carrying `Cookie` may use (and fill) the cache.
     pub allow_cookies: bool,
-    /// Requests carrying `Authorization` may use (and fill) the cache.
+    /// Requests carrying `Authorization` may use the cache (and fill it with answers the app
+    /// marked shareable: `public`, `s-maxage`, `must-revalidate`).
     pub allow_authorization: bool,
     /// Used when the app's `Cache-Control` has no `stale-while-revalidate`.
     pub stale_while_revalidate: Duration,
@@ -67,44 +77,25 @@ pub struct CacheRoute {
     pub x_cache_header: bool,
 }
 
-/// One stored response.
-#[derive(Debug)]
-pub struct Entry {
-    status: u16,
-    /// The app's fields sent again on every answer (framing, encoding and ETag fields are
-    /// frontdoor's own).
-    headers: Vec<(HeaderName, HeaderValue)>,
-    body: Asset,
-    stored: Instant,
-    /// `Age` the app (or a cache before it) reported when this was stored, seconds.
-    age_at_store: u64,
-    lifetime: Lifetime,
-    /// Set while a background refresh of this entry runs (one at a time).
-    refreshing: AtomicBool,
+/// The stored variants of one URL, newest first.
+#[derive(Debug, Default)]
+pub struct Variants {
+    entries: Vec<Arc<Entry>>,
 }
 
-impl Entry {
-    fn since_stored(&self) -> Duration {
-        self.stored.elapsed()
-    }
-
-    /// The fields of an answer from this entry: the app's, then `Age`.
-    fn answer_headers(&self) -> Vec<(HeaderName, HeaderValue)> {
-        let mut headers = self.headers.clone();
-        let age = self.age_at_store + self.since_stored().as_secs();
-        headers.push((header::AGE, HeaderValue::from(age)));
-        headers
-    }
-
+impl Variants {
     fn weight(&self) -> u32 {
-        let fields: usize = self
-            .headers
+        self.entries
             .iter()
-            .map(|(n, v)| n.as_str().len() + v.len())
-            .sum();
-        self.body
-            .weight()
-            .saturating_add(u32::try_from(fields).unwrap_or(u32::MAX))
+            .fold(0u32, |sum, e| sum.saturating_add(e.weight()))
+    }
+
+    fn remaining(&self) -> Duration {
+        self.entries
+            .iter()
+            .map(|e| e.remaining())
+            .max()
+            .unwrap_or(Duration::ZERO)
     }
 }
 
@@ -114,10 +105,10 @@ pub enum Lookup {
     /// Fresh: answer from memory.
     Hit(Arc<Entry>),
     /// Past its fresh time but inside `stale-while-revalidate`: answer from memory and
-    /// refresh in the background.
+    /// revalidate in the background.
     Stale(Arc<Entry>),
-    /// Past both, but inside `stale-if-error`: ask the app; the entry answers if it fails.
-    Fallback(Arc<Entry>),
+    /// Revalidate with the app first; `true`: answer stale if the app fails.
+    Revalidate(Arc<Entry>, bool),
     /// Nothing usable: proxy, and store the answer if it is storable.
     Miss,
 }
@@ -126,13 +117,13 @@ pub enum Lookup {
 #[derive(Debug)]
 pub struct Fill {
     key: String,
-    status: u16,
-    headers: Vec<(HeaderName, HeaderValue)>,
-    content_type: Option<HeaderValue>,
-    age: u64,
-    lifetime: Lifetime,
+    received: Received,
+    storable: policy::Storable,
+    request: HeaderMap,
     max: u64,
     body: BytesMut,
+    /// Releases the requests waiting for this fill when it is dropped (stored or not).
+    flight: Option<FlightGuard>,
 }
 
 impl Fill {
@@ -146,7 +137,7 @@ impl Fill {
     }
 }
 
-/// Where a background or foreground refresh sends its request.
+/// Where a background or foreground revalidation sends its request.
 #[derive(Debug, Clone)]
 pub struct Origin {
     /// The route's name (metrics label).
@@ -155,41 +146,40 @@ pub struct Origin {
     pub route: CacheRoute,
     /// The route's pool.
     pub pool: Arc<Pool>,
-    /// The requested host.
-    pub host: Option<String>,
-    /// Path and query, as requested.
-    pub path_and_query: String,
+    /// The request to send (path, the client's fields, forwarding fields; no conditionals).
+    pub request: RequestHeader,
 }
 
 /// The edge cache, shared by every request and kept across reloads.
 pub struct EdgeCache {
-    cache: Cache<String, Arc<Entry>>,
+    cache: Cache<String, Arc<Variants>>,
     connector: Connector,
     compression: Arc<Semaphore>,
     metrics: Arc<Metrics>,
+    flights: Arc<Flights>,
 }
 
-/// Each entry lives for its fresh time plus the longer of its stale windows.
+/// Each URL's variants live for as long as the longest-lived of them is worth keeping.
 struct RetainFor;
 
-impl moka::Expiry<String, Arc<Entry>> for RetainFor {
+impl moka::Expiry<String, Arc<Variants>> for RetainFor {
     fn expire_after_create(
         &self,
         _key: &String,
-        entry: &Arc<Entry>,
+        variants: &Arc<Variants>,
         _created_at: Instant,
     ) -> Option<Duration> {
-        Some(entry.lifetime.retain())
+        Some(variants.remaining())
     }
 
     fn expire_after_update(
         &self,
         _key: &String,
-        entry: &Arc<Entry>,
+        variants: &Arc<Variants>,
         _updated_at: Instant,
         _duration_until_expiry: Option<Duration>,
     ) -> Option<Duration> {
-        Some(entry.lifetime.retain())
+        Some(variants.remaining())
     }
 }
 
@@ -199,7 +189,7 @@ impl EdgeCache {
         let evictions = metrics.clone();
         let cache = Cache::builder()
             .max_capacity(settings.capacity)
-            .weigher(|_key: &String, entry: &Arc<Entry>| entry.weight())
+            .weigher(|_key: &String, variants: &Arc<Variants>| variants.weight())
             .expire_after(RetainFor)
             .eviction_listener(move |_key, _entry, cause| {
                 if cause == moka::notification::RemovalCause::Size {
@@ -214,10 +204,11 @@ impl EdgeCache {
             // from queueing behind the assets' Brotli 11.
             compression: Arc::new(Semaphore::new(settings.compression_threads.get())),
             metrics,
+            flights: Arc::new(Flights::default()),
         }
     }
 
-    /// The key of a request: route, route version, host, path and query.
+    /// The primary key of a request: route, route version, host, path and query.
     pub fn key(
         route_name: &str,
         route: &CacheRoute,
@@ -231,70 +222,71 @@ impl EdgeCache {
         )
     }
 
-    /// What the cache holds for `key`, judged by its age now.
-    pub fn lookup(&self, key: &str) -> Lookup {
-        let Some(entry) = self.cache.get(key) else {
+    /// What the cache holds for `key` that the request fields `request` select, judged by its
+    /// age now.
+    pub fn lookup(&self, key: &str, request: &HeaderMap) -> Lookup {
+        let Some(variants) = self.cache.get(key) else {
             return Lookup::Miss;
         };
-        match entry.lifetime.freshness(entry.since_stored()) {
-            Freshness::Fresh => Lookup::Hit(entry),
-            Freshness::Stale => Lookup::Stale(entry),
-            Freshness::Fallback => Lookup::Fallback(entry),
+        let Some(entry) = variants.entries.iter().find(|e| e.selected_by(request)) else {
+            return Lookup::Miss;
+        };
+        match entry.freshness() {
+            Freshness::Fresh => Lookup::Hit(entry.clone()),
+            Freshness::Stale => Lookup::Stale(entry.clone()),
+            Freshness::Fallback => Lookup::Revalidate(entry.clone(), true),
+            Freshness::Revalidate => Lookup::Revalidate(entry.clone(), false),
             Freshness::Expired => Lookup::Miss,
         }
     }
 
-    /// The entry that answers `key` now, and how to label it; `None` means proxy the request.
-    /// A stale entry inside `stale-while-revalidate` answers at once and starts a background
-    /// refresh; one only inside `stale-if-error` answers only if asking the app now fails.
-    pub async fn find(
-        self: &Arc<Self>,
-        key: &str,
-        origin: impl FnOnce() -> Origin,
-    ) -> Option<(Arc<Entry>, CacheStatus)> {
-        match self.lookup(key) {
-            Lookup::Hit(entry) => Some((entry, CacheStatus::Hit)),
-            Lookup::Stale(entry) => {
-                self.refresh_in_background(key.to_string(), &entry, origin());
-                Some((entry, CacheStatus::Stale))
-            }
-            Lookup::Fallback(entry) => {
-                let origin = origin();
-                let refreshed = self.refresh(key.to_string(), &origin).await;
-                self.metrics
-                    .edge_cache_refreshed(&origin.route_name, refreshed.label());
-                match refreshed {
-                    Refresh::Stored(fresh) => Some((fresh, CacheStatus::Miss)),
-                    Refresh::Failed(why) => {
-                        tracing::info!("serving stale {}: {why}", origin.path_and_query);
-                        Some((entry, CacheStatus::Stale))
-                    }
-                    Refresh::Uncacheable => None,
-                }
-            }
-            Lookup::Miss => None,
-        }
+    /// Leads the fill (or revalidation) of `key`, or follows the one running.
+    pub fn join(&self, key: &str) -> Joined {
+        self.flights.join(key)
     }
 
-    /// Starts a fill if the upstream's `response` to the request `key` may be stored.
+    /// The fill of `key` running now, to wait on, if any.
+    pub fn follow(&self, key: &str) -> Option<tokio::sync::watch::Receiver<()>> {
+        self.flights.follow(key)
+    }
+
+    /// Drops everything stored for `key` (every variant): after an unsafe request to its URL.
+    pub fn invalidate(&self, key: &str) {
+        self.cache.invalidate(key);
+    }
+
+    /// Starts a fill if the upstream's `response` to a request with fields `request` may be
+    /// stored; the request was sent `waited` ago. `flight` is released when the fill ends.
+    #[allow(clippy::too_many_arguments)]
     pub fn begin_fill(
         &self,
         route_name: &str,
         route: &CacheRoute,
         key: String,
+        request: &HeaderMap,
         response: &ResponseHeader,
+        waited: Duration,
+        flight: Option<FlightGuard>,
     ) -> Option<Fill> {
-        let status = response.status.as_u16();
-        match policy::response(route, status, &response.headers) {
-            Ok(lifetime) => Some(Fill {
+        let received = Received::now(response.status.as_u16(), response.headers.clone(), waited);
+        let timing = received.timing();
+        let checked = policy::response(
+            route,
+            request,
+            received.status,
+            &received.headers,
+            &timing,
+            received.response_time,
+        );
+        match checked {
+            Ok(storable) => Some(Fill {
                 key,
-                status,
-                headers: kept_headers(response),
-                content_type: response.headers.get(header::CONTENT_TYPE).cloned(),
-                age: age_of(response),
-                lifetime,
+                received,
+                storable,
+                request: request.clone(),
                 max: route.max_object_size,
                 body: BytesMut::new(),
+                flight,
             }),
             Err(why) => {
                 self.metrics
@@ -304,81 +296,99 @@ impl EdgeCache {
         }
     }
 
-    /// Compresses a complete fill off the request path, then inserts it.
+    /// Stores a complete fill now (the next request is a hit), then compresses it off the
+    /// request path.
     pub fn finish_fill(self: &Arc<Self>, route_name: &str, fill: Fill) {
+        let Fill {
+            key,
+            received,
+            storable,
+            request,
+            body,
+            flight,
+            ..
+        } = fill;
+        let entry = Entry::new(&received, storable, &request, upstream::exact(body));
+        self.store(route_name, key, Arc::new(entry));
+        drop(flight);
+    }
+
+    /// Inserts `entry` among the variants of `key` (replacing one selected by the same request
+    /// fields) and starts compressing it.
+    fn store(self: &Arc<Self>, route_name: &str, key: String, entry: Arc<Entry>) {
+        self.insert(&key, entry.clone());
+        self.metrics.edge_cache_stored(route_name);
+        // Below the on-the-fly compressor's minimum a coding does not pay for its frame (and
+        // would give the answer another ETag for nothing).
+        let large = entry.body.identity_len() >= crate::compression::MIN_SIZE;
+        if !entry.as_sent && large && entry.body.worth_compressing() {
+            self.compress_later(key, entry);
+        }
+    }
+
+    fn insert(&self, key: &str, entry: Arc<Entry>) {
+        let mut entries = vec![entry.clone()];
+        if let Some(old) = self.cache.get(key) {
+            entries.extend(
+                old.entries
+                    .iter()
+                    .filter(|e| e.selecting != entry.selecting && e.remaining() > Duration::ZERO)
+                    .take(policy::MAX_VARIANTS - 1)
+                    .cloned(),
+            );
+        }
+        self.cache
+            .insert(key.to_string(), Arc::new(Variants { entries }));
+    }
+
+    /// Drops `entry` from the variants of `key`, if it is still there.
+    fn remove(&self, key: &str, entry: &Arc<Entry>) {
+        let Some(old) = self.cache.get(key) else {
+            return;
+        };
+        let entries: Vec<_> = old
+            .entries
+            .iter()
+            .filter(|e| !Arc::ptr_eq(e, entry))
+            .cloned()
+            .collect();
+        if entries.is_empty() {
+            self.cache.invalidate(key);
+        } else if entries.len() < old.entries.len() {
+            self.cache
+                .insert(key.to_string(), Arc::new(Variants { entries }));
+        }
+    }
+
+    /// Compresses `entry` on the bounded pool, then re-inserts its variants (if it is still
+    /// stored) so that the cache weighs the new encodings.
+    fn compress_later(self: &Arc<Self>, key: String, entry: Arc<Entry>) {
         let this = self.clone();
-        let route_name = route_name.to_string();
         tokio::spawn(async move {
-            let Fill {
-                key,
-                status,
-                headers,
-                content_type,
-                age,
-                lifetime,
-                body,
-                ..
-            } = fill;
-            if let Some(entry) = this
-                .prepare(
-                    status,
-                    headers,
-                    content_type,
-                    age,
-                    lifetime,
-                    upstream::exact(body),
-                )
-                .await
-            {
-                this.insert(&route_name, key, entry);
+            let Ok(permit) = this.compression.clone().acquire_owned().await else {
+                return;
+            };
+            let work = entry.clone();
+            let metrics = this.metrics.clone();
+            let done = tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                for (encoding, saved) in work.body.compress(Effort::Fast) {
+                    metrics.edge_cache_compressed(encoding.token(), saved);
+                }
+            })
+            .await;
+            if done.is_err() {
+                return;
+            }
+            if let Some(current) = this.cache.get(&key) {
+                if current.entries.iter().any(|e| Arc::ptr_eq(e, &entry)) {
+                    this.cache.insert(key, current);
+                }
             }
         });
     }
 
-    async fn prepare(
-        &self,
-        status: u16,
-        headers: Vec<(HeaderName, HeaderValue)>,
-        content_type: Option<HeaderValue>,
-        age: u64,
-        lifetime: Lifetime,
-        body: Bytes,
-    ) -> Option<Entry> {
-        let asset = Asset::new(body, content_type);
-        let asset = if asset.worth_compressing() {
-            let permit = self.compression.clone().acquire_owned().await.ok()?;
-            let metrics = self.metrics.clone();
-            tokio::task::spawn_blocking(move || {
-                let _permit = permit;
-                for (encoding, saved) in asset.compress(Effort::Fast) {
-                    metrics.edge_cache_compressed(encoding.token(), saved);
-                }
-                asset
-            })
-            .await
-            .ok()?
-        } else {
-            asset
-        };
-        Some(Entry {
-            status,
-            headers,
-            body: asset,
-            stored: Instant::now(),
-            age_at_store: age,
-            lifetime,
-            refreshing: AtomicBool::new(false),
-        })
-    }
-
-    fn insert(&self, route_name: &str, key: String, entry: Entry) -> Arc<Entry> {
-        let entry = Arc::new(entry);
-        self.cache.insert(key, entry.clone());
-        self.metrics.edge_cache_stored(route_name);
-        entry
-    }
-
-    /// Refreshes a stale `entry` in the background unless a refresh of it already runs.
+    /// Revalidates a stale `entry` in the background unless a revalidation of it already runs.
     pub fn refresh_in_background(
         self: &Arc<Self>,
         key: String,
@@ -391,7 +401,7 @@ impl EdgeCache {
         let this = self.clone();
         let entry = entry.clone();
         tokio::spawn(async move {
-            let result = this.refresh(key, &origin).await;
+            let result = this.revalidate(&key, &entry, &origin).await;
             this.metrics
                 .edge_cache_refreshed(&origin.route_name, result.label());
             // Whatever happened, a later stale hit may try again.
@@ -399,108 +409,11 @@ impl EdgeCache {
         });
     }
 
-    /// Asks the app for `key` now and stores a storable answer.
-    pub async fn refresh(&self, key: String, origin: &Origin) -> Refresh {
-        let request = match upstream::own_request(&origin.path_and_query, origin.host.as_deref()) {
-            Ok(request) => request,
-            Err(e) => return Refresh::Failed(e.to_string()),
-        };
-        let max = origin.route.max_object_size;
-        let (head, body) = match upstream::fetch(&self.connector, &origin.pool, request, max).await
-        {
-            Ok(answer) => answer,
-            Err(upstream::FetchError::TooLarge) => {
-                self.cache.invalidate(&key);
-                return Refresh::Uncacheable;
-            }
-            Err(upstream::FetchError::Failed(why)) => return Refresh::Failed(why),
-        };
-        let status = head.status.as_u16();
-        if policy::is_error_status(status) {
-            return Refresh::Failed(format!("the app answered {status}"));
-        }
-        let Some(fill) = self.begin_fill(&origin.route_name, &origin.route, key.clone(), &head)
-        else {
-            // The app no longer lets this be cached: drop the old answer.
-            self.cache.invalidate(&key);
-            return Refresh::Uncacheable;
-        };
-        let entry = self
-            .prepare(
-                fill.status,
-                fill.headers,
-                fill.content_type,
-                fill.age,
-                fill.lifetime,
-                body,
-            )
-            .await;
-        match entry {
-            Some(entry) => Refresh::Stored(self.insert(&origin.route_name, key, entry)),
-            None => Refresh::Failed("compression was cancelled".into()),
-        }
-    }
-
     /// Bytes held now, after moka's pending maintenance.
     pub fn bytes_held(&self) -> u64 {
         self.cache.run_pending_tasks();
         self.cache.weighted_size()
     }
-}
-
-/// How a refresh ended.
-#[derive(Debug)]
-pub enum Refresh {
-    /// A new entry is stored (and returned, for a foreground refresh to answer with).
-    Stored(Arc<Entry>),
-    /// The app's answer may not be stored; the old entry was dropped.
-    Uncacheable,
-    /// The app could not be reached, failed, or answered 500/502/503/504.
-    Failed(String),
-}
-
-impl Refresh {
-    fn label(&self) -> &'static str {
-        match self {
-            Refresh::Stored(_) => "stored",
-            Refresh::Uncacheable => "uncacheable",
-            Refresh::Failed(_) => "error",
-        }
-    }
-}
-
-/// Fields that describe framing, encoding, validators or the hop are frontdoor's to set on
-/// each answer; the rest are the app's and are sent again as they were.
-fn kept_headers(response: &ResponseHeader) -> Vec<(HeaderName, HeaderValue)> {
-    const OURS: [HeaderName; 9] = [
-        header::CONTENT_LENGTH,
-        header::CONTENT_TYPE,
-        header::CONTENT_ENCODING,
-        header::TRANSFER_ENCODING,
-        header::ETAG,
-        header::AGE,
-        header::VARY,
-        header::ACCEPT_RANGES,
-        header::CONNECTION,
-    ];
-    response
-        .headers
-        .iter()
-        .filter(|(name, _)| {
-            !OURS.contains(name)
-                && *name != crate::headers::X_REQUEST_ID
-                && name.as_str() != "x-cache"
-        })
-        .map(|(n, v)| (n.clone(), v.clone()))
-        .collect()
-}
-
-fn age_of(response: &ResponseHeader) -> u64 {
-    response
-        .headers
-        .get(header::AGE)
-        .and_then(|v| v.to_str().ok()?.trim().parse().ok())
-        .unwrap_or(0)
 }
 
 /// Writes the answer from `entry` (304, Range, HEAD and encoding as for assets).
@@ -511,10 +424,36 @@ pub async fn respond(
     request_id: &str,
 ) -> pingora::Result<u16> {
     let headers = entry.answer_headers();
-    let answer = Answer {
-        status: entry.status,
-        headers: &headers,
-        x_cache,
-    };
-    assets::respond_stored(session, &entry.body, &answer, request_id).await
+    let answer = entry.answer(&headers, x_cache);
+    crate::assets::respond_stored(session, &entry.body, &answer, request_id).await
+}
+
+/// Whether the response to an unsafe request lets stored answers for its URL stay: only an
+/// error (or an interim answer) does (RFC 9111 §4.4).
+pub fn invalidates(status: u16) -> bool {
+    (200..400).contains(&status)
+}
+
+/// The same-origin paths (with query) a response's `Location` and `Content-Location` name:
+/// relative references, or absolute ones on `host` over https.
+pub fn named_locations(response: &ResponseHeader, host: Option<&str>) -> Vec<String> {
+    let mut paths = Vec::new();
+    for name in [http::header::LOCATION, http::header::CONTENT_LOCATION] {
+        let Some(text) = response.headers.get(&name).and_then(|v| v.to_str().ok()) else {
+            continue;
+        };
+        let Ok(uri) = text.trim().parse::<http::Uri>() else {
+            continue;
+        };
+        let same_origin = match (uri.scheme_str(), uri.host()) {
+            (None, None) => true,
+            (Some("https"), Some(h)) => host.is_some_and(|ours| h.eq_ignore_ascii_case(ours)),
+            _ => false,
+        };
+        let path = uri.path_and_query().map(|p| p.as_str().to_string());
+        if let Some(path) = path.filter(|p| same_origin && p.starts_with('/')) {
+            paths.push(path);
+        }
+    }
+    paths
 }

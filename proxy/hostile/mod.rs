@@ -75,6 +75,8 @@ pub enum Rejection {
     UriTooLong,
     /// The declared or streamed body is over the route's `max-body`.
     BodyTooLarge,
+    /// A read of the body waited longer than `body-timeout`.
+    BodyTimeout,
     /// A path the router and the app could read differently.
     BadPath(&'static str),
 }
@@ -87,6 +89,7 @@ impl Rejection {
             Rejection::HeaderTooLarge | Rejection::TooManyHeaders => 431,
             Rejection::UriTooLong => 414,
             Rejection::BodyTooLarge => 413,
+            Rejection::BodyTimeout => 408,
         }
     }
 
@@ -98,6 +101,7 @@ impl Rejection {
             Rejection::TooManyHeaders => "too_many_headers",
             Rejection::UriTooLong => "uri_too_long",
             Rejection::BodyTooLarge => "body_too_large",
+            Rejection::BodyTimeout => "body_timeout",
             Rejection::BadPath(_) => "bad_path",
         }
     }
@@ -111,6 +115,7 @@ impl Rejection {
             Rejection::TooManyHeaders => "too many request header fields\n",
             Rejection::UriTooLong => "URI too long\n",
             Rejection::BodyTooLarge => "request body too large\n",
+            Rejection::BodyTimeout => "request timeout\n",
             Rejection::BadPath(_) => "bad request: path\n",
         }
     }

@@ -40,7 +40,13 @@ pub fn normalise(path: &str, slashes: EncodedSlashes) -> Result<Option<String>, 
     for segment in path.split('/').filter(|s| !s.is_empty()) {
         out.push('/');
         let decoded = segment_normal(segment, slashes, &mut out)?;
-        if decoded == b"." || decoded == b".." {
+        // With encoded slashes passed, `%2e%2e%2Fsecret` is one segment to the router but
+        // `../secret` to an app that decodes after routing: each piece between decoded
+        // slashes must not be a dot segment either.
+        if decoded
+            .split(|b| *b == b'/' || *b == b'\\')
+            .any(|piece| piece == b"." || piece == b"..")
+        {
             return Err(Rejection::BadPath("dot segment"));
         }
         if std::str::from_utf8(&decoded).is_err() {
@@ -139,7 +145,16 @@ mod tests {
         );
         assert_eq!(normalise("/files/a%5Cb", pass), Ok(None));
         // Still refused: what an encoded slash does not excuse.
-        for path in ["/public/%2e%2e/admin", "/a%00", "/a\\b", "/a%ff"] {
+        for path in [
+            "/public/%2e%2e/admin",
+            "/x/%2e%2e%2Fsecret",
+            "/x/a%2F..%2Fsecret",
+            "/x/a%5C..",
+            "/x/.%2fa",
+            "/a%00",
+            "/a\\b",
+            "/a%ff",
+        ] {
             assert!(
                 matches!(normalise(path, pass), Err(Rejection::BadPath(_))),
                 "{path}"

@@ -164,6 +164,13 @@ impl Guarded {
         let Some(status) = response_status(bytes) else {
             return;
         };
+        if status == 101 {
+            // Switched protocols: what follows either way is the new protocol's, never a head
+            // (a WebSocket message could start with `HTTP/1.1 200`).
+            self.answered = true;
+            self.in_head = false;
+            return;
+        }
         if status < 200 {
             return;
         }

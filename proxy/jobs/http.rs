@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use super::store::{self, Cancelled, Enqueued, Job, NewJob};
 use super::{Jobs, OffloadRoute, STATUS_PREFIX};
+use crate::buffering::request::{self as request_buffering, Piece};
 use crate::template::Params;
 
 /// The client's idempotency header.
@@ -231,41 +232,67 @@ pub async fn serve_status(
     Ok(true)
 }
 
-/// Reads the body up to `max` bytes; `None` when it is longer.
-async fn read_body(session: &mut Session, max: u64) -> Result<Option<Vec<u8>>> {
+/// What came of reading a job's body.
+enum JobBody {
+    /// The whole body.
+    Read(Vec<u8>),
+    /// Longer than the route's `max-body` (declared or as it arrived).
+    TooLarge,
+    /// A read waited longer than `body-timeout`.
+    TimedOut,
+}
+
+/// Reads the body up to `max` bytes, as a buffered proxied body is read: `100 Continue`
+/// first if the client waits for it (not when its declared length is refused), each read
+/// within `timeout`.
+async fn read_body(session: &mut Session, max: u64, timeout: Duration) -> Result<JobBody> {
     let declared = session
         .req_header()
         .headers
         .get(::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max) {
-        return Ok(None);
+        return Ok(JobBody::TooLarge);
     }
+    request_buffering::send_continue(session).await?;
     let mut body = Vec::new();
-    while let Some(chunk) = session.read_request_body().await? {
-        if (body.len() + chunk.len()) as u64 > max {
-            return Ok(None);
+    loop {
+        match request_buffering::next_piece(session, timeout).await? {
+            Piece::Data(chunk) if (body.len() + chunk.len()) as u64 > max => {
+                return Ok(JobBody::TooLarge)
+            }
+            Piece::Data(chunk) => body.extend_from_slice(&chunk),
+            Piece::End => return Ok(JobBody::Read(body)),
+            Piece::TimedOut => return Ok(JobBody::TimedOut),
         }
-        body.extend_from_slice(&chunk);
     }
-    Ok(Some(body))
 }
 
 /// Stores the request of an offload route as a job and answers 202 (or the existing job's
-/// status for a duplicate, 413 for a body over the limit, 422 for an idempotency key reused
-/// with another payload, 503 when the store fails).
+/// status for a duplicate, 413 for a body over the limit, 408 for a body stalled longer than
+/// `body_timeout`, 422 for an idempotency key reused with another payload, 503 when the store
+/// fails).
 pub async fn offload(
     session: &mut Session,
     jobs: &Jobs,
     route: &str,
     params: &Params,
     offload: &OffloadRoute,
+    body_timeout: Duration,
     request_id: &str,
 ) -> Result<()> {
     let route = route.to_string();
-    let Some(body) = read_body(session, offload.max_body).await? else {
-        session.set_keepalive(None);
-        return plain(session, 413, "request body too large for a job", request_id).await;
+    let body = match read_body(session, offload.max_body, body_timeout).await? {
+        JobBody::Read(body) => body,
+        JobBody::TooLarge => {
+            session.set_keepalive(None);
+            return plain(session, 413, "request body too large for a job", request_id).await;
+        }
+        JobBody::TimedOut => {
+            jobs.metrics.rejected("body_timeout");
+            session.set_keepalive(None);
+            return plain(session, 408, "request timeout", request_id).await;
+        }
     };
     let head = session.req_header();
     let method = head.method.as_str().to_string();

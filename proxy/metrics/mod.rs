@@ -6,10 +6,13 @@
 mod admission;
 mod backends;
 mod caches;
+mod connections;
 mod jobs;
+mod request_buffering;
 mod requests;
 
 pub use backends::BackendMetrics;
+pub use connections::{Retry, UpgradedMetrics};
 
 use prometheus::{Encoder, Registry, TextEncoder};
 
@@ -22,6 +25,8 @@ pub struct Metrics {
     admission: admission::AdmissionFamilies,
     jobs: jobs::JobMetrics,
     backends: backends::BackendFamilies,
+    connections: connections::ConnectionFamilies,
+    request_buffering: request_buffering::RequestBufferingFamilies,
 }
 
 /// The route label of a request that matched no route.
@@ -37,6 +42,8 @@ impl Metrics {
             admission: admission::AdmissionFamilies::register(&registry)?,
             jobs: jobs::JobMetrics::register(&registry)?,
             backends: backends::BackendFamilies::register(&registry)?,
+            connections: connections::ConnectionFamilies::register(&registry)?,
+            request_buffering: request_buffering::RequestBufferingFamilies::register(&registry)?,
             registry,
         })
     }

@@ -97,11 +97,14 @@ pub struct Route {
     pub offload: Option<crate::jobs::OffloadRoute>,
     /// The route's request body limit (`None`: `[proxy] max-body`).
     pub max_body: Option<u64>,
+    /// Request bodies are received in full before the request takes a slot (else streamed
+    /// to the app as they arrive).
+    pub request_buffering: bool,
 }
 
 impl Route {
     /// A route of any host and method that only proxies to `pool`: no assets, cache, hints
-    /// or offload, normal priority. Tests and the fuzzer build on it.
+    /// or offload, normal priority, request bodies buffered. Tests and the fuzzer build on it.
     pub fn plain(name: &str, template: PathTemplate, pool: &str) -> Route {
         Route {
             name: Arc::from(name),
@@ -115,6 +118,7 @@ impl Route {
             hints: Default::default(),
             offload: None,
             max_body: None,
+            request_buffering: true,
         }
     }
 }

@@ -5,9 +5,11 @@
 //! Backends that are down ([`health`]: active checks, passive ejection) or draining get no
 //! new requests. A failed connect moves the request to another backend (at most
 //! `connect-retries` times): nothing was sent, so any method may go again. Keep-alive
-//! connections are pooled by Pingora per backend address.
+//! connections are pooled by Pingora per backend address; [`reuse`] says which one an attempt
+//! may take and when a request lost on one goes again.
 
 pub mod health;
+pub mod reuse;
 pub mod select;
 
 pub use health::{BackendState, Backends, Busy, Ejection, HealthChecks, HealthSettings};
@@ -24,6 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::admission::{Admission, AdmissionSettings};
+use crate::upgraded::UpgradedSettings;
 use select::Ring;
 
 /// `[pools.NAME]`, validated.
@@ -47,6 +50,10 @@ pub struct PoolSettings {
     pub write_timeout: Duration,
     /// Idle keep-alive timeout.
     pub idle_timeout: Duration,
+    /// A non-idempotent request goes only on a connection idle less than this (else a new one).
+    pub non_idempotent_max_idle: Duration,
+    /// Upgraded connections (WebSocket): their cap and idle timeout.
+    pub upgraded: UpgradedSettings,
     /// Further backends tried after a connect failure (any method: nothing was sent).
     pub connect_retries: usize,
     /// Slots and queue; `None`: unlimited.
@@ -100,6 +107,14 @@ pub struct Attempts {
     busy: Option<Busy>,
     /// Connect attempts made so far.
     pub made: usize,
+    /// The request's method is not idempotent (its connection must be recently used).
+    non_idempotent: bool,
+    /// The request asks to switch protocols (WebSocket).
+    upgrade: bool,
+    /// The next attempt goes to this backend on a new connection (a reused one failed).
+    again: Option<SocketAddr>,
+    /// The request was sent again after a reused connection failed (at most once).
+    resent: bool,
 }
 
 impl Attempts {
@@ -119,6 +134,23 @@ impl Attempts {
     /// The backend of the current attempt.
     pub fn current(&self) -> Option<SocketAddr> {
         self.tried.last().copied()
+    }
+
+    /// After the current attempt failed: whether the request goes again, on a new connection
+    /// to the same backend. At most once per request; see [`reuse`] for when.
+    pub fn resend(&mut self, failure: &reuse::Failure) -> bool {
+        if self.resent || !failure.may_resend() {
+            return false;
+        }
+        self.resent = true;
+        self.again = self.current();
+        true
+    }
+
+    /// The app has switched protocols: the connection no longer counts as a request in
+    /// flight on its backend (least-busy balancing).
+    pub fn upgraded(&mut self) {
+        self.busy = None;
     }
 }
 
@@ -214,8 +246,13 @@ impl Pool {
 
     /// Attempts for a request: its hash key computed once, when the pool hashes.
     pub fn attempts_for(&self, head: &RequestHeader, client: Option<IpAddr>) -> Attempts {
+        let attempts = Attempts {
+            non_idempotent: !head.method.is_idempotent(),
+            upgrade: crate::upgraded::requested(head),
+            ..Attempts::default()
+        };
         let Balance::Hash(key) = &self.settings.balance else {
-            return Attempts::default();
+            return attempts;
         };
         let hashed = match key {
             HashKey::Path => select::hash(head.uri.path().as_bytes()),
@@ -237,7 +274,7 @@ impl Pool {
         };
         Attempts {
             key: Some(hashed),
-            ..Attempts::default()
+            ..attempts
         }
     }
 
@@ -279,12 +316,14 @@ impl Pool {
         }
     }
 
-    /// The peer for the next attempt: the admission slot's backend first, else the pool's
-    /// choice among eligible backends not tried yet. When none is eligible (a race with a
-    /// backend going down), a backend not tried yet, else the first: never no peer.
+    /// The peer for the next attempt: the admission slot's backend first (or the backend a
+    /// request lost on a reused connection goes again to), else the pool's choice among
+    /// eligible backends not tried yet. When none is eligible (a race with a backend going
+    /// down), a backend not tried yet, else the first: never no peer.
     pub fn peer(&self, attempts: &mut Attempts) -> Box<HttpPeer> {
         let backends = &self.settings.backends;
-        let index = match attempts.first.filter(|_| attempts.made == 0) {
+        let again = attempts.again.take();
+        let index = match again.or(attempts.first.filter(|_| attempts.made == 0)) {
             Some(first) => backends.iter().position(|b| b.addr == first),
             None => self.select(attempts.key, &attempts.tried),
         }
@@ -305,11 +344,27 @@ impl Pool {
         attempts.tried.push(addr);
         attempts.made += 1;
         let mut peer = HttpPeer::new(addr, false, String::new());
+        let connection = reuse::connection(
+            reuse::Choice {
+                non_idempotent: attempts.non_idempotent,
+                fresh: again.is_some(),
+                max_idle: self.settings.non_idempotent_max_idle,
+                idle_timeout: self.settings.idle_timeout,
+            },
+            std::time::Instant::now(),
+        );
+        peer.group_key = connection.group_key;
         let options = &mut peer.options;
         options.connection_timeout = Some(self.settings.connect_timeout);
-        options.read_timeout = Some(self.settings.read_timeout);
+        // Pingora applies one read timeout to the whole life of an upgrade request: the wait
+        // for the 101, then the tunnel (each side's timer restarts on traffic either way).
+        options.read_timeout = Some(if attempts.upgrade {
+            self.settings.upgraded.idle_timeout
+        } else {
+            self.settings.read_timeout
+        });
         options.write_timeout = Some(self.settings.write_timeout);
-        options.idle_timeout = Some(self.settings.idle_timeout);
+        options.idle_timeout = Some(connection.idle_timeout);
         Box::new(peer)
     }
 
@@ -319,8 +374,7 @@ impl Pool {
         if let Some(i) = self.index_of(attempts.current()) {
             self.states[i].connect_failed(self.settings.ejection);
         }
-        attempts.made <= self.settings.connect_retries
-            && self.select(attempts.key, &attempts.tried).is_some()
+        self.may_retry_connect(attempts) && self.select(attempts.key, &attempts.tried).is_some()
     }
 
     /// The current attempt connected: its backend's failure streak ends.
@@ -335,9 +389,10 @@ impl Pool {
         self.settings.backends.iter().position(|b| b.addr == addr)
     }
 
-    /// Whether another backend may be tried after a failed connect.
+    /// Whether another backend may be tried after a failed connect (the new connection of a
+    /// request sent again after a reused one failed does not count as a connect retry).
     pub fn may_retry_connect(&self, attempts: &Attempts) -> bool {
-        attempts.made <= self.settings.connect_retries
+        attempts.made.saturating_sub(usize::from(attempts.resent)) <= self.settings.connect_retries
     }
 
     /// Whether at least one backend accepts a TCP connection within the connect timeout.
@@ -395,6 +450,13 @@ pub async fn fetch(
         .map_err(failed)?;
     session.finish_request_body().await.map_err(failed)?;
     session.read_response_header().await.map_err(failed)?;
+    // Interim answers (100, 102, 103) come before the final one.
+    while session
+        .response_header()
+        .is_some_and(|h| h.status.is_informational() && h.status.as_u16() != 101)
+    {
+        session.read_response_header().await.map_err(failed)?;
+    }
     let head = session
         .response_header()
         .ok_or_else(|| FetchError::Failed("no response head".into()))?
@@ -437,128 +499,4 @@ async fn reachable(addr: SocketAddr, timeout: Duration) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn settings(backends: &[(&str, u32, bool)], balance: Balance, retries: usize) -> PoolSettings {
-        PoolSettings {
-            backends: backends
-                .iter()
-                .filter_map(|(a, weight, drain)| {
-                    Some(Backend {
-                        addr: a.parse().ok()?,
-                        weight: *weight,
-                        drain: *drain,
-                    })
-                })
-                .collect(),
-            backends_file: None,
-            balance,
-            ejection: Ejection {
-                after: 3,
-                duration: Duration::from_secs(10),
-            },
-            health: None,
-            connect_timeout: Duration::from_millis(100),
-            read_timeout: Duration::from_secs(1),
-            write_timeout: Duration::from_secs(1),
-            idle_timeout: Duration::from_secs(1),
-            connect_retries: retries,
-            admission: None,
-        }
-    }
-
-    fn pool(backends: &[&str], retries: usize) -> Pool {
-        let list: Vec<(&str, u32, bool)> = backends.iter().map(|b| (*b, 1, false)).collect();
-        Pool::new("app", settings(&list, Balance::RoundRobin, retries), None)
-    }
-
-    fn port(peer: &HttpPeer) -> u16 {
-        peer._address.as_inet().map_or(0, |a| a.port())
-    }
-
-    #[test]
-    fn round_robin_then_next_backend_on_retry() {
-        let p = pool(&["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"], 1);
-        let mut a = Attempts::default();
-        assert_eq!(port(&p.peer(&mut a)), 1);
-        assert!(p.may_retry_connect(&a));
-        assert_eq!(port(&p.peer(&mut a)), 2);
-        assert!(!p.may_retry_connect(&a));
-        let mut b = Attempts::default();
-        assert_eq!(port(&p.peer(&mut b)), 3);
-    }
-
-    #[test]
-    fn weighted_round_robin_skips_draining_and_down_backends() {
-        let list = [
-            ("127.0.0.1:1", 2, false),
-            ("127.0.0.1:2", 1, false),
-            ("127.0.0.1:3", 5, true),
-        ];
-        let p = Pool::new("app", settings(&list, Balance::RoundRobin, 1), None);
-        let ports: Vec<u16> = (0..6)
-            .map(|_| port(&p.peer(&mut Attempts::default())))
-            .collect();
-        assert_eq!(ports, [1, 2, 1, 1, 2, 1]);
-        // Backend 1 ejected: everything goes to 2.
-        let ejection = p.settings.ejection;
-        for _ in 0..3 {
-            p.states[0].connect_failed(ejection);
-        }
-        assert!((0..4).all(|_| port(&p.peer(&mut Attempts::default())) == 2));
-        p.states[1].connect_failed(ejection);
-        p.states[1].connect_failed(ejection);
-        assert!(p.any_up());
-        p.states[1].connect_failed(ejection);
-        assert!(!p.any_up(), "the draining backend does not count");
-    }
-
-    #[test]
-    fn least_busy_follows_requests_in_flight_relative_to_weight() {
-        let list = [("127.0.0.1:1", 1, false), ("127.0.0.1:2", 2, false)];
-        let p = Pool::new("app", settings(&list, Balance::LeastBusy, 1), None);
-        let mut held = Vec::new();
-        let mut on = [0, 0];
-        for _ in 0..6 {
-            let mut a = Attempts::default();
-            on[usize::from(port(&p.peer(&mut a))) - 1] += 1;
-            held.push(a);
-        }
-        assert_eq!(on, [2, 4]);
-        drop(held);
-        assert!(p.states.iter().all(|s| s.in_flight() == 0));
-    }
-
-    #[test]
-    fn hashing_keeps_a_key_on_one_backend_and_a_retry_moves_it() {
-        let list = [
-            ("127.0.0.1:1", 1, false),
-            ("127.0.0.1:2", 1, false),
-            ("127.0.0.1:3", 1, false),
-        ];
-        let p = Pool::new(
-            "app",
-            settings(&list, Balance::Hash(HashKey::Path), 2),
-            None,
-        );
-        let head = |path: &str| RequestHeader::build("GET", path.as_bytes(), None).unwrap();
-        let mut seen = std::collections::HashSet::new();
-        for k in 0..30 {
-            let path = format!("/courses/{k}");
-            let first = port(&p.peer(&mut p.attempts_for(&head(&path), None)));
-            for _ in 0..3 {
-                assert_eq!(
-                    port(&p.peer(&mut p.attempts_for(&head(&path), None))),
-                    first
-                );
-            }
-            seen.insert(first);
-        }
-        assert_eq!(seen.len(), 3);
-        let mut a = p.attempts_for(&head("/x"), None);
-        let first = port(&p.peer(&mut a));
-        assert!(p.connect_failed(&a));
-        assert_ne!(port(&p.peer(&mut a)), first);
-    }
-}
+mod tests;

@@ -64,14 +64,17 @@ async fn json_and_html_are_compressed_per_accept_encoding_over_h1_and_h2() {
         bytes_out > 0.0 && bytes_out * 2.0 < bytes_in,
         "{bytes_out} of {bytes_in}"
     );
-    // HEAD is never compressed: its Content-Length must describe the GET body.
+    // HEAD carries the fields GET would (RFC 9110 §9.3.2): the encoding, Vary, no identity
+    // Content-Length.
     let head = h1
         .head(fd.url("/courses/mit/physics/users.json"))
         .header("accept-encoding", "br")
         .send()
         .await;
     let head = head.expect("HEAD");
-    assert!(head.headers().get("content-encoding").is_none());
+    assert_eq!(head.headers()["content-encoding"], "br");
+    assert_eq!(head.headers()["vary"], "Accept-Encoding");
+    assert!(head.headers().get("content-length").is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -583,7 +583,9 @@ async fn a_job_running_at_kill_9_runs_again_after_restart() {
 /// after the visibility timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_a_killed_nodes_running_job_is_finished_by_the_other() {
-    let sim = sim(1500).await;
+    // Long enough that node a is still running it when node b has started (a loaded CI
+    // machine takes over a second to start a node).
+    let sim = sim(5000).await;
     let store = Store::redis().await;
     let (ports_a, ports_b) = (Ports::new(), Ports::new());
     let a = start(ports_a, &config(&sim, &store, "", "")).await;

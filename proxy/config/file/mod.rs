@@ -151,8 +151,19 @@ fn default_read_timeout() -> Spanned<String> {
 fn default_write_timeout() -> Spanned<String> {
     unspanned("60s".to_string())
 }
+// Below the app server's own keep-alive: Node closes idle connections after 5 s, Puma 20 s.
 fn default_idle_timeout() -> Spanned<String> {
-    unspanned("60s".to_string())
+    unspanned("4s".to_string())
+}
+fn default_non_idempotent_max_idle() -> Spanned<String> {
+    unspanned("2s".to_string())
+}
+fn default_max_upgraded() -> Spanned<i64> {
+    unspanned(1000)
+}
+// ActionCable pings every 3 s: 5 minutes of silence both ways is a dead connection.
+fn default_upgraded_idle_timeout() -> Spanned<String> {
+    unspanned("5m".to_string())
 }
 fn default_connect_retries() -> Spanned<i64> {
     unspanned(1)
@@ -237,6 +248,15 @@ pub struct ProxySection {
     /// The largest decoded HTTP/2 request header list (`SETTINGS_MAX_HEADER_LIST_SIZE`).
     #[serde(default = "default_h2_max_header_list_size")]
     pub h2_max_header_list_size: Spanned<String>,
+    /// Bytes of one buffered request body kept in memory; more spills to a temporary file.
+    #[serde(default = "default_request_buffer_size")]
+    pub request_buffer_size: Spanned<String>,
+    /// Bytes of all buffered request bodies in memory together; more spills too.
+    #[serde(default = "default_request_buffer_memory")]
+    pub request_buffer_memory: Spanned<String>,
+    /// Where spilled request bodies go (unnamed files); the system's temporary directory
+    /// when absent.
+    pub request_buffer_dir: Option<Spanned<String>>,
 }
 
 impl Default for ProxySection {
@@ -253,6 +273,9 @@ impl Default for ProxySection {
             body_timeout: default_body_timeout(),
             h2_max_concurrent_streams: default_h2_max_concurrent_streams(),
             h2_max_header_list_size: default_h2_max_header_list_size(),
+            request_buffer_size: default_request_buffer_size(),
+            request_buffer_memory: default_request_buffer_memory(),
+            request_buffer_dir: None,
         }
     }
 }
@@ -285,6 +308,13 @@ fn default_h2_max_concurrent_streams() -> Spanned<i64> {
 }
 fn default_h2_max_header_list_size() -> Spanned<String> {
     unspanned("64KiB".to_string())
+}
+
+fn default_request_buffer_size() -> Spanned<String> {
+    unspanned("1MiB".to_string())
+}
+fn default_request_buffer_memory() -> Spanned<String> {
+    unspanned("64MiB".to_string())
 }
 
 fn default_health_path() -> Spanned<String> {
@@ -326,6 +356,15 @@ pub struct PoolSection {
     /// How long an idle keep-alive connection is kept.
     #[serde(default = "default_idle_timeout")]
     pub idle_timeout: Spanned<String>,
+    /// A POST/PATCH goes only on a connection idle less than this (else a new one).
+    #[serde(default = "default_non_idempotent_max_idle")]
+    pub non_idempotent_max_idle: Spanned<String>,
+    /// Upgraded (WebSocket) connections the pool may have open at once (503 beyond).
+    #[serde(default = "default_max_upgraded")]
+    pub max_upgraded: Spanned<i64>,
+    /// An upgraded connection without a byte either way this long is closed.
+    #[serde(default = "default_upgraded_idle_timeout")]
+    pub upgraded_idle_timeout: Spanned<String>,
     /// Further backends tried after a failed connect (any method: nothing was sent).
     #[serde(default = "default_connect_retries")]
     pub connect_retries: Spanned<i64>,

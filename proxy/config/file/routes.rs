@@ -28,6 +28,10 @@ pub struct RouteSection {
     pub offload: Option<OffloadSection>,
     /// Request bodies above this size get 413 (default `[proxy] max-body`).
     pub max_body: Option<Spanned<String>>,
+    /// Receive request bodies in full before the request takes a slot; `false` streams them
+    /// to the app as they arrive (uploads that must not wait, at the cost of a held slot).
+    #[serde(default = "default_true")]
+    pub request_buffering: bool,
 }
 
 /// `[routes.hints]`

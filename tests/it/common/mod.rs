@@ -5,9 +5,11 @@
 
 pub mod h2wire;
 mod origin;
+mod raw_origin;
 mod recorder;
 mod redis_server;
 pub use origin::{OriginReply, ScriptedOrigin};
+pub use raw_origin::RawOrigin;
 pub use recorder::RecordingOrigin;
 pub use redis_server::Redis;
 
@@ -232,6 +234,10 @@ pool = "app"
     )
 }
 
+/// A WebSocket connection through frontdoor.
+pub type WebSocket =
+    tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
+
 /// A running frontdoor child process with its own folder (config, certs, logs).
 pub struct Frontdoor {
     child: Child,
@@ -395,6 +401,20 @@ impl Frontdoor {
             .connect(name, tcp)
             .await
             .expect("handshake")
+    }
+
+    /// A WebSocket client (tungstenite) over TLS (HTTP/1.1 by ALPN, as browsers open
+    /// `wss://`) to `path`; the server's answer when it refused to switch protocols.
+    pub async fn websocket(
+        &self,
+        path: &str,
+    ) -> Result<WebSocket, http::Response<Option<Vec<u8>>>> {
+        let url = format!("wss://localhost:{}{}", self.ports.https, path);
+        match tokio_tungstenite::client_async(url, self.raw_h1().await).await {
+            Ok((socket, _)) => Ok(socket),
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => Err(*response),
+            Err(e) => panic!("websocket handshake: {e}"),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
