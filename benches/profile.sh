@@ -6,6 +6,7 @@
 #
 #   bash benches/profile.sh [--h1] [--secs N] [--out DIR]   # perf: top entries + flame graph
 #   bash benches/profile.sh --callgrind [--h1] [--requests N] [--out DIR]
+#   ... --bin PATH   # profile this binary (a copy of an earlier profiling build) instead
 #
 # perf mode: `perf record` (cpu-clock samples, DWARF call graphs) of the frontdoor process
 # while h2load (h2, 32 x 10) or wrk (HTTP/1.1 + TLS, 32 connections) runs N seconds (default
@@ -18,22 +19,25 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-h1=0; secs=10; requests=2000; mode=perf; out=target/profile
+h1=0; secs=10; requests=2000; mode=perf; out=target/profile; bin=""
 while [ $# -gt 0 ]; do
   case "$1" in
+    --bin) bin=$(realpath "$2"); shift ;;
     --h1) h1=1 ;;
     --secs) secs=$2; shift ;;
     --requests) requests=$2; shift ;;
     --callgrind) mode=callgrind ;;
     --out) out=$2; shift ;;
-    *) echo "usage: $0 [--callgrind] [--h1] [--secs N] [--requests N] [--out DIR]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--callgrind] [--h1] [--secs N] [--requests N] [--out DIR] [--bin PATH]" >&2; exit 2 ;;
   esac
   shift
 done
 
 bash .ci/setup wrk:wrk nghttp2-client:h2load util-linux:taskset nginx-light:nginx linux-perf:perf valgrind:valgrind
-cargo build --profile profiling --locked --quiet --bin frontdoor
-bin="${CARGO_TARGET_DIR:-target}/profiling/frontdoor"
+if [ -z "$bin" ]; then
+  cargo build --profile profiling --locked --quiet --bin frontdoor
+  bin="${CARGO_TARGET_DIR:-target}/profiling/frontdoor"
+fi
 source benches/common.sh
 mkdir -p "$out"; out=$(realpath "$out")
 

@@ -480,6 +480,11 @@ impl Frontdoor {
 impl ProxyHttp for Frontdoor {
     type CTX = RequestCtx;
 
+    /// No downstream modules: Pingora's default adds its compression module (disabled), which
+    /// would cost every request a context and its filter calls; frontdoor compresses itself
+    /// ([`compression`]).
+    fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
+
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
             arrival: SystemTime::now(),
@@ -545,8 +550,14 @@ impl ProxyHttp for Frontdoor {
         if let Err(rejection) = hostile::screen_head(session, limits) {
             return self.reject(session, ctx, rejection).await;
         }
+        // Each feature's future is boxed where it is awaited, and only for requests that use
+        // the feature: awaited inline, the largest of them would size this phase's future
+        // (moved into its box on every request, ~20 KB copied); boxed unconditionally, every
+        // request would pay for it anyway.
         let jobs = self.shared.jobs.as_deref();
-        if jobs::http::serve_status(session, jobs, &ctx.request_id).await? {
+        if jobs::http::is_status_path(session.req_header().uri.path())
+            && Box::pin(jobs::http::serve_status(session, jobs, &ctx.request_id)).await?
+        {
             return Ok(true);
         }
         let head = session.req_header();
@@ -577,7 +588,7 @@ impl ProxyHttp for Frontdoor {
             if let Some(offload) = &matched.route.offload {
                 let (route, params) = (&matched.route.name, &matched.params);
                 let body_timeout = limits.body_timeout;
-                jobs::http::offload(
+                Box::pin(jobs::http::offload(
                     session,
                     jobs,
                     route,
@@ -585,12 +596,23 @@ impl ProxyHttp for Frontdoor {
                     offload,
                     body_timeout,
                     &ctx.request_id,
-                )
+                ))
                 .await?;
                 return Ok(true);
             }
         }
-        if self.serve_asset(session, ctx).await? || self.serve_cached(session, ctx).await? {
+        let (assets, cache, buffering) = ctx.route.as_ref().map_or((false, false, false), |m| {
+            let route = &m.route;
+            (
+                route.assets.is_some(),
+                route.cache.is_some(),
+                route.request_buffering,
+            )
+        });
+        if assets && Box::pin(self.serve_asset(session, ctx)).await? {
+            return Ok(true);
+        }
+        if cache && Box::pin(self.serve_cached(session, ctx)).await? {
             return Ok(true);
         }
         if self.unavailable(session, ctx).await? {
@@ -598,19 +620,20 @@ impl ProxyHttp for Frontdoor {
         }
         if upgraded::requested(session.req_header()) {
             // No 103 before a 101; the slot is held until the app has switched protocols.
-            if self.reserve_upgrade(session, ctx).await? {
+            if Box::pin(self.reserve_upgrade(session, ctx)).await? {
                 return Ok(true);
             }
         } else {
             let (learned, metrics) = (&self.shared.learned, &self.shared.metrics);
             hints::send_early(session, ctx.hints_match(), learned, metrics).await?;
         }
-        let buffering = &snapshot.config.request_buffering;
-        if self
-            .buffer_body(session, ctx, buffering, limits.body_timeout)
-            .await?
-            || self.admit(session, ctx).await?
+        let settings = &snapshot.config.request_buffering;
+        if buffering
+            && Box::pin(self.buffer_body(session, ctx, settings, limits.body_timeout)).await?
         {
+            return Ok(true);
+        }
+        if self.admit(session, ctx).await? {
             return Ok(true);
         }
         // Given only once admitted: a body Pingora has not replayed yet is "unfinished", and
