@@ -51,7 +51,8 @@ impl Codec {
             Codec::Zstd(level) => {
                 let mut e = zstd::stream::write::Encoder::new(Vec::new(), level).expect("zstd");
                 e.window_log(18).expect("window");
-                e.set_pledged_src_size(Some(doc.len() as u64)).expect("size");
+                e.set_pledged_src_size(Some(doc.len() as u64))
+                    .expect("size");
                 e.include_contentsize(true).expect("content size");
                 for chunk in doc.chunks(CHUNK) {
                     e.write_all(chunk).expect("zstd");
@@ -60,7 +61,8 @@ impl Codec {
                 out + e.finish().expect("zstd").len()
             }
             Codec::Gzip(level) => {
-                let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level));
+                let mut e =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level));
                 for chunk in doc.chunks(CHUNK) {
                     e.write_all(chunk).expect("gzip");
                     out += std::mem::take(e.get_mut()).len();

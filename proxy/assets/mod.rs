@@ -113,6 +113,8 @@ impl Asset {
             Encoding::Identity => Some(&self.identity),
             Encoding::Gzip => self.gzip.get().and_then(Option::as_ref),
             Encoding::Brotli => self.brotli.get().and_then(Option::as_ref),
+            // Stored variants are Brotli and gzip; zstd is for text compressed on the fly.
+            Encoding::Zstd => None,
         }
     }
 
