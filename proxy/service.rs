@@ -61,14 +61,15 @@ pub struct RequestCtx {
     compressor: Option<Compressor>,
     /// The edge-cache key of a GET that missed: its answer is stored if storable.
     cache_key: Option<String>,
-    /// The answer being copied into the edge cache.
-    fill: Option<Fill>,
+    /// The answer being copied into the edge cache. Boxed, as `html_pass`: rare and large, and
+    /// this context is moved with every request's future (its size is copied each time).
+    fill: Option<Box<Fill>>,
     /// Held while this request fills its edge-cache key: others missing it wait.
     flight: Option<edge_cache::FlightGuard>,
     /// The admission slot held while the app works on the request.
     permit: Option<Permit>,
     /// Reads (learned hints) or rewrites (script deferral) an HTML body, before compression.
-    html_pass: Option<hints::HtmlPass>,
+    html_pass: Option<Box<hints::HtmlPass>>,
     /// The route's request body limit, counted as the body streams upstream.
     body_limit: Option<BodyLimit>,
     /// An upgrade request's place among its pool's upgraded connections (open after the 101).
@@ -314,7 +315,7 @@ impl Frontdoor {
             ctx.fill = None;
         } else if end_of_stream {
             if let Some(fill) = ctx.fill.take() {
-                self.shared.edge_cache.finish_fill(name, fill);
+                self.shared.edge_cache.finish_fill(name, *fill);
             }
         }
     }
@@ -818,15 +819,20 @@ impl ProxyHttp for Frontdoor {
                 let waited = ctx
                     .upstream_started
                     .map_or(std::time::Duration::ZERO, |t| t.elapsed());
-                ctx.fill = self.shared.edge_cache.begin_fill(
-                    &matched.route.name,
-                    rules,
-                    key,
-                    &request.headers,
-                    response,
-                    waited,
-                    ctx.flight.take(),
-                );
+                // Boxed: large, and only for edge-cache misses (see `RequestCtx::fill`).
+                ctx.fill = self
+                    .shared
+                    .edge_cache
+                    .begin_fill(
+                        &matched.route.name,
+                        rules,
+                        key,
+                        &request.headers,
+                        response,
+                        waited,
+                        ctx.flight.take(),
+                    )
+                    .map(Box::new);
                 if rules.x_cache_header {
                     response.set("x-cache", assets::CacheStatus::Miss.as_str());
                 }

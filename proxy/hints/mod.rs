@@ -184,7 +184,7 @@ pub fn on_response(
     matched: Option<Matched<'_>>,
     learned: &Learned,
     metrics: &Metrics,
-) -> Option<HtmlPass> {
+) -> Option<Box<HtmlPass>> {
     let matched = matched?;
     if !is_get(request) || !response.status.is_success() || !is_html(response) {
         return None;
@@ -238,12 +238,14 @@ pub fn on_response(
         response.unset(http::header::CONTENT_LENGTH.as_str());
         crate::headers::weaken_etag(response);
     }
-    Some(pass)
+    // Boxed: the pass is rare (sampled pages, deferral) and large; inline it would grow every
+    // request's context.
+    Some(Box::new(pass))
 }
 
 /// The body phase: passes `body` through the HTML pass; at the end, records what it learned.
 pub fn on_body(
-    pass: &mut Option<HtmlPass>,
+    pass: &mut Option<Box<HtmlPass>>,
     body: &mut Option<Bytes>,
     end_of_stream: bool,
     route: &Arc<str>,
@@ -313,7 +315,11 @@ mod tests {
         head
     }
 
-    fn respond(method: &str, response: &mut ResponseHeader, hints: RouteHints) -> Option<HtmlPass> {
+    fn respond(
+        method: &str,
+        response: &mut ResponseHeader,
+        hints: RouteHints,
+    ) -> Option<Box<HtmlPass>> {
         let request = RequestHeader::build(method, b"/courses/mit/physics", None).unwrap();
         let metrics = Metrics::new().unwrap();
         let (hints, params) = course(hints);
