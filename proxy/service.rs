@@ -345,6 +345,9 @@ impl ProxyHttp for Frontdoor {
         self.shared.metrics.request_started();
         let body_timeout = self.shared.snapshot.load().config.limits.body_timeout;
         session.set_read_timeout(Some(body_timeout));
+        // HTTP/1.1 requests written back to back are answered one after the other, in order
+        // (RFC 9112 §9.3.2); without this Pingora drops what follows the first request.
+        session.set_pipelining_enabled(true);
         Ok(())
     }
 
@@ -562,6 +565,9 @@ impl ProxyHttp for Frontdoor {
         {
             compression::rewrite_head(response, encoding);
             ctx.compressor = Compressor::new(encoding);
+        }
+        if headers::frame_rewritten_body(response, session.req_header()) {
+            session.set_keepalive(None);
         }
         Ok(())
     }

@@ -9,6 +9,7 @@ mod balancing;
 mod check;
 mod compression;
 mod edge_cache;
+mod h1_framing;
 mod h2abuse;
 mod headers;
 mod health;

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod h1wire;
 pub mod h2wire;
 mod origin;
 mod recorder;
