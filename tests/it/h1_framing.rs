@@ -5,9 +5,11 @@
 use crate::common::h1wire::{Framing, H1Conn};
 use crate::common::*;
 
-/// A page worth compressing, with a `Content-Length` from the app (hyper sets it).
+/// A page worth compressing, with a `Content-Length` from the app (hyper sets it), and a
+/// blocking script for script deferral to rewrite.
 fn page() -> String {
-    "<p>frontdoor keeps the connection</p>\n".repeat(200)
+    let filler = "<p>frontdoor keeps the connection</p>\n".repeat(200);
+    format!("<html><head><script src=\"/app.js\"></script></head><body>{filler}</body></html>")
 }
 
 /// Assets from the simulator, an edge-cached `/api`, everything else proxied to `origin`.
@@ -32,6 +34,14 @@ pool = "sim"
 name = "echo"
 path = "/echo/{{rest*}}"
 pool = "sim"
+
+[[routes]]
+name = "deferred"
+path = "/deferred/{{rest*}}"
+pool = "app"
+[routes.hints]
+learn = false
+[routes.hints.defer-scripts]
 
 [[routes]]
 name = "api"
@@ -74,7 +84,16 @@ async fn compressed_answers_over_h1_are_chunked_and_keep_the_connection() {
         assert_eq!(answer.header("connection"), Some("keep-alive"));
         assert_eq!(decode(Some(encoding), &answer.body), page().as_bytes());
     }
-    assert_eq!(origin.hits(), 3);
+    // Script deferral changes the length too, without compression.
+    for round in 1..=2 {
+        conn.send(get("/deferred/page", "").as_bytes()).await;
+        let answer = conn.read_response(false).await.expect("an answer");
+        assert_eq!(answer.header("content-encoding"), None);
+        assert_eq!(answer.framing, Framing::Chunked, "deferred {round}");
+        assert_eq!(answer.header("connection"), Some("keep-alive"));
+        assert!(answer.text().contains("<script src=\"/app.js\" defer"), "{}", answer.text());
+    }
+    assert_eq!(origin.hits(), 5);
     // An HTTP/1.0 client cannot read chunks: its compressed answer ends with the connection,
     // and says so.
     let mut old = H1Conn::new(fd.raw_h1().await);
