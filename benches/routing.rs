@@ -23,6 +23,7 @@ fn route(name: String, host: Option<&str>, methods: Option<Vec<Method>>, path: &
         hints: Default::default(),
         offload: None,
         max_body: None,
+        response_buffering: true,
     }
 }
 

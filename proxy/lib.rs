@@ -12,6 +12,7 @@
 //! - [`edge_cache`]: the app's cacheable responses from memory (fresh, stale-while-revalidate, stale-if-error).
 //! - [`encoding`]: content codings (br, gzip, identity), negotiation by q-value and server preference, compressible types.
 //! - [`compression`]: on-the-fly Brotli/gzip of dynamic text responses.
+//! - [`buffering`]: the app's answers read as fast as the app writes them, held for slower clients.
 //! - [`admission`]: slots per backend, the proxy-held queue, CoDel shedding, priorities, the capacity view.
 //! - [`hints`]: `Link` preload/prefetch hints (route rules and learned assets), 103 Early Hints, script deferral.
 //! - [`tls`]: certificate loading and validation, the SNI resolver, dev-certificate generation.
@@ -42,6 +43,8 @@
 //!                            103 Early Hints (HTTP/1.1), then admission: a slot, the queue, or 503
 //!   upstream_peer            the backend the slot is on, else the pool's choice among backends up
 //!   upstream_request_filter  X-Request-Start, X-Forwarded-*, X-Request-Id; strip hop-by-hop
+//!   (relay)                  the app's answer read ahead of the client (buffering::response);
+//!                            the slot is free once the app's last byte is in
 //!   upstream_response_filter time the backend; the app's Server-Timing queue entry to metrics
 //!   response_filter          X-Request-Id back to the client; Link hints on HTML; start an
 //!                            edge-cache fill; choose compression
@@ -56,6 +59,7 @@ pub mod accesslog;
 pub mod admin;
 pub mod admission;
 pub mod assets;
+pub mod buffering;
 pub mod compression;
 pub mod config;
 pub mod edge_cache;

@@ -87,6 +87,8 @@ pub struct Shared {
     pub edge_cache: Arc<EdgeCache>,
     /// Admission controllers by pool; kept across reloads.
     pub controllers: Arc<Controllers>,
+    /// The memory buffered answers share; kept across reloads (its limits follow them).
+    pub response_buffers: Arc<crate::buffering::response::Buffers>,
     /// Backend health by pool and address; kept across reloads.
     pub backends: Arc<Backends>,
     /// Assets each route's HTML references (learned hints); kept across reloads.
@@ -105,7 +107,12 @@ impl Shared {
         let edge_cache = Arc::new(EdgeCache::new(&config.edge_cache, metrics.clone()));
         let controllers = Arc::new(Controllers::new(metrics.clone()));
         let backends = Arc::new(Backends::new(metrics.clone()));
+        let response_buffers = Arc::new(crate::buffering::response::Buffers::new(
+            config.response_buffering,
+            metrics.clone(),
+        ));
         Shared {
+            response_buffers,
             snapshot: ArcSwap::from_pointee(Snapshot::new(config, &controllers, &backends)),
             controllers,
             backends,
@@ -128,6 +135,7 @@ impl Shared {
     pub fn install(&self, config: Config) {
         self.certs
             .store(Arc::new(CertStore::new(config.certificates.clone())));
+        self.response_buffers.retune(config.response_buffering);
         self.snapshot.store(Arc::new(Snapshot::new(
             config,
             &self.controllers,

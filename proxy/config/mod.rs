@@ -11,6 +11,7 @@ mod jobs;
 mod listen;
 mod outside;
 mod pools;
+mod response_buffering;
 mod routes;
 mod server;
 pub mod units;
@@ -52,6 +53,8 @@ pub struct Config {
     pub limits: crate::hostile::Limits,
     /// Limits of the HTTP/2 server on the HTTPS listener (fixed at start).
     pub h2: H2Settings,
+    /// How much of the app's answers is held for slower clients.
+    pub response_buffering: crate::buffering::response::Settings,
     /// Upstream pools by name.
     pub pools: BTreeMap<String, PoolSettings>,
     /// Routes in file order (the route table sorts them).
@@ -208,6 +211,7 @@ impl Validator<'_> {
         };
         let limits = self.limits(&file.proxy);
         let h2 = self.h2(&file.proxy);
+        let response_buffering = self.response_buffering(&file.proxy);
         let pools = self.pools(&file.pools);
         let routes = self.routes(&file.routes, &file.pools);
         let cache = self.cache(&file.cache);
@@ -222,6 +226,7 @@ impl Validator<'_> {
             health_path,
             limits: limits?,
             h2: h2?,
+            response_buffering: response_buffering?,
             pools,
             routes,
             assets,

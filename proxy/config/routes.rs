@@ -139,6 +139,7 @@ impl Validator<'_> {
                     hints,
                     offload,
                     max_body,
+                    response_buffering: r.response_buffering,
                 });
             }
         }

@@ -8,6 +8,7 @@ mod backends;
 mod caches;
 mod jobs;
 mod requests;
+mod response_buffering;
 
 pub use backends::BackendMetrics;
 
@@ -22,6 +23,7 @@ pub struct Metrics {
     admission: admission::AdmissionFamilies,
     jobs: jobs::JobMetrics,
     backends: backends::BackendFamilies,
+    response_buffering: response_buffering::ResponseBufferingFamilies,
 }
 
 /// The route label of a request that matched no route.
@@ -37,6 +39,7 @@ impl Metrics {
             admission: admission::AdmissionFamilies::register(&registry)?,
             jobs: jobs::JobMetrics::register(&registry)?,
             backends: backends::BackendFamilies::register(&registry)?,
+            response_buffering: response_buffering::ResponseBufferingFamilies::register(&registry)?,
             registry,
         })
     }

@@ -97,6 +97,8 @@ pub struct Route {
     pub offload: Option<crate::jobs::OffloadRoute>,
     /// The route's request body limit (`None`: `[proxy] max-body`).
     pub max_body: Option<u64>,
+    /// The app's answers are read ahead of the client (else at the client's pace).
+    pub response_buffering: bool,
 }
 
 impl Route {
@@ -115,6 +117,7 @@ impl Route {
             hints: Default::default(),
             offload: None,
             max_body: None,
+            response_buffering: true,
         }
     }
 }

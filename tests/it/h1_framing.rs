@@ -91,7 +91,11 @@ async fn compressed_answers_over_h1_are_chunked_and_keep_the_connection() {
         assert_eq!(answer.header("content-encoding"), None);
         assert_eq!(answer.framing, Framing::Chunked, "deferred {round}");
         assert_eq!(answer.header("connection"), Some("keep-alive"));
-        assert!(answer.text().contains("<script src=\"/app.js\" defer"), "{}", answer.text());
+        assert!(
+            answer.text().contains("<script src=\"/app.js\" defer"),
+            "{}",
+            answer.text()
+        );
     }
     assert_eq!(origin.hits(), 5);
     // An HTTP/1.0 client cannot read chunks: its compressed answer ends with the connection,
@@ -154,7 +158,10 @@ async fn pipelined_requests_are_answered_in_order_whoever_answers_them() {
                 assert_eq!(echo["path"], format!("/echo/{n}"), "in order");
             } else if *path == css {
                 assert_eq!(answer.header("x-cache"), Some("HIT"));
-                assert!(answer.header("content-type").unwrap_or_default().contains("css"));
+                assert!(answer
+                    .header("content-type")
+                    .unwrap_or_default()
+                    .contains("css"));
             } else if *path == "/healthz" {
                 assert_eq!(body, b"ok\n");
             } else {

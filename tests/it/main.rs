@@ -18,6 +18,7 @@ mod hostile;
 mod jobs;
 mod multinode;
 mod reload;
+mod response_buffering;
 mod routing;
 mod soak;
 mod tls;

@@ -237,6 +237,12 @@ pub struct ProxySection {
     /// The largest decoded HTTP/2 request header list (`SETTINGS_MAX_HEADER_LIST_SIZE`).
     #[serde(default = "default_h2_max_header_list_size")]
     pub h2_max_header_list_size: Spanned<String>,
+    /// Bytes of all buffered answers held in memory at once (past it, temporary files).
+    #[serde(default = "default_response_buffer_memory")]
+    pub response_buffer_memory: Spanned<String>,
+    /// Bytes one buffered answer may hold in its temporary file (`"0B"`: none).
+    #[serde(default = "default_response_buffer_file")]
+    pub response_buffer_file: Spanned<String>,
 }
 
 impl Default for ProxySection {
@@ -253,6 +259,8 @@ impl Default for ProxySection {
             body_timeout: default_body_timeout(),
             h2_max_concurrent_streams: default_h2_max_concurrent_streams(),
             h2_max_header_list_size: default_h2_max_header_list_size(),
+            response_buffer_memory: default_response_buffer_memory(),
+            response_buffer_file: default_response_buffer_file(),
         }
     }
 }
@@ -285,6 +293,14 @@ fn default_h2_max_concurrent_streams() -> Spanned<i64> {
 }
 fn default_h2_max_header_list_size() -> Spanned<String> {
     unspanned("64KiB".to_string())
+}
+
+// nginx's proxy_max_temp_file_size; the memory bound is 64 slow readers' worth of 1 MiB each.
+fn default_response_buffer_memory() -> Spanned<String> {
+    unspanned("64MiB".to_string())
+}
+fn default_response_buffer_file() -> Spanned<String> {
+    unspanned("1GiB".to_string())
 }
 
 fn default_health_path() -> Spanned<String> {

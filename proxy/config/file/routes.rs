@@ -28,6 +28,9 @@ pub struct RouteSection {
     pub offload: Option<OffloadSection>,
     /// Request bodies above this size get 413 (default `[proxy] max-body`).
     pub max_body: Option<Spanned<String>>,
+    /// Read the app's answers ahead of the client (`false`: at the client's pace).
+    #[serde(default = "default_true")]
+    pub response_buffering: bool,
 }
 
 /// `[routes.hints]`

@@ -157,8 +157,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> H1Conn<S> {
                 let mut body = Vec::new();
                 loop {
                     let size_line = self.line().await;
-                    let size = usize::from_str_radix(size_line.split(';').next().unwrap_or("").trim(), 16)
-                        .unwrap_or_else(|_| panic!("bad chunk size {size_line:?}"));
+                    let size =
+                        usize::from_str_radix(size_line.split(';').next().unwrap_or("").trim(), 16)
+                            .unwrap_or_else(|_| panic!("bad chunk size {size_line:?}"));
                     if size == 0 {
                         // Trailers, then the blank line.
                         while !self.line().await.is_empty() {}

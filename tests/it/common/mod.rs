@@ -8,6 +8,7 @@ pub mod h2wire;
 mod origin;
 mod recorder;
 mod redis_server;
+pub mod stream_origin;
 pub use origin::{OriginReply, ScriptedOrigin};
 pub use recorder::RecordingOrigin;
 pub use redis_server::Redis;
