@@ -170,7 +170,7 @@ impl Buffers {
             })
             .is_ok();
         if taken {
-            self.metrics.response_buffer_bytes("memory", n as i64);
+            self.metrics.response_buffer_memory(n as i64);
         }
         taken
     }
@@ -178,12 +178,12 @@ impl Buffers {
     /// Takes `n` bytes of the shared memory whatever the limit (one chunk past it).
     fn force(&self, n: u64) {
         self.in_memory.fetch_add(n, Ordering::Relaxed);
-        self.metrics.response_buffer_bytes("memory", n as i64);
+        self.metrics.response_buffer_memory(n as i64);
     }
 
     fn free(&self, n: u64) {
         self.in_memory.fetch_sub(n, Ordering::Relaxed);
-        self.metrics.response_buffer_bytes("memory", -(n as i64));
+        self.metrics.response_buffer_memory(-(n as i64));
     }
 }
 
@@ -397,9 +397,7 @@ impl Spool {
         let (handle, at, len) = (file.file.clone(), file.written, data.len() as u64);
         blocking(move || handle.write_all_at(&data, at)).await?;
         file.written += len;
-        self.buffers
-            .metrics
-            .response_buffer_bytes("file", len as i64);
+        self.buffers.metrics.response_buffer_file(len as i64);
         Ok(())
     }
 
@@ -430,9 +428,7 @@ impl Spool {
         })
         .await?;
         file.read += len as u64;
-        self.buffers
-            .metrics
-            .response_buffer_bytes("file", -(len as i64));
+        self.buffers.metrics.response_buffer_file(-(len as i64));
         if file.read == file.written {
             file.read = 0;
             file.written = 0;
@@ -446,9 +442,7 @@ impl Drop for Spool {
         self.buffers.free(self.memory);
         if let Some(file) = &self.file {
             let unread = file.written - file.read;
-            self.buffers
-                .metrics
-                .response_buffer_bytes("file", -(unread as i64));
+            self.buffers.metrics.response_buffer_file(-(unread as i64));
         }
     }
 }

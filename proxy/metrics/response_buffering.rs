@@ -1,12 +1,14 @@
 //! Response buffering families: what is held of the app's answers for slower clients.
 
-use prometheus::{IntCounter, IntGaugeVec, Opts, Registry};
+use prometheus::{IntCounter, IntGauge, IntGaugeVec, Opts, Registry};
 
 use super::Metrics;
 
 /// The families, registered once.
 pub(super) struct ResponseBufferingFamilies {
-    bytes: IntGaugeVec,
+    /// The two children of `response_buffer_bytes`, resolved once (they move per chunk).
+    memory: IntGauge,
+    file: IntGauge,
     spilled: IntCounter,
     full: IntCounter,
 }
@@ -33,11 +35,9 @@ impl ResponseBufferingFamilies {
         registry.register(Box::new(bytes.clone()))?;
         registry.register(Box::new(spilled.clone()))?;
         registry.register(Box::new(full.clone()))?;
-        // Both stores show from the start, at zero.
-        bytes.with_label_values(&["memory"]);
-        bytes.with_label_values(&["file"]);
         Ok(ResponseBufferingFamilies {
-            bytes,
+            memory: bytes.with_label_values(&["memory"]),
+            file: bytes.with_label_values(&["file"]),
             spilled,
             full,
         })
@@ -45,12 +45,14 @@ impl ResponseBufferingFamilies {
 }
 
 impl Metrics {
-    /// `delta` bytes more (or fewer) held in `store` (`memory` or `file`).
-    pub fn response_buffer_bytes(&self, store: &'static str, delta: i64) {
-        self.response_buffering
-            .bytes
-            .with_label_values(&[store])
-            .add(delta);
+    /// `delta` bytes more (or fewer) of answers held in memory.
+    pub fn response_buffer_memory(&self, delta: i64) {
+        self.response_buffering.memory.add(delta);
+    }
+
+    /// `delta` bytes more (or fewer) of answers held in temporary files.
+    pub fn response_buffer_file(&self, delta: i64) {
+        self.response_buffering.file.add(delta);
     }
 
     /// An answer continued in a temporary file.

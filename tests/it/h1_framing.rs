@@ -2,6 +2,8 @@
 //! keeps the connection; pipelined requests are answered each, in order (RFC 9112 §9.3.2),
 //! whoever answers them (the app, the asset cache, the edge cache, frontdoor itself).
 
+use std::time::Duration;
+
 use crate::common::h1wire::{Framing, H1Conn};
 use crate::common::*;
 
@@ -169,9 +171,21 @@ async fn pipelined_requests_are_answered_in_order_whoever_answers_them() {
             }
         }
     }
-    // The connection is still usable afterwards.
+    // The next request arrives while the app is still working on the one before.
+    let mut slow_page = OriginReply::ok(&page(), &[("content-type", "text/html; charset=utf-8")]);
+    slow_page.delay = Duration::from_millis(500);
+    origin.set(slow_page);
+    conn.send(get("/page", "").as_bytes()).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
     conn.send(get("/echo/7", "").as_bytes()).await;
+    let answer = conn.read_response(false).await.expect("an answer");
+    assert_eq!(answer.body, page().as_bytes());
     let answer = conn.read_response(false).await.expect("an answer");
     let echo: serde_json::Value = serde_json::from_slice(&answer.body).expect("echo json");
     assert_eq!(echo["path"], "/echo/7");
+    // The connection is still usable afterwards.
+    conn.send(get("/echo/8", "").as_bytes()).await;
+    let answer = conn.read_response(false).await.expect("an answer");
+    let echo: serde_json::Value = serde_json::from_slice(&answer.body).expect("echo json");
+    assert_eq!(echo["path"], "/echo/8");
 }
