@@ -43,13 +43,14 @@
 //!                            103 Early Hints (HTTP/1.1), then admission: a slot, the queue, or 503
 //!   upstream_peer            the backend the slot is on, else the pool's choice among backends up
 //!   upstream_request_filter  X-Request-Start, X-Forwarded-*, X-Request-Id; strip hop-by-hop
-//!   (relay)                  the app's answer read ahead of the client (buffering::response);
-//!                            the slot is free once the app's last byte is in
+//!   upstream_response_tasks  (patched hook) the app's answer read ahead of the client
+//!                            (buffering::response): the slot is free once its last byte is in
 //!   upstream_response_filter time the backend; the app's Server-Timing queue entry to metrics
 //!   response_filter          X-Request-Id back to the client; Link hints on HTML; start an
-//!                            edge-cache fill; choose compression
+//!                            edge-cache fill; choose compression; a rewritten body is chunked
 //!   response_body_filter     read HTML for learned hints (rewrite it for script deferral); copy
 //!                            into the edge cache; compress dynamic text; free the slot at the end
+//!                            (unbuffered answers)
 //!   logging                  metrics, access log
 //! ```
 
