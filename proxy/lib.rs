@@ -12,6 +12,7 @@
 //! - [`edge_cache`]: the app's cacheable responses from memory (fresh, stale-while-revalidate, stale-if-error).
 //! - [`encoding`]: content codings (br, gzip, identity), negotiation by q-value and server preference, compressible types.
 //! - [`compression`]: on-the-fly Brotli/gzip of dynamic text responses.
+//! - [`buffering`]: the app's answers read as fast as the app writes them, held for slower clients.
 //! - [`admission`]: slots per backend, the proxy-held queue, CoDel shedding, priorities, the capacity view.
 //! - [`hints`]: `Link` preload/prefetch hints (route rules and learned assets), 103 Early Hints, script deferral.
 //! - [`tls`]: certificate loading and validation, the SNI resolver, dev-certificate generation.
@@ -48,11 +49,15 @@
 //!   upstream_peer            the backend the slot is on, else the pool's choice among backends up
 //!   upstream_request_filter  X-Request-Start, X-Forwarded-*, X-Request-Id; strip hop-by-hop;
 //!                            a buffered body's Content-Length
+//!   upstream_response_tasks  (patched hook) the app's answer read ahead of the client
+//!                            (buffering::response): the slot is free once its last byte is in
 //!   upstream_response_filter time the backend; the app's Server-Timing queue entry to metrics
 //!   response_filter          X-Request-Id back to the client; a 101 frees the slot (upgraded);
-//!                            Link hints on HTML; start an edge-cache fill; choose compression
+//!                            Link hints on HTML; start an edge-cache fill; choose compression;
+//!                            a rewritten body is chunked
 //!   response_body_filter     read HTML for learned hints (rewrite it for script deferral); copy
 //!                            into the edge cache; compress dynamic text; free the slot at the end
+//!                            (unbuffered answers)
 //!   logging                  metrics, access log
 //! ```
 

@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::{HttpPeer, ProxyHttp, Session};
+use pingora::protocols::http::HttpTask;
 use pingora::proxy::FailToProxy;
 use pingora::{Error, ErrorSource, ErrorType, Result};
 use std::net::IpAddr;
@@ -14,6 +15,7 @@ use std::time::{Instant, SystemTime};
 use crate::admission::{self, Permit};
 use crate::assets;
 use crate::buffering::request::{self as request_buffering, BufferedBody, Received};
+use crate::buffering::response::Lent;
 use crate::compression::{self, Compressor};
 use crate::edge_cache::{self, EdgeCache, Fill, Joined, Lookup, Origin, Revalidated};
 use crate::headers::{self, Forwarding, HeaderEdit};
@@ -67,6 +69,8 @@ pub struct RequestCtx {
     flight: Option<edge_cache::FlightGuard>,
     /// The admission slot held while the app works on the request.
     permit: Option<Permit>,
+    /// The slot lent to the relay of a buffered answer, which frees it once the app is done.
+    lent_permit: Option<Lent<Permit>>,
     /// Reads (learned hints) or rewrites (script deferral) an HTML body, before compression.
     html_pass: Option<hints::HtmlPass>,
     /// The route's request body limit, counted as the body streams upstream.
@@ -498,6 +502,7 @@ impl ProxyHttp for Frontdoor {
             fill: None,
             flight: None,
             permit: None,
+            lent_permit: None,
             html_pass: None,
             body_limit: None,
             upgrade: None,
@@ -521,6 +526,9 @@ impl ProxyHttp for Frontdoor {
         self.shared.metrics.request_started();
         let body_timeout = self.shared.snapshot.load().config.limits.body_timeout;
         session.set_read_timeout(Some(body_timeout));
+        // HTTP/1.1 requests written back to back are answered one after the other, in order
+        // (RFC 9112 §9.3.2); without this Pingora drops what follows the first request.
+        session.set_pipelining_enabled(true);
         Ok(())
     }
 
@@ -652,6 +660,10 @@ impl ProxyHttp for Frontdoor {
             .as_ref()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no pool"))?;
         ctx.upstream_started = Some(Instant::now());
+        if let Some(lent) = ctx.lent_permit.take() {
+            // A retry: the last attempt's answer never completed, so its relay kept the slot.
+            ctx.permit = ctx.permit.take().or_else(|| lent.take());
+        }
         let peer = pool.peer(&mut ctx.attempts);
         // A retry on another backend takes the admission slot with it.
         if let (Some(permit), Some(addr)) = (ctx.permit.as_mut(), ctx.attempts.current()) {
@@ -733,6 +745,33 @@ impl ProxyHttp for Frontdoor {
             edge_cache::policy::strip_conditionals(upstream);
         }
         Ok(())
+    }
+
+    /// Reads the app's answer ahead of the client (buffering::response), except on routes
+    /// with `response-buffering = false` and for upgrades; the slot goes with the relay,
+    /// which frees it once the app's last byte is in.
+    fn upstream_response_tasks(
+        &self,
+        session: &mut Session,
+        upstream: tokio::sync::mpsc::Receiver<HttpTask>,
+        ctx: &mut RequestCtx,
+    ) -> tokio::sync::mpsc::Receiver<HttpTask> {
+        let buffered = ctx
+            .route
+            .as_ref()
+            .is_some_and(|m| m.route.response_buffering);
+        let upgrade = session
+            .req_header()
+            .headers
+            .contains_key(http::header::UPGRADE);
+        if !buffered || upgrade {
+            return upstream;
+        }
+        let lent = ctx.permit.take().map(Lent::new);
+        ctx.lent_permit.clone_from(&lent);
+        self.shared.response_buffers.relay(upstream, move || {
+            drop(lent.and_then(|lent| lent.take()));
+        })
     }
 
     /// Times the backend and drops its hop-by-hop fields.
@@ -828,6 +867,9 @@ impl ProxyHttp for Frontdoor {
                 .and_then(|v| v.to_str().ok());
             compression::rewrite_not_modified(accept, if_none_match, response);
         }
+        if headers::frame_rewritten_body(response, session.req_header()) {
+            session.set_keepalive(None);
+        }
         Ok(())
     }
 
@@ -858,8 +900,11 @@ impl ProxyHttp for Frontdoor {
         self.fill_cache(body.as_ref(), end_of_stream, ctx);
         if end_of_stream {
             // The app has answered in full: its slot goes to the next waiter now, not after
-            // the client has read the answer.
+            // the client has read the rest (a buffered answer's relay freed it earlier still).
             ctx.permit = None;
+            if let Some(lent) = ctx.lent_permit.take() {
+                drop(lent.take());
+            }
         }
         let Some(compressor) = ctx.compressor.as_mut() else {
             return Ok(None);

@@ -112,6 +112,8 @@ pub struct Shared {
     pub edge_cache: Arc<EdgeCache>,
     /// Admission controllers by pool; kept across reloads.
     pub controllers: Arc<Controllers>,
+    /// The memory buffered answers share; kept across reloads (its limits follow them).
+    pub response_buffers: Arc<crate::buffering::response::Buffers>,
     /// Backend health by pool and address; kept across reloads.
     pub backends: Arc<Backends>,
     /// Assets each route's HTML references (learned hints); kept across reloads.
@@ -138,7 +140,12 @@ impl Shared {
         let request_buffers = Arc::new(crate::buffering::request::RequestBuffers::new(
             metrics.clone(),
         ));
+        let response_buffers = Arc::new(crate::buffering::response::Buffers::new(
+            config.response_buffering,
+            metrics.clone(),
+        ));
         Shared {
+            response_buffers,
             snapshot: ArcSwap::from_pointee(Snapshot::new(config, &controllers, &backends)),
             controllers,
             backends,
@@ -165,6 +172,7 @@ impl Shared {
         self.learned.resample();
         self.certs
             .store(Arc::new(CertStore::new(config.certificates.clone())));
+        self.response_buffers.retune(config.response_buffering);
         self.snapshot.store(Arc::new(Snapshot::new(
             config,
             &self.controllers,

@@ -12,6 +12,7 @@ mod listen;
 mod outside;
 mod pools;
 mod request_buffering;
+mod response_buffering;
 mod routes;
 mod server;
 pub mod units;
@@ -55,6 +56,8 @@ pub struct Config {
     pub request_buffering: crate::buffering::request::Settings,
     /// Limits of the HTTP/2 server on the HTTPS listener (fixed at start).
     pub h2: H2Settings,
+    /// How much of the app's answers is held for slower clients.
+    pub response_buffering: crate::buffering::response::Settings,
     /// Upstream pools by name.
     pub pools: BTreeMap<String, PoolSettings>,
     /// Routes in file order (the route table sorts them).
@@ -212,6 +215,7 @@ impl Validator<'_> {
         let limits = self.limits(&file.proxy);
         let request_buffering = self.request_buffering(&file.proxy);
         let h2 = self.h2(&file.proxy);
+        let response_buffering = self.response_buffering(&file.proxy);
         let pools = self.pools(&file.pools);
         let routes = self.routes(&file.routes, &file.pools);
         let cache = self.cache(&file.cache);
@@ -227,6 +231,7 @@ impl Validator<'_> {
             limits: limits?,
             request_buffering: request_buffering?,
             h2: h2?,
+            response_buffering: response_buffering?,
             pools,
             routes,
             assets,

@@ -140,6 +140,7 @@ impl Validator<'_> {
                     offload,
                     max_body,
                     request_buffering: r.request_buffering,
+                    response_buffering: r.response_buffering,
                 });
             }
         }

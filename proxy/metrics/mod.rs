@@ -10,6 +10,7 @@ mod connections;
 mod jobs;
 mod request_buffering;
 mod requests;
+mod response_buffering;
 
 pub use backends::BackendMetrics;
 pub use connections::{Retry, UpgradedMetrics};
@@ -27,6 +28,7 @@ pub struct Metrics {
     backends: backends::BackendFamilies,
     connections: connections::ConnectionFamilies,
     request_buffering: request_buffering::RequestBufferingFamilies,
+    response_buffering: response_buffering::ResponseBufferingFamilies,
 }
 
 /// The route label of a request that matched no route.
@@ -44,6 +46,7 @@ impl Metrics {
             backends: backends::BackendFamilies::register(&registry)?,
             connections: connections::ConnectionFamilies::register(&registry)?,
             request_buffering: request_buffering::RequestBufferingFamilies::register(&registry)?,
+            response_buffering: response_buffering::ResponseBufferingFamilies::register(&registry)?,
             registry,
         })
     }

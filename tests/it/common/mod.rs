@@ -3,11 +3,13 @@
 
 #![allow(dead_code)]
 
+pub mod h1wire;
 pub mod h2wire;
 mod origin;
 mod raw_origin;
 mod recorder;
 mod redis_server;
+pub mod stream_origin;
 pub use origin::{OriginReply, ScriptedOrigin};
 pub use raw_origin::RawOrigin;
 pub use recorder::RecordingOrigin;
