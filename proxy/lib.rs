@@ -23,10 +23,12 @@
 //! - [`reload`]: the background service that reloads the config on SIGHUP or file change.
 //! - [`metrics`]: every Prometheus family, registered once.
 //! - [`accesslog`]: one line per request through a non-blocking writer.
+//! - [`pingora_log`]: Pingora's `log` lines into `tracing`; client hang-ups in handshakes at `DEBUG`.
 //! - [`admin`]: the admin listener (`/healthz`, `/readyz`, `/metrics`, `/status`, `/jobs`).
 //! - [`redirect`]: the plain-HTTP listener that redirects to HTTPS.
 //! - [`simulator`]: a Dashboard-like app used by the demo, the tests and the benchmarks.
 //! - [`service`]: the `ProxyHttp` implementation, phase by phase.
+//! - [`shutdown`]: a graceful stop that exits as soon as nothing is in flight.
 //! - [`server`]: assembles the Pingora server (listeners, services) from a `Config`.
 //! - `fuzzing` (hidden): the bodies of the `cargo fuzz` targets in `tests/fuzz/`, shared with a unit test.
 //!
@@ -67,11 +69,13 @@ pub mod hints;
 pub mod hostile;
 pub mod jobs;
 pub mod metrics;
+pub mod pingora_log;
 pub mod redirect;
 pub mod reload;
 pub mod routing;
 pub mod server;
 pub mod service;
+pub mod shutdown;
 pub mod simulator;
 pub mod snapshot;
 pub mod template;

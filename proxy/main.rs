@@ -210,11 +210,12 @@ fn schedule(path: &Path, name: &str) -> anyhow::Result<()> {
 
 fn run(path: &Path) -> anyhow::Result<()> {
     let config = load(path)?;
-    let _log =
+    let log =
         frontdoor::accesslog::init(&config.server.access_log, config.server.access_log_format)
             .context("cannot open the access log")?;
-    let server = frontdoor::server::build(config, path)?;
-    server.run_forever()
+    let built = frontdoor::server::build(config, path)?;
+    frontdoor::shutdown::exit_when_idle(&built.server, built.shared.metrics.clone(), log);
+    built.server.run_forever()
 }
 
 /// Makes a dev certificate for each certificate the demo config names that does not exist.

@@ -85,8 +85,16 @@ fn h2_options(h2: H2Settings) -> H2Options {
     options
 }
 
-/// Builds every service; `run` then serves until SIGTERM (graceful) or SIGINT (fast).
-pub fn build(config: Config, config_path: &Path) -> Result<Server, StartError> {
+/// The assembled server and the state its services share.
+pub struct Built {
+    /// Serves until SIGTERM (graceful) or SIGINT (fast).
+    pub server: Server,
+    /// What the request path, the admin listener and the background services read.
+    pub shared: Arc<Shared>,
+}
+
+/// Builds every service.
+pub fn build(config: Config, config_path: &Path) -> Result<Built, StartError> {
     let metrics = Arc::new(Metrics::new()?);
     let listen = config.listen.clone();
     let h2 = config.h2;
@@ -170,8 +178,8 @@ pub fn build(config: Config, config_path: &Path) -> Result<Server, StartError> {
     ));
     server.add_service(background_service(
         "frontdoor config reload",
-        Reloader::new(config_path.to_path_buf(), shared),
+        Reloader::new(config_path.to_path_buf(), shared.clone()),
     ));
     server.bootstrap();
-    Ok(server)
+    Ok(Built { server, shared })
 }

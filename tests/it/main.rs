@@ -16,6 +16,7 @@ mod hints;
 mod hostile;
 mod jobs;
 mod multinode;
+mod operations;
 mod reload;
 mod routing;
 mod schedule;
