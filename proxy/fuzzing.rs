@@ -107,6 +107,8 @@ impl Outside for Sandbox<'_> {
             Some("cert.pem") => Ok(cert.as_bytes().to_vec()),
             Some("key.pem") => Ok(key.as_bytes().to_vec()),
             Some(name) if name.ends_with(".txt") => Ok(self.backends.to_vec()),
+            // `[error-pages]`
+            Some(name) if name.ends_with(".html") => Ok(b"<h1>page</h1>".to_vec()),
             _ => Err(io::ErrorKind::NotFound.into()),
         }
     }

@@ -18,6 +18,7 @@
 //! - [`upstream`]: pools of backends; selection (least busy, weighted round robin, hash), health checks, ejection.
 //! - [`jobs`]: offload routes answered 202 and replayed later as durable jobs (embedded or Redis store), schedules.
 //! - [`hostile`]: hostile input refused before routing: ambiguous framing, head/URI/body limits, path normalisation, slow heads.
+//! - [`error_pages`]: frontdoor's own 5xx answers through one function: the operator's HTML pages for browsers, JSON for the rest.
 //! - [`headers`]: `X-Request-Start`, `X-Forwarded-*`, `X-Request-Id`, hop-by-hop handling.
 //! - [`snapshot`]: everything the request path reads, built from a `Config` and swapped whole on reload.
 //! - [`reload`]: the background service that reloads the config on SIGHUP or file change.
@@ -62,6 +63,7 @@ pub mod compression;
 pub mod config;
 pub mod edge_cache;
 pub mod encoding;
+pub mod error_pages;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod headers;

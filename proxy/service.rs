@@ -15,6 +15,7 @@ use crate::admission::{self, Permit};
 use crate::assets;
 use crate::compression::{self, Compressor};
 use crate::edge_cache::{self, EdgeCache, Fill, Origin};
+use crate::error_pages::{self, Why};
 use crate::headers::{self, Forwarding, HeaderEdit};
 use crate::hints;
 use crate::hostile::{self, BodyLimit, Rejection};
@@ -203,21 +204,22 @@ impl Frontdoor {
         let retry_after = pool
             .admission()
             .map_or(NO_BACKEND_RETRY_AFTER, |a| a.settings().retry_after);
-        let mut head = ResponseHeader::build(503, Some(5))?;
-        let body = "service unavailable: no backend is up\n";
-        head.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
-        head.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
-        head.insert_header(http::header::CACHE_CONTROL, "no-store")?;
-        head.insert_header(
-            http::header::RETRY_AFTER,
-            retry_after.as_secs().max(1).to_string(),
-        )?;
-        head.set(headers::X_REQUEST_ID, &ctx.request_id);
-        session.write_response_header(Box::new(head), false).await?;
-        session
-            .write_response_body(Some(Bytes::from_static(body.as_bytes())), true)
+        let retry_after = Some(retry_after.as_secs().max(1));
+        self.error_page(session, ctx, Why::NoBackend, retry_after)
             .await?;
         Ok(true)
+    }
+
+    /// Writes frontdoor's own error answer (`error_pages`: the operator's page or JSON).
+    async fn error_page(
+        &self,
+        session: &mut Session,
+        ctx: &RequestCtx,
+        why: Why,
+        retry_after: Option<u64>,
+    ) -> Result<()> {
+        let pages = &self.shared.snapshot.load().config.error_pages;
+        error_pages::respond(session, pages, why, retry_after, &ctx.request_id).await
     }
 
     /// Takes a slot of the route's pool, waiting in its queue if need be (`Ok(false)`), or
@@ -240,8 +242,10 @@ impl Frontdoor {
                 Ok(false)
             }
             Err(shed) => {
-                let retry_after = admission.settings().retry_after;
-                admission::respond_shed(session, shed, retry_after, &ctx.request_id).await?;
+                let retry_after = admission::retry_after_secs(admission.settings().retry_after);
+                let why = Why::Busy(shed.reason());
+                self.error_page(session, ctx, why, Some(retry_after))
+                    .await?;
                 Ok(true)
             }
         }
@@ -368,7 +372,8 @@ impl ProxyHttp for Frontdoor {
             return self.reject(session, ctx, rejection).await;
         }
         let jobs = self.shared.jobs.as_deref();
-        if jobs::http::serve_status(session, jobs, &ctx.request_id).await? {
+        let pages = &snapshot.config.error_pages;
+        if jobs::http::serve_status(session, jobs, pages, &ctx.request_id).await? {
             return Ok(true);
         }
         let head = session.req_header();
@@ -398,7 +403,8 @@ impl ProxyHttp for Frontdoor {
         if let (Some(matched), Some(jobs)) = (&ctx.route, jobs) {
             if let Some(offload) = &matched.route.offload {
                 let (route, params) = (&matched.route.name, &matched.params);
-                jobs::http::offload(session, jobs, route, params, offload, &ctx.request_id).await?;
+                let id = &ctx.request_id;
+                jobs::http::offload(session, jobs, route, params, offload, pages, id).await?;
                 return Ok(true);
             }
         }
@@ -655,18 +661,29 @@ impl ProxyHttp for Frontdoor {
             }
             _ => 500,
         };
-        if code > 0 {
-            let body = match code {
-                502 => "bad gateway: the app could not be reached\n",
-                504 => "gateway timeout: the app did not answer in time\n",
-                400 => "bad request\n",
-                408 => "request timeout\n",
-                413 => Rejection::BodyTooLarge.body(),
-                _ => "error\n",
-            };
-            if let Err(write_error) = respond(session, code, body, &ctx.request_id).await {
-                tracing::debug!("could not send the {code} response: {write_error}");
+        let written = match code {
+            0 => Ok(()),
+            502 => self.error_page(session, ctx, Why::BadGateway, None).await,
+            504 => {
+                self.error_page(session, ctx, Why::GatewayTimeout, None)
+                    .await
             }
+            500 => self.error_page(session, ctx, Why::Internal, None).await,
+            400 => respond(session, code, "bad request\n", &ctx.request_id).await,
+            408 => respond(session, code, "request timeout\n", &ctx.request_id).await,
+            413 => {
+                respond(
+                    session,
+                    code,
+                    Rejection::BodyTooLarge.body(),
+                    &ctx.request_id,
+                )
+                .await
+            }
+            _ => respond(session, code, "error\n", &ctx.request_id).await,
+        };
+        if let Err(write_error) = written {
+            tracing::debug!("could not send the {code} response: {write_error}");
         }
         FailToProxy {
             error_code: code,

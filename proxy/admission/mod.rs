@@ -25,7 +25,7 @@ mod shed;
 pub mod status;
 
 pub use capacity::CapacityView;
-pub use shed::respond_shed;
+pub use shed::retry_after_secs;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;

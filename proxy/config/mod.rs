@@ -6,6 +6,7 @@
 
 mod cache;
 mod error;
+mod error_pages;
 pub mod file;
 mod jobs;
 mod listen;
@@ -62,6 +63,8 @@ pub struct Config {
     pub edge_cache: crate::edge_cache::Settings,
     /// The job store (fixed at start), replay rates and schedules.
     pub jobs: crate::jobs::JobsSettings,
+    /// The operator's pages for frontdoor's own error answers.
+    pub error_pages: crate::error_pages::ErrorPages,
 }
 
 impl Config {
@@ -113,11 +116,13 @@ impl Config {
         }
     }
 
-    /// Files besides the config itself whose change triggers a reload (`backends-file`s).
+    /// Files besides the config itself whose change triggers a reload (`backends-file`s,
+    /// error pages).
     pub fn watched_files(&self) -> Vec<PathBuf> {
         self.pools
             .values()
             .filter_map(|p| p.backends_file.clone())
+            .chain(self.error_pages.files().cloned())
             .collect()
     }
 
@@ -212,6 +217,7 @@ impl Validator<'_> {
         let routes = self.routes(&file.routes, &file.pools);
         let cache = self.cache(&file.cache);
         let jobs = self.jobs(&file.jobs, &file.routes, &file.pools);
+        let error_pages = self.error_pages(&file.error_pages);
         let (assets, edge_cache) = cache?;
         Some(Config {
             source: self.path.to_path_buf(),
@@ -227,6 +233,7 @@ impl Validator<'_> {
             assets,
             edge_cache,
             jobs: jobs?,
+            error_pages,
         })
     }
 }

@@ -9,6 +9,7 @@ mod balancing;
 mod check;
 mod compression;
 mod edge_cache;
+mod error_pages;
 mod h2abuse;
 mod headers;
 mod health;

@@ -4,8 +4,10 @@
 //! needs checking beyond its type is `Spanned` so that the error can name line and column.
 //! Nothing here is validated; [`super::Config::from_file`] does that.
 
+mod operations;
 mod routes;
 
+pub use operations::ErrorPagesSection;
 pub use routes::{
     AssetsSection, DeferScriptsSection, HintsSection, LinkSection, OffloadSection,
     RouteCacheSection, RouteSection,
@@ -41,6 +43,9 @@ pub struct ConfigFile {
     /// The job store, replay rates and schedules.
     #[serde(default)]
     pub jobs: JobsSection,
+    /// The operator's pages for frontdoor's own error answers.
+    #[serde(default)]
+    pub error_pages: ErrorPagesSection,
 }
 
 /// `[cache]`
