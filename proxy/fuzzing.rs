@@ -114,7 +114,11 @@ impl Outside for Sandbox<'_> {
     }
 
     fn directory(&self, path: &Path) -> Result<PathBuf, String> {
-        if path.file_name().is_some_and(|n| n == "public") {
+        // Asset sources, and `[sendfile]` roots.
+        if path
+            .file_name()
+            .is_some_and(|n| n == "public" || n == "storage")
+        {
             Ok(path.to_path_buf())
         } else {
             Err(format!("{}: no such directory", path.display()))

@@ -19,6 +19,7 @@
 //! - [`jobs`]: offload routes answered 202 and replayed later as durable jobs (embedded or Redis store), schedules.
 //! - [`hostile`]: hostile input refused before routing: ambiguous framing, head/URI/body limits, path normalisation, slow heads.
 //! - [`error_pages`]: frontdoor's own 5xx answers through one function: the operator's HTML pages for browsers, JSON for the rest.
+//! - [`sendfile`]: X-Sendfile / X-Accel-Redirect: the app names a file under a configured root, frontdoor streams it.
 //! - [`headers`]: `X-Request-Start`, `X-Forwarded-*`, `X-Request-Id`, hop-by-hop handling.
 //! - [`snapshot`]: everything the request path reads, built from a `Config` and swapped whole on reload.
 //! - [`reload`]: the background service that reloads the config on SIGHUP or file change.
@@ -45,7 +46,9 @@
 //!                            103 Early Hints (HTTP/1.1), then admission: a slot, the queue, or 503
 //!   upstream_peer            the backend the slot is on, else the pool's choice among backends up
 //!   upstream_request_filter  X-Request-Start, X-Forwarded-*, X-Request-Id; strip hop-by-hop
-//!   upstream_response_filter time the backend; the app's Server-Timing queue entry to metrics
+//!   upstream_response_filter time the backend; the app's Server-Timing queue entry to metrics;
+//!                            X-Sendfile / X-Accel-Redirect → free the slot, end the proxying
+//!   fail_to_proxy            send that file (sendfile); else 502/504 through error_pages
 //!   response_filter          X-Request-Id back to the client; Link hints on HTML; start an
 //!                            edge-cache fill; choose compression
 //!   response_body_filter     read HTML for learned hints (rewrite it for script deferral); copy
@@ -75,6 +78,7 @@ pub mod pingora_log;
 pub mod redirect;
 pub mod reload;
 pub mod routing;
+pub mod sendfile;
 pub mod server;
 pub mod service;
 pub mod shutdown;

@@ -22,6 +22,7 @@ use crate::hostile::{self, BodyLimit, Rejection};
 use crate::jobs;
 use crate::metrics::NO_ROUTE;
 use crate::routing::RouteMatch;
+use crate::sendfile;
 use crate::snapshot::Shared;
 use crate::upstream::{Attempts, Pool};
 
@@ -62,6 +63,8 @@ pub struct RequestCtx {
     html_pass: Option<hints::HtmlPass>,
     /// The route's request body limit, counted as the body streams upstream.
     body_limit: Option<BodyLimit>,
+    /// The app answered with a file for frontdoor to send (X-Sendfile, X-Accel-Redirect).
+    sendfile: Option<sendfile::Pending>,
 }
 
 impl RequestCtx {
@@ -210,6 +213,57 @@ impl Frontdoor {
         Ok(true)
     }
 
+    /// An answer naming a file (where `[sendfile]` is on): its head is kept for `send_file`,
+    /// the app's slot is given back now, and the proxying ends (`Err`, handed to
+    /// `fail_to_proxy`).
+    fn divert_to_sendfile(
+        &self,
+        upstream: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if self.shared.snapshot.load().config.sendfile.is_none() {
+            return Ok(());
+        }
+        let Some(requested) = sendfile::take(upstream) else {
+            return Ok(());
+        };
+        ctx.permit = None;
+        ctx.sendfile = Some(sendfile::Pending {
+            head: upstream.clone(),
+            requested,
+        });
+        Err(sendfile::diverted())
+    }
+
+    /// Sends the file an answer named (`sendfile::serve`).
+    async fn send_file(
+        &self,
+        session: &mut Session,
+        pending: sendfile::Pending,
+        ctx: &RequestCtx,
+    ) -> FailToProxy {
+        let snapshot = self.shared.snapshot.load_full();
+        let result = match &snapshot.config.sendfile {
+            Some(settings) => {
+                let metrics = &self.shared.metrics;
+                sendfile::serve(session, pending, settings, metrics, &ctx.request_id).await
+            }
+            // A reload turned sendfile off meanwhile.
+            None => self
+                .error_page(session, ctx, Why::BadGateway, None)
+                .await
+                .map(|()| 502),
+        };
+        let error_code = result.unwrap_or_else(|e| {
+            tracing::debug!("sendfile: {e}");
+            0
+        });
+        FailToProxy {
+            error_code,
+            can_reuse_downstream: error_code > 0,
+        }
+    }
+
     /// Writes frontdoor's own error answer (`error_pages`: the operator's page or JSON).
     async fn error_page(
         &self,
@@ -333,6 +387,7 @@ impl ProxyHttp for Frontdoor {
             permit: None,
             html_pass: None,
             body_limit: None,
+            sendfile: None,
         }
     }
 
@@ -503,6 +558,10 @@ impl ProxyHttp for Frontdoor {
             request_id: &ctx.request_id,
         }
         .apply(upstream);
+        sendfile::announce(
+            upstream,
+            self.shared.snapshot.load().config.sendfile.as_ref(),
+        );
         if ctx.cache_key.is_some() {
             // A fill needs the whole answer, not a 304 or a slice for this one client (as nginx's
             // proxy_cache does).
@@ -533,7 +592,7 @@ impl ProxyHttp for Frontdoor {
                 self.shared.metrics.app_queued(pool.name(), queued);
             }
         }
-        Ok(())
+        self.divert_to_sendfile(upstream, ctx)
     }
 
     /// Returns the request id to the client; adds `Link` hints to HTML; starts an edge-cache
@@ -631,13 +690,17 @@ impl ProxyHttp for Frontdoor {
     }
 
     /// Errors before a response: 504 for upstream timeouts (as nginx), 502 for other upstream
-    /// failures, 400 for a malformed request.
+    /// failures, 400 for a malformed request. An answer that named a file ends here too: the
+    /// file is sent.
     async fn fail_to_proxy(
         &self,
         session: &mut Session,
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
+        if let Some(pending) = ctx.sendfile.take() {
+            return self.send_file(session, pending, ctx).await;
+        }
         let code = match (e.esource(), e.etype()) {
             (_, ErrorType::HTTPStatus(code)) => *code,
             (
@@ -691,11 +754,17 @@ impl ProxyHttp for Frontdoor {
         }
     }
 
+    /// A file sent for the app ended the proxying on purpose: not an error.
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, error: &Error) -> bool {
+        sendfile::is_diverted(error)
+    }
+
     /// Metrics and the access log.
     async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut RequestCtx) {
         if !ctx.counted {
             return;
         }
+        let error = error.filter(|e| !sendfile::is_diverted(e));
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let route = ctx.route.as_ref().map_or(NO_ROUTE, |m| &m.route.name);
         let elapsed = ctx.started.elapsed();

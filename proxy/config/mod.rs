@@ -13,6 +13,7 @@ mod listen;
 mod outside;
 mod pools;
 mod routes;
+mod sendfile;
 mod server;
 pub mod units;
 
@@ -65,6 +66,8 @@ pub struct Config {
     pub jobs: crate::jobs::JobsSettings,
     /// The operator's pages for frontdoor's own error answers.
     pub error_pages: crate::error_pages::ErrorPages,
+    /// X-Sendfile / X-Accel-Redirect, when `[sendfile]` is present.
+    pub sendfile: Option<crate::sendfile::Settings>,
 }
 
 impl Config {
@@ -218,6 +221,7 @@ impl Validator<'_> {
         let cache = self.cache(&file.cache);
         let jobs = self.jobs(&file.jobs, &file.routes, &file.pools);
         let error_pages = self.error_pages(&file.error_pages);
+        let sendfile = self.sendfile(&file.sendfile);
         let (assets, edge_cache) = cache?;
         Some(Config {
             source: self.path.to_path_buf(),
@@ -234,6 +238,7 @@ impl Validator<'_> {
             edge_cache,
             jobs: jobs?,
             error_pages,
+            sendfile,
         })
     }
 }

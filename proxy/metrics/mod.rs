@@ -7,6 +7,7 @@ mod admission;
 mod backends;
 mod caches;
 mod jobs;
+mod operations;
 mod requests;
 
 pub use backends::BackendMetrics;
@@ -22,6 +23,7 @@ pub struct Metrics {
     admission: admission::AdmissionFamilies,
     jobs: jobs::JobMetrics,
     backends: backends::BackendFamilies,
+    operations: operations::OperationsFamilies,
 }
 
 /// The route label of a request that matched no route.
@@ -37,6 +39,7 @@ impl Metrics {
             admission: admission::AdmissionFamilies::register(&registry)?,
             jobs: jobs::JobMetrics::register(&registry)?,
             backends: backends::BackendFamilies::register(&registry)?,
+            operations: operations::OperationsFamilies::register(&registry)?,
             registry,
         })
     }

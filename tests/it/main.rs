@@ -21,5 +21,6 @@ mod operations;
 mod reload;
 mod routing;
 mod schedule;
+mod sendfile;
 mod soak;
 mod tls;

@@ -7,7 +7,7 @@
 mod operations;
 mod routes;
 
-pub use operations::ErrorPagesSection;
+pub use operations::{AccelMappingEntry, ErrorPagesSection, SendfileSection};
 pub use routes::{
     AssetsSection, DeferScriptsSection, HintsSection, LinkSection, OffloadSection,
     RouteCacheSection, RouteSection,
@@ -46,6 +46,8 @@ pub struct ConfigFile {
     /// The operator's pages for frontdoor's own error answers.
     #[serde(default)]
     pub error_pages: ErrorPagesSection,
+    /// Files the app leaves to frontdoor to send.
+    pub sendfile: Option<Spanned<SendfileSection>>,
 }
 
 /// `[cache]`

@@ -1,4 +1,4 @@
-//! The file types of what an operator does day to day: `[error-pages]`.
+//! The file types of what an operator does day to day: `[error-pages]`, `[sendfile]`.
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -21,4 +21,26 @@ pub struct ErrorPagesSection {
     pub gateway_timeout: Option<Spanned<String>>,
     /// The page of maintenance mode.
     pub maintenance: Option<Spanned<String>>,
+}
+
+/// `[sendfile]`: what the app may ask frontdoor to send (X-Sendfile, X-Accel-Redirect).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SendfileSection {
+    /// Directories (relative to the config file) whose files `X-Sendfile` may name.
+    #[serde(default)]
+    pub roots: Vec<Spanned<String>>,
+    /// `X-Accel-Redirect` URI prefixes and the directories they stand for.
+    #[serde(default)]
+    pub accel_mappings: Vec<AccelMappingEntry>,
+}
+
+/// One `accel-mappings` entry: `{ path = "../storage", uri = "/_storage/" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccelMappingEntry {
+    /// The directory.
+    pub path: Spanned<String>,
+    /// The URI prefix the app writes into `X-Accel-Redirect`.
+    pub uri: Spanned<String>,
 }
