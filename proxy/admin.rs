@@ -1,5 +1,6 @@
 //! The admin listener: `/healthz`, `/readyz`, `/metrics`, `/status` (the capacity view as a
-//! page) and `/status.json`. Loopback by default, and never
+//! page), `/status.json`, `/jobs`, and the operator's actions (`operate::api`: deploy, pause,
+//! maintenance; loopback or the admin token only). Loopback by default, and never
 //! reachable through the public listeners (it is a separate listener, not a route).
 //!
 //! `/healthz` is answered from memory whatever the upstream does: it says this process is up
@@ -92,6 +93,23 @@ fn response(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<V
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let head = session.req_header();
+        let request = crate::operate::api::AdminRequest {
+            method: &head.method,
+            path: head.uri.path(),
+            query: head.uri.query(),
+            peer: session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip()),
+            authorization: head
+                .headers
+                .get(http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok()),
+        };
+        if let Some(answer) = crate::operate::api::respond(&self.shared, request).await {
+            return answer;
+        }
         let path = session.req_header().uri.path().to_string();
         match path.as_str() {
             "/healthz" => response(StatusCode::OK, "text/plain", b"ok\n".to_vec()),
@@ -127,7 +145,7 @@ impl ServeHttp for AdminApp {
             _ => response(
                 StatusCode::NOT_FOUND,
                 "text/plain",
-                b"not found: try /healthz, /readyz, /metrics, /status, /status.json, /jobs\n"
+                b"not found: try /healthz, /readyz, /metrics, /status, /status.json, /jobs, /operations\n"
                     .to_vec(),
             ),
         }

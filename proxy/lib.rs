@@ -26,6 +26,7 @@
 //! - [`metrics`]: every Prometheus family, registered once.
 //! - [`accesslog`]: one line per request through a non-blocking writer.
 //! - [`pingora_log`]: Pingora's `log` lines into `tracing`; client hang-ups in handshakes at `DEBUG`.
+//! - [`operate`]: operator actions through the admin listener: deploy (health-checked switch, drain), pause, maintenance; a state file.
 //! - [`admin`]: the admin listener (`/healthz`, `/readyz`, `/metrics`, `/status`, `/jobs`).
 //! - [`redirect`]: the plain-HTTP listener that redirects to HTTPS.
 //! - [`simulator`]: a Dashboard-like app used by the demo, the tests and the benchmarks.
@@ -74,6 +75,7 @@ pub mod hints;
 pub mod hostile;
 pub mod jobs;
 pub mod metrics;
+pub mod operate;
 pub mod pingora_log;
 pub mod redirect;
 pub mod reload;

@@ -264,6 +264,28 @@ impl Frontdoor {
         }
     }
 
+    /// While the route's pool is in maintenance (`frontdoor maintenance on`), its requests get
+    /// the maintenance page (`Ok(true)`); fingerprinted assets still come from memory, for
+    /// the page's own styles and images.
+    async fn maintenance(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let Some(pool) = ctx.pool.clone() else {
+            return Ok(false);
+        };
+        if !self.shared.operations.in_maintenance(pool.name()) {
+            return Ok(false);
+        }
+        if self.serve_asset(session, ctx).await? {
+            return Ok(true);
+        }
+        let retry_after = pool
+            .admission()
+            .map_or(NO_BACKEND_RETRY_AFTER, |a| a.settings().retry_after);
+        let retry_after = Some(retry_after.as_secs().max(1));
+        self.error_page(session, ctx, Why::Maintenance, retry_after)
+            .await?;
+        Ok(true)
+    }
+
     /// Writes frontdoor's own error answer (`error_pages`: the operator's page or JSON).
     async fn error_page(
         &self,
@@ -454,6 +476,9 @@ impl ProxyHttp for Frontdoor {
         match hostile::body_limit(session.req_header(), route_max, limits) {
             Ok(limit) => ctx.body_limit = Some(limit),
             Err(rejection) => return self.reject(session, ctx, rejection).await,
+        }
+        if self.maintenance(session, ctx).await? {
+            return Ok(true);
         }
         if let (Some(matched), Some(jobs)) = (&ctx.route, jobs) {
             if let Some(offload) = &matched.route.offload {

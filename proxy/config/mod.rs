@@ -4,6 +4,7 @@
 //! key path, and validation collects all of them before it answers. Paths in the file are
 //! relative to the file's own folder.
 
+mod admin;
 mod cache;
 mod error;
 mod error_pages;
@@ -68,6 +69,8 @@ pub struct Config {
     pub error_pages: crate::error_pages::ErrorPages,
     /// X-Sendfile / X-Accel-Redirect, when `[sendfile]` is present.
     pub sendfile: Option<crate::sendfile::Settings>,
+    /// Who may act through the admin listener; where actions are remembered.
+    pub admin: crate::operate::AdminSettings,
 }
 
 impl Config {
@@ -222,6 +225,7 @@ impl Validator<'_> {
         let jobs = self.jobs(&file.jobs, &file.routes, &file.pools);
         let error_pages = self.error_pages(&file.error_pages);
         let sendfile = self.sendfile(&file.sendfile);
+        let admin = self.admin(&file.admin);
         let (assets, edge_cache) = cache?;
         Some(Config {
             source: self.path.to_path_buf(),
@@ -239,6 +243,7 @@ impl Validator<'_> {
             jobs: jobs?,
             error_pages,
             sendfile,
+            admin,
         })
     }
 }

@@ -17,6 +17,7 @@ mod hints;
 mod hostile;
 mod jobs;
 mod multinode;
+mod operate;
 mod operations;
 mod reload;
 mod routing;

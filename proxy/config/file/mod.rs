@@ -7,7 +7,7 @@
 mod operations;
 mod routes;
 
-pub use operations::{AccelMappingEntry, ErrorPagesSection, SendfileSection};
+pub use operations::{AccelMappingEntry, AdminSection, ErrorPagesSection, SendfileSection};
 pub use routes::{
     AssetsSection, DeferScriptsSection, HintsSection, LinkSection, OffloadSection,
     RouteCacheSection, RouteSection,
@@ -48,6 +48,9 @@ pub struct ConfigFile {
     pub error_pages: ErrorPagesSection,
     /// Files the app leaves to frontdoor to send.
     pub sendfile: Option<Spanned<SendfileSection>>,
+    /// Operator actions through the admin listener.
+    #[serde(default)]
+    pub admin: AdminSection,
 }
 
 /// `[cache]`

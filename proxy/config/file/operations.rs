@@ -1,4 +1,4 @@
-//! The file types of what an operator does day to day: `[error-pages]`, `[sendfile]`.
+//! The file types of what an operator does day to day: `[error-pages]`, `[sendfile]`, `[admin]`.
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -43,4 +43,16 @@ pub struct AccelMappingEntry {
     pub path: Spanned<String>,
     /// The URI prefix the app writes into `X-Accel-Redirect`.
     pub uri: Spanned<String>,
+}
+
+/// `[admin]`: who may act through the admin listener, and where actions are remembered.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AdminSection {
+    /// The bearer token that lets a peer other than loopback act (deploy, pause, maintenance).
+    pub token: Option<Spanned<String>>,
+    /// The same, read from a file (relative to the config file).
+    pub token_file: Option<Spanned<String>>,
+    /// Where deploys, pauses and maintenance are remembered across restarts.
+    pub state_file: Option<Spanned<String>>,
 }
