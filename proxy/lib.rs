@@ -42,6 +42,7 @@
 //!   early_request_filter     stamp arrival time; body-timeout for each body read
 //!   request_filter           refuse hostile heads (framing, limits, paths); normalise the path;
 //!                            health path; route match (one snapshot load); request id;
+//!                            pool in maintenance → the maintenance page (operate);
 //!                            offload → durable job, 202 | asset or edge-cache hit from memory |
 //!                            503 at once if every backend is down or draining;
 //!                            103 Early Hints (HTTP/1.1), then admission: a slot, the queue, or 503
