@@ -18,16 +18,19 @@ use crate::buffering::request::{self as request_buffering, BufferedBody, Receive
 use crate::buffering::response::Lent;
 use crate::compression::{self, Compressor};
 use crate::edge_cache::{self, EdgeCache, Fill, Joined, Lookup, Origin, Revalidated};
+use crate::error_pages::Why;
 use crate::headers::{self, Forwarding, HeaderEdit};
 use crate::hints;
 use crate::hostile::{self, BodyLimit, Rejection};
 use crate::jobs;
 use crate::metrics::{Retry, NO_ROUTE};
 use crate::routing::RouteMatch;
+use crate::sendfile;
 use crate::snapshot::Shared;
 use crate::upgraded::{self, Place};
 use crate::upstream::{Attempts, Pool};
 
+mod own_answers;
 mod upgrades;
 
 /// `Retry-After` of the 503 a pool without admission answers when no backend is up.
@@ -83,6 +86,8 @@ pub struct RequestCtx {
     buffered: Option<BufferedBody>,
     /// The length of a body received in full (sent with this `Content-Length`).
     buffered_len: Option<u64>,
+    /// The app answered with a file for frontdoor to send (X-Sendfile, X-Accel-Redirect).
+    sendfile: Option<sendfile::Pending>,
 }
 
 impl RequestCtx {
@@ -230,19 +235,8 @@ impl Frontdoor {
         let retry_after = pool
             .admission()
             .map_or(NO_BACKEND_RETRY_AFTER, |a| a.settings().retry_after);
-        let mut head = ResponseHeader::build(503, Some(5))?;
-        let body = "service unavailable: no backend is up\n";
-        head.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
-        head.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
-        head.insert_header(http::header::CACHE_CONTROL, "no-store")?;
-        head.insert_header(
-            http::header::RETRY_AFTER,
-            retry_after.as_secs().max(1).to_string(),
-        )?;
-        head.set(headers::X_REQUEST_ID, &ctx.request_id);
-        session.write_response_header(Box::new(head), false).await?;
-        session
-            .write_response_body(Some(Bytes::from_static(body.as_bytes())), true)
+        let retry_after = Some(retry_after.as_secs().max(1));
+        self.error_page(session, ctx, Why::NoBackend, retry_after)
             .await?;
         Ok(true)
     }
@@ -299,8 +293,10 @@ impl Frontdoor {
                 Ok(false)
             }
             Err(shed) => {
-                let retry_after = admission.settings().retry_after;
-                admission::respond_shed(session, shed, retry_after, &ctx.request_id).await?;
+                let retry_after = admission::retry_after_secs(admission.settings().retry_after);
+                let why = Why::Busy(shed.reason());
+                self.error_page(session, ctx, why, Some(retry_after))
+                    .await?;
                 Ok(true)
             }
         }
@@ -509,6 +505,7 @@ impl ProxyHttp for Frontdoor {
             head_seen: false,
             buffered: None,
             buffered_len: None,
+            sendfile: None,
         }
     }
 
@@ -554,7 +551,8 @@ impl ProxyHttp for Frontdoor {
             return self.reject(session, ctx, rejection).await;
         }
         let jobs = self.shared.jobs.as_deref();
-        if jobs::http::serve_status(session, jobs, &ctx.request_id).await? {
+        let pages = &snapshot.config.error_pages;
+        if jobs::http::serve_status(session, jobs, pages, &ctx.request_id).await? {
             return Ok(true);
         }
         let head = session.req_header();
@@ -581,6 +579,9 @@ impl ProxyHttp for Frontdoor {
             Ok(limit) => ctx.body_limit = Some(limit),
             Err(rejection) => return self.reject(session, ctx, rejection).await,
         }
+        if self.maintenance(session, ctx).await? {
+            return Ok(true);
+        }
         if let (Some(matched), Some(jobs)) = (&ctx.route, jobs) {
             if let Some(offload) = &matched.route.offload {
                 let (route, params) = (&matched.route.name, &matched.params);
@@ -592,6 +593,7 @@ impl ProxyHttp for Frontdoor {
                     params,
                     offload,
                     body_timeout,
+                    pages,
                     &ctx.request_id,
                 )
                 .await?;
@@ -739,6 +741,10 @@ impl ProxyHttp for Frontdoor {
         if let Some(length) = ctx.buffered_len {
             request_buffering::frame_upstream(upstream, length)?;
         }
+        sendfile::announce(
+            upstream,
+            self.shared.snapshot.load().config.sendfile.as_ref(),
+        );
         if ctx.cache_key.is_some() {
             // A fill needs the whole answer, not a 304 or a slice for this one client (as nginx's
             // proxy_cache does).
@@ -801,7 +807,7 @@ impl ProxyHttp for Frontdoor {
                 self.shared.metrics.app_queued(pool.name(), queued);
             }
         }
-        Ok(())
+        self.divert_to_sendfile(upstream, ctx)
     }
 
     /// Returns the request id to the client; adds `Link` hints to HTML; drops what the edge
@@ -940,6 +946,7 @@ impl ProxyHttp for Frontdoor {
     /// Errors before a response: 504 for upstream timeouts (as nginx), 502 for other upstream
     /// failures, 400 for a malformed request. The connection is closed after it, and the
     /// answer says so (`Connection: close`), so a client does not send its next request on it.
+    /// An answer that named a file ends here too: the file is sent.
     async fn fail_to_proxy(
         &self,
         session: &mut Session,
@@ -953,6 +960,9 @@ impl ProxyHttp for Frontdoor {
                 error_code: 0,
                 can_reuse_downstream: false,
             };
+        }
+        if let Some(pending) = ctx.sendfile.take() {
+            return self.send_file(session, pending, ctx).await;
         }
         let code = match (e.esource(), e.etype()) {
             (_, ErrorType::HTTPStatus(code)) => *code,
@@ -981,17 +991,30 @@ impl ProxyHttp for Frontdoor {
         };
         if code > 0 {
             session.set_keepalive(None);
-            let body = match code {
-                502 => "bad gateway: the app could not be reached\n",
-                504 => "gateway timeout: the app did not answer in time\n",
-                400 => "bad request\n",
-                408 => "request timeout\n",
-                413 => Rejection::BodyTooLarge.body(),
-                _ => "error\n",
-            };
-            if let Err(write_error) = respond(session, code, body, &ctx.request_id).await {
-                tracing::debug!("could not send the {code} response: {write_error}");
+        }
+        let written = match code {
+            0 => Ok(()),
+            502 => self.error_page(session, ctx, Why::BadGateway, None).await,
+            504 => {
+                self.error_page(session, ctx, Why::GatewayTimeout, None)
+                    .await
             }
+            500 => self.error_page(session, ctx, Why::Internal, None).await,
+            400 => respond(session, code, "bad request\n", &ctx.request_id).await,
+            408 => respond(session, code, "request timeout\n", &ctx.request_id).await,
+            413 => {
+                respond(
+                    session,
+                    code,
+                    Rejection::BodyTooLarge.body(),
+                    &ctx.request_id,
+                )
+                .await
+            }
+            _ => respond(session, code, "error\n", &ctx.request_id).await,
+        };
+        if let Err(write_error) = written {
+            tracing::debug!("could not send the {code} response: {write_error}");
         }
         FailToProxy {
             error_code: code,
@@ -999,11 +1022,17 @@ impl ProxyHttp for Frontdoor {
         }
     }
 
+    /// A file sent for the app ended the proxying on purpose: not an error.
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, error: &Error) -> bool {
+        sendfile::is_diverted(error)
+    }
+
     /// Metrics and the access log.
     async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut RequestCtx) {
         if !ctx.counted {
             return;
         }
+        let error = error.filter(|e| !sendfile::is_diverted(e));
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let route = ctx.route.as_ref().map_or(NO_ROUTE, |m| &m.route.name);
         let elapsed = ctx.started.elapsed();

@@ -7,13 +7,14 @@
 use arc_swap::ArcSwap;
 use ipnet::IpNet;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::admission::{Controllers, SlotBackend};
 use crate::assets::AssetCache;
 use crate::config::Config;
 use crate::edge_cache::EdgeCache;
 use crate::metrics::Metrics;
+use crate::operate::Operations;
 use crate::routing::RouteTable;
 use crate::tls::CertStore;
 use crate::upstream::{Backends, Pool};
@@ -124,6 +125,11 @@ pub struct Shared {
     pub upgraded: Arc<crate::upgraded::Upgraded>,
     /// Memory held by request bodies being buffered; kept across reloads.
     pub request_buffers: Arc<crate::buffering::request::RequestBuffers>,
+    /// The operator's actions in force (deploys, pauses, maintenance).
+    pub operations: Arc<Operations>,
+    /// The config as last loaded from the file, before the operator's actions apply; held
+    /// while a snapshot is built, so that installs never cross.
+    configured: Mutex<Config>,
 }
 
 impl Shared {
@@ -144,7 +150,11 @@ impl Shared {
             config.response_buffering,
             metrics.clone(),
         ));
-        Shared {
+        let operations = Arc::new(Operations::load(&config.admin.state_file));
+        let configured = Mutex::new(config.clone());
+        let mut config = config;
+        operations.apply(&mut config.pools);
+        let shared = Shared {
             response_buffers,
             snapshot: ArcSwap::from_pointee(Snapshot::new(config, &controllers, &backends)),
             controllers,
@@ -157,7 +167,11 @@ impl Shared {
             jobs: None,
             upgraded,
             request_buffers,
-        }
+            operations,
+            configured,
+        };
+        shared.apply_pauses();
+        shared
     }
 
     /// With the job system `jobs` (opened by the server at start).
@@ -166,10 +180,31 @@ impl Shared {
         self
     }
 
-    /// Swaps in `config`: certificates first, so a route never refers to a missing cert.
+    /// Swaps in `config` (loaded from the file) with the operator's actions applied.
     pub fn install(&self, config: Config) {
         // A reload may point a route at a new release: parse its next page.
         self.learned.resample();
+        let mut configured = self
+            .configured
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *configured = config.clone();
+        self.build(config);
+    }
+
+    /// Builds the snapshot again from the last config loaded, after an operator's action.
+    pub fn reinstall(&self) {
+        let configured = self
+            .configured
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.build(configured.clone());
+    }
+
+    /// Certificates first, so a route never refers to a missing cert; then the snapshot,
+    /// deploys applied to its pools; then the pauses to their queues.
+    fn build(&self, mut config: Config) {
+        self.operations.apply(&mut config.pools);
         self.certs
             .store(Arc::new(CertStore::new(config.certificates.clone())));
         self.response_buffers.retune(config.response_buffering);
@@ -178,5 +213,28 @@ impl Shared {
             &self.controllers,
             &self.backends,
         )));
+        self.apply_pauses();
+    }
+
+    /// The backends the config file lists for `pool` (before any deploy).
+    pub fn configured_backends(&self, pool: &str) -> Option<Vec<crate::upstream::Backend>> {
+        let configured = self
+            .configured
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        configured.pools.get(pool).map(|p| p.backends.clone())
+    }
+
+    /// Pauses the queues of the pools the operator paused, resumes the others.
+    pub fn apply_pauses(&self) {
+        for (name, pool) in &self.snapshot.load().pools {
+            if let Some(admission) = pool.admission() {
+                if self.operations.paused(name) {
+                    admission.pause();
+                } else {
+                    admission.resume();
+                }
+            }
+        }
     }
 }

@@ -219,6 +219,7 @@ impl Validator<'_> {
                     outside
                         .directory(&base.join(dir))
                         .map(AssetSource::Directory)
+                        .map_err(|e| format!("{e} (use \"upstream\" or an existing directory)"))
                 })
             }
         };

@@ -13,6 +13,7 @@ use std::time::Duration;
 use super::store::{self, Cancelled, Enqueued, Job, NewJob};
 use super::{Jobs, OffloadRoute, STATUS_PREFIX};
 use crate::buffering::request::{self as request_buffering, Piece};
+use crate::error_pages::{self, ErrorPages, Why};
 use crate::template::Params;
 
 /// The client's idempotency header.
@@ -51,20 +52,24 @@ async fn write(
 }
 
 async fn plain(session: &mut Session, status: u16, text: &str, request_id: &str) -> Result<()> {
-    let extra: Vec<(&str, String)> = if status == 503 {
-        vec![("retry-after", "1".to_string())]
-    } else {
-        Vec::new()
-    };
     write(
         session,
         status,
         "text/plain; charset=utf-8",
-        &extra,
+        &[],
         format!("{text}\n"),
         request_id,
     )
     .await
+}
+
+/// The store failed: frontdoor's own `503` (the operator's page or JSON), retried in a second.
+async fn store_unavailable(
+    session: &mut Session,
+    pages: &ErrorPages,
+    request_id: &str,
+) -> Result<()> {
+    error_pages::respond(session, pages, Why::JobStore, Some(1), request_id).await
 }
 
 fn status_url(id: &str) -> String {
@@ -184,6 +189,7 @@ async fn show(
 pub async fn serve_status(
     session: &mut Session,
     jobs: Option<&Jobs>,
+    pages: &ErrorPages,
     request_id: &str,
 ) -> Result<bool> {
     let path = session.req_header().uri.path();
@@ -209,7 +215,7 @@ pub async fn serve_status(
             Ok(Cancelled::Unknown) => plain(session, 404, "no such job", request_id).await?,
             Err(e) => {
                 tracing::warn!("jobs: cancel {id}: {e}");
-                plain(session, 503, "the job store is unavailable", request_id).await?
+                store_unavailable(session, pages, request_id).await?
             }
         }
         return Ok(true);
@@ -226,7 +232,7 @@ pub async fn serve_status(
         Ok(None) => plain(session, 404, "no such job", request_id).await?,
         Err(e) => {
             tracing::warn!("jobs: status {id}: {e}");
-            plain(session, 503, "the job store is unavailable", request_id).await?
+            store_unavailable(session, pages, request_id).await?
         }
     }
     Ok(true)
@@ -279,6 +285,7 @@ pub async fn offload(
     params: &Params,
     offload: &OffloadRoute,
     body_timeout: Duration,
+    pages: &ErrorPages,
     request_id: &str,
 ) -> Result<()> {
     let route = route.to_string();
@@ -374,7 +381,7 @@ pub async fn offload(
         }
         Err(e) => {
             tracing::warn!("jobs: enqueue on {route}: {e}");
-            plain(session, 503, "the job store is unavailable", request_id).await
+            store_unavailable(session, pages, request_id).await
         }
     }
 }

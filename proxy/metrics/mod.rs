@@ -8,6 +8,7 @@ mod backends;
 mod caches;
 mod connections;
 mod jobs;
+mod operations;
 mod request_buffering;
 mod requests;
 mod response_buffering;
@@ -29,6 +30,7 @@ pub struct Metrics {
     connections: connections::ConnectionFamilies,
     request_buffering: request_buffering::RequestBufferingFamilies,
     response_buffering: response_buffering::ResponseBufferingFamilies,
+    operations: operations::OperationsFamilies,
 }
 
 /// The route label of a request that matched no route.
@@ -47,6 +49,7 @@ impl Metrics {
             connections: connections::ConnectionFamilies::register(&registry)?,
             request_buffering: request_buffering::RequestBufferingFamilies::register(&registry)?,
             response_buffering: response_buffering::ResponseBufferingFamilies::register(&registry)?,
+            operations: operations::OperationsFamilies::register(&registry)?,
             registry,
         })
     }

@@ -4,8 +4,10 @@
 //! needs checking beyond its type is `Spanned` so that the error can name line and column.
 //! Nothing here is validated; [`super::Config::from_file`] does that.
 
+mod operations;
 mod routes;
 
+pub use operations::{AccelMappingEntry, AdminSection, ErrorPagesSection, SendfileSection};
 pub use routes::{
     AssetsSection, DeferScriptsSection, HintsSection, LinkSection, OffloadSection,
     RouteCacheSection, RouteSection,
@@ -41,6 +43,14 @@ pub struct ConfigFile {
     /// The job store, replay rates and schedules.
     #[serde(default)]
     pub jobs: JobsSection,
+    /// The operator's pages for frontdoor's own error answers.
+    #[serde(default)]
+    pub error_pages: ErrorPagesSection,
+    /// Files the app leaves to frontdoor to send.
+    pub sendfile: Option<Spanned<SendfileSection>>,
+    /// Operator actions through the admin listener.
+    #[serde(default)]
+    pub admin: AdminSection,
 }
 
 /// `[cache]`
