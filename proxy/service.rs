@@ -586,17 +586,13 @@ impl ProxyHttp for Frontdoor {
             if let Some(offload) = &matched.route.offload {
                 let (route, params) = (&matched.route.name, &matched.params);
                 let body_timeout = limits.body_timeout;
-                jobs::http::offload(
-                    session,
-                    jobs,
+                let matched = jobs::http::Matched {
                     route,
                     params,
                     offload,
-                    body_timeout,
-                    pages,
-                    &ctx.request_id,
-                )
-                .await?;
+                };
+                jobs::http::offload(session, jobs, matched, body_timeout, pages, &ctx.request_id)
+                    .await?;
                 return Ok(true);
             }
         }

@@ -274,6 +274,17 @@ async fn read_body(session: &mut Session, max: u64, timeout: Duration) -> Result
     }
 }
 
+/// The offload route a request matched: its name, what its path captured, its settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Matched<'a> {
+    /// The route's name (jobs are stored by it).
+    pub route: &'a str,
+    /// What the request's path captured (for the dedup key).
+    pub params: &'a Params,
+    /// The route's offload settings.
+    pub offload: &'a OffloadRoute,
+}
+
 /// Stores the request of an offload route as a job and answers 202 (or the existing job's
 /// status for a duplicate, 413 for a body over the limit, 408 for a body stalled longer than
 /// `body_timeout`, 422 for an idempotency key reused with another payload, 503 when the store
@@ -281,13 +292,16 @@ async fn read_body(session: &mut Session, max: u64, timeout: Duration) -> Result
 pub async fn offload(
     session: &mut Session,
     jobs: &Jobs,
-    route: &str,
-    params: &Params,
-    offload: &OffloadRoute,
+    matched: Matched<'_>,
     body_timeout: Duration,
     pages: &ErrorPages,
     request_id: &str,
 ) -> Result<()> {
+    let Matched {
+        route,
+        params,
+        offload,
+    } = matched;
     let route = route.to_string();
     let body = match read_body(session, offload.max_body, body_timeout).await? {
         JobBody::Read(body) => body,
