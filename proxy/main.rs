@@ -363,7 +363,7 @@ fn run(path: &Path) -> anyhow::Result<()> {
         frontdoor::accesslog::init(&config.server.access_log, config.server.access_log_format)
             .context("cannot open the access log")?;
     let built = frontdoor::server::build(config, path)?;
-    frontdoor::shutdown::exit_when_idle(&built.server, built.shared.metrics.clone(), log);
+    frontdoor::shutdown::exit_when_idle(&built.server, built.shared.clone(), log);
     built.server.run_forever()
 }
 

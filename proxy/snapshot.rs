@@ -98,6 +98,14 @@ impl crate::jobs::rules::Rules for Snapshot {
     }
 }
 
+/// A graceful stop waits for requests and replays in flight, and for upgraded (WebSocket)
+/// connections, which live on through the grace period and close at its end.
+impl crate::shutdown::Busy for Shared {
+    fn busy(&self) -> bool {
+        crate::shutdown::Busy::busy(self.metrics.as_ref()) || self.upgraded.open_total() > 0
+    }
+}
+
 /// State shared by every service: the current snapshot, the certificates, the metrics.
 pub struct Shared {
     /// The current snapshot.
