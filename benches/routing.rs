@@ -24,6 +24,7 @@ fn route(name: String, host: Option<&str>, methods: Option<Vec<Method>>, path: &
         offload: None,
         max_body: None,
         request_buffering: true,
+        response_buffering: true,
     }
 }
 

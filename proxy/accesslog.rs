@@ -105,12 +105,13 @@ pub fn init(target: &Target, format: Format) -> std::io::Result<LogGuard> {
             (Some(layer), Some(guard))
         }
     };
-    let installed = tracing_subscriber::registry()
+    let subscriber = tracing_subscriber::registry()
         .with(diagnostics)
-        .with(access)
-        .try_init();
+        .with(access);
     // A second init (tests in one process) keeps the first subscriber and its level.
-    if installed.is_ok() {
+    if tracing::subscriber::set_global_default(subscriber).is_ok()
+        && crate::pingora_log::PingoraLog::install().is_ok()
+    {
         log::set_max_level(log_level);
     }
     Ok(LogGuard { _writer: guard })

@@ -16,11 +16,9 @@ use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use std::io::Write;
 
-use crate::encoding::{compressible, negotiate, Encoding};
+use crate::encoding::{compressible, negotiate, Encoding, MIN_SIZE};
 use crate::headers::HeaderEdit;
 
-/// Bodies known to be smaller are sent as they are: compression would not pay for its frame.
-pub const MIN_SIZE: u64 = 1024;
 /// Streaming Brotli quality: close to gzip 6 in CPU, ~15% smaller.
 const BROTLI_QUALITY: u32 = 4;
 /// Brotli window (log2) for streams: 256 KiB keeps per-response memory small.

@@ -48,6 +48,10 @@ impl Encoding {
     }
 }
 
+/// Bodies known to be smaller are sent as they are: a coding would not pay for its frame
+/// (the on-the-fly compressor and the edge cache's stored variants both use it).
+pub const MIN_SIZE: u64 = 1024;
+
 /// Content types worth compressing (compared without parameters).
 pub fn compressible(content_type: &str) -> bool {
     let media = content_type

@@ -107,12 +107,18 @@ impl Outside for Sandbox<'_> {
             Some("cert.pem") => Ok(cert.as_bytes().to_vec()),
             Some("key.pem") => Ok(key.as_bytes().to_vec()),
             Some(name) if name.ends_with(".txt") => Ok(self.backends.to_vec()),
+            // `[error-pages]`
+            Some(name) if name.ends_with(".html") => Ok(b"<h1>page</h1>".to_vec()),
             _ => Err(io::ErrorKind::NotFound.into()),
         }
     }
 
     fn directory(&self, path: &Path) -> Result<PathBuf, String> {
-        if path.file_name().is_some_and(|n| n == "public") {
+        // Asset sources, and `[sendfile]` roots.
+        if path
+            .file_name()
+            .is_some_and(|n| n == "public" || n == "storage")
+        {
             Ok(path.to_path_buf())
         } else {
             Err(format!("{}: no such directory", path.display()))

@@ -76,6 +76,35 @@ pub fn weaken_etag(response: &mut pingora::http::ResponseHeader) {
     }
 }
 
+/// Frames a response body whose length frontdoor changed on the way (compression, script
+/// deferral) and so whose `Content-Length` is gone: an HTTP/1.1 client gets it chunked and
+/// keeps its connection (without this Pingora ends the body by closing, under a
+/// `Connection: keep-alive` head); HTTP/2 drops the field and frames by DATA. An HTTP/1.0
+/// client cannot read chunks: its body ends with the connection, and `true` says the
+/// connection must close. Heads without a body, or already framed, are left alone.
+pub fn frame_rewritten_body(
+    response: &mut pingora::http::ResponseHeader,
+    request: &pingora::http::RequestHeader,
+) -> bool {
+    let status = response.status.as_u16();
+    let bodiless = request.method == http::Method::HEAD
+        || (100..200).contains(&status)
+        || status == 204
+        || status == 304;
+    let framed = response.headers.contains_key(http::header::CONTENT_LENGTH)
+        || response
+            .headers
+            .contains_key(http::header::TRANSFER_ENCODING);
+    if bodiless || framed {
+        return false;
+    }
+    if request.version == http::Version::HTTP_10 || request.version == http::Version::HTTP_09 {
+        return true;
+    }
+    response.set("transfer-encoding", "chunked");
+    false
+}
+
 /// Header edits through Pingora's request and response heads, which keep a case-preserving
 /// name map beside the `HeaderMap`: editing the map directly would desynchronise the two.
 pub trait HeaderEdit {

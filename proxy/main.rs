@@ -1,4 +1,5 @@
-//! The `frontdoor` command: `run`, `check`, `schedule`, `status`, `simulate`, `dev-cert`, `demo`.
+//! The `frontdoor` command: `run`, `check`, `schedule`, `status`, `deploy`, `pause`, `resume`,
+//! `maintenance`, `simulate`, `dev-cert`, `demo`.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -39,6 +40,48 @@ enum Command {
         /// The admin listener's address.
         #[arg(long, default_value = "127.0.0.1:9901")]
         admin: SocketAddr,
+    },
+    /// Deploy: health-check the new target(s), move POOL's traffic to them, drain the old
+    /// backends until their requests finish. Remembered across restarts.
+    Deploy {
+        /// The pool.
+        pool: String,
+        /// The new app server, host:port (repeat for several).
+        #[arg(long = "target", required = true)]
+        targets: Vec<String>,
+        /// How long the targets get to pass their health checks (then nothing changes).
+        #[arg(long, default_value = "30s")]
+        timeout: String,
+        /// How long the old backends get to finish their requests.
+        #[arg(long, default_value = "30s")]
+        drain_timeout: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Hold POOL's new requests in its admission queue (each up to `queue-timeout`) while the
+    /// app restarts.
+    Pause {
+        /// The pool.
+        pool: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Let POOL's held requests through.
+    Resume {
+        /// The pool.
+        pool: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Answer POOL's requests (every pool's without one) with the maintenance page, or stop.
+    Maintenance {
+        /// `on` or `off`.
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+        /// The pool; every pool when left out.
+        pool: Option<String>,
+        #[command(flatten)]
+        admin: AdminArgs,
     },
     /// Validate a config like `nginx -t`: print the route table, or every error as file:line:col.
     Check {
@@ -87,6 +130,18 @@ enum Command {
     },
 }
 
+/// Where the actions go.
+#[derive(clap::Args)]
+struct AdminArgs {
+    /// The admin listener's address.
+    #[arg(long, default_value = "127.0.0.1:9901")]
+    admin: SocketAddr,
+    /// The `[admin] token`, needed unless the admin listener is reached over loopback
+    /// (default: the FRONTDOOR_ADMIN_TOKEN environment variable).
+    #[arg(long)]
+    token: Option<String>,
+}
+
 fn main() -> ExitCode {
     // Transparent huge pages under mimalloc's arenas held resident memory at ~1.7× the bytes
     // the asset cache holds; without them ~1.2× (BENCHMARKS.md, assets_memory.sh). The flag
@@ -101,6 +156,22 @@ fn main() -> ExitCode {
         Command::Check { config } => return check(&config),
         Command::Schedule { config, name } => schedule(&config, &name),
         Command::Status { admin } => status(admin),
+        Command::Deploy {
+            pool,
+            targets,
+            timeout,
+            drain_timeout,
+            admin,
+        } => deploy(&pool, &targets, &timeout, &drain_timeout, &admin),
+        Command::Pause { pool, admin } => act(&admin, &format!("/pools/{}/pause", encode(&pool))),
+        Command::Resume { pool, admin } => act(&admin, &format!("/pools/{}/resume", encode(&pool))),
+        Command::Maintenance { state, pool, admin } => match pool {
+            Some(pool) => act(
+                &admin,
+                &format!("/pools/{}/maintenance/{state}", encode(&pool)),
+            ),
+            None => act(&admin, &format!("/maintenance/{state}")),
+        },
         Command::Simulate {
             listen,
             workers,
@@ -150,6 +221,84 @@ fn status(admin: SocketAddr) -> anyhow::Result<()> {
     let rows: Vec<frontdoor::admission::status::PoolStatus> =
         serde_json::from_str(body).context("status.json")?;
     print!("{}", frontdoor::admission::status::table(&rows));
+    Ok(())
+}
+
+use frontdoor::operate::client::{self, encode};
+
+/// Sends an action to the admin listener and prints its outcome.
+fn act(admin: &AdminArgs, path_and_query: &str) -> anyhow::Result<()> {
+    post(admin, path_and_query, Duration::from_secs(10)).map(|body| println!("{body}"))
+}
+
+/// POSTs an action; the answer's JSON on success, its error otherwise.
+fn post(admin: &AdminArgs, path_and_query: &str, wait: Duration) -> anyhow::Result<String> {
+    let token = admin
+        .token
+        .clone()
+        .or_else(|| std::env::var("FRONTDOOR_ADMIN_TOKEN").ok());
+    let answer = client::post(admin.admin, path_and_query, token.as_deref(), wait)?;
+    let body: serde_json::Value = serde_json::from_str(&answer.body).unwrap_or_default();
+    if (200..300).contains(&answer.status) {
+        Ok(answer.body.trim().to_string())
+    } else {
+        let message = body["error"].as_str().unwrap_or(answer.body.trim());
+        anyhow::bail!("{message} ({})", answer.status)
+    }
+}
+
+/// `frontdoor deploy`: waits for the whole deploy (checks, switch, drain).
+fn deploy(
+    pool: &str,
+    targets: &[String],
+    timeout: &str,
+    drain_timeout: &str,
+    admin: &AdminArgs,
+) -> anyhow::Result<()> {
+    let parse = |name: &str, text: &str| {
+        frontdoor::config::units::parse_duration(text).map_err(|e| anyhow::anyhow!("--{name}: {e}"))
+    };
+    let (timeout, drain_timeout) = (
+        parse("timeout", timeout)?,
+        parse("drain-timeout", drain_timeout)?,
+    );
+    let mut query = format!(
+        "timeout-ms={}&drain-timeout-ms={}",
+        timeout.as_millis(),
+        drain_timeout.as_millis()
+    );
+    for target in targets {
+        query.push_str(&format!("&target={}", encode(target)));
+    }
+    let wait = timeout + drain_timeout + Duration::from_secs(10);
+    let body = post(
+        admin,
+        &format!("/pools/{}/deploy?{query}", encode(pool)),
+        wait,
+    )?;
+    let report: serde_json::Value = serde_json::from_str(&body)?;
+    let list = |v: &serde_json::Value| {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default()
+    };
+    println!(
+        "pool {pool}: {} serve(s) (was {}), in {} ms",
+        list(&report["targets"]),
+        list(&report["previous"]),
+        report["took_ms"]
+    );
+    if report["drained"] == false {
+        println!(
+            "  {} request(s) were still on the old backends after {drain_timeout:?}: they finish on their own",
+            report["left_in_flight"]
+        );
+    }
     Ok(())
 }
 
@@ -210,11 +359,12 @@ fn schedule(path: &Path, name: &str) -> anyhow::Result<()> {
 
 fn run(path: &Path) -> anyhow::Result<()> {
     let config = load(path)?;
-    let _log =
+    let log =
         frontdoor::accesslog::init(&config.server.access_log, config.server.access_log_format)
             .context("cannot open the access log")?;
-    let server = frontdoor::server::build(config, path)?;
-    server.run_forever()
+    let built = frontdoor::server::build(config, path)?;
+    frontdoor::shutdown::exit_when_idle(&built.server, built.shared.clone(), log);
+    built.server.run_forever()
 }
 
 /// Makes a dev certificate for each certificate the demo config names that does not exist.
@@ -262,6 +412,9 @@ fn demo(path: &Path, simulator_addr: SocketAddr) -> anyhow::Result<()> {
         listen.admin
     );
     println!("  http://{simulator_addr}/  (the Dashboard simulator, direct)");
+    println!(
+        "  deploy: frontdoor simulate --listen 127.0.0.1:3001 & frontdoor deploy dashboard --target 127.0.0.1:3001"
+    );
     println!(
         "  try: curl -k https://{}/echo -H 'X-Request-Start: t=1' -H 'X-Forwarded-For: 6.6.6.6'",
         listen.https

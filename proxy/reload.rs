@@ -56,6 +56,9 @@ impl Reloader {
         if config.server != current.config.server {
             restart_only.push("server");
         }
+        if config.admin.state_file != current.config.admin.state_file {
+            restart_only.push("admin.state-file");
+        }
         if config.h2 != current.config.h2 {
             restart_only.push("proxy.h2-*");
         }

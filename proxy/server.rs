@@ -47,6 +47,25 @@ fn server_conf(config: &Config) -> ServerConf {
     }
 }
 
+/// Offloaded-job replays are the lowest priority: they wait while their pool is overloaded,
+/// paused (both said by its admission controller) or in maintenance.
+struct ReplayBrake {
+    controllers: Arc<crate::admission::Controllers>,
+    operations: Arc<crate::operate::Operations>,
+}
+
+impl crate::jobs::Brake for ReplayBrake {
+    fn overloaded(&self, pool: &str) -> bool {
+        self.controllers.overloaded(pool) || self.operations.in_maintenance(pool)
+    }
+}
+
+/// The current snapshot's `header-timeout`, for the slow-head guard of each listener.
+fn header_timeout(shared: &Arc<Shared>) -> crate::hostile::slow::HeaderTimeout {
+    let shared = shared.clone();
+    Box::new(move || shared.snapshot.load().config.limits.header_timeout)
+}
+
 /// The HTTP/2 server settings of the HTTPS listener. Pingora's defaults (100 streams, 64 KiB
 /// of headers) are replaced by the operator's; the h2 crate's defences against stream abuse
 /// are set explicitly so that an h2 upgrade cannot loosen them unnoticed:
@@ -61,19 +80,6 @@ fn server_conf(config: &Config) -> ServerConf {
 /// further while the answer cannot be written, so a client that does not read stalls only
 /// its own connection. A header block split into endless CONTINUATION frames (CVE-2024-27316)
 /// ends the connection once it exceeds the header list size.
-/// Offloaded-job replays are the lowest priority: they wait while their pool is overloaded.
-impl crate::jobs::Brake for crate::admission::Controllers {
-    fn overloaded(&self, pool: &str) -> bool {
-        crate::admission::Controllers::overloaded(self, pool)
-    }
-}
-
-/// The current snapshot's `header-timeout`, for the slow-head guard of each listener.
-fn header_timeout(shared: &Arc<Shared>) -> crate::hostile::slow::HeaderTimeout {
-    let shared = shared.clone();
-    Box::new(move || shared.snapshot.load().config.limits.header_timeout)
-}
-
 fn h2_options(h2: H2Settings) -> H2Options {
     let mut options = H2Options::default();
     options
@@ -85,8 +91,16 @@ fn h2_options(h2: H2Settings) -> H2Options {
     options
 }
 
-/// Builds every service; `run` then serves until SIGTERM (graceful) or SIGINT (fast).
-pub fn build(config: Config, config_path: &Path) -> Result<Server, StartError> {
+/// The assembled server and the state its services share.
+pub struct Built {
+    /// Serves until SIGTERM (graceful) or SIGINT (fast).
+    pub server: Server,
+    /// What the request path, the admin listener and the background services read.
+    pub shared: Arc<Shared>,
+}
+
+/// Builds every service.
+pub fn build(config: Config, config_path: &Path) -> Result<Built, StartError> {
     let metrics = Arc::new(Metrics::new()?);
     let listen = config.listen.clone();
     let h2 = config.h2;
@@ -98,7 +112,10 @@ pub fn build(config: Config, config_path: &Path) -> Result<Server, StartError> {
     let shared = Shared::new(config, metrics.clone());
     // Replays wait while admission control reports their pool overloaded.
     let jobs = if uses_jobs {
-        let brake = shared.controllers.clone();
+        let brake = Arc::new(ReplayBrake {
+            controllers: shared.controllers.clone(),
+            operations: shared.operations.clone(),
+        });
         Some(crate::jobs::Jobs::open_with_brake(
             &jobs_settings,
             metrics.clone(),
@@ -170,8 +187,8 @@ pub fn build(config: Config, config_path: &Path) -> Result<Server, StartError> {
     ));
     server.add_service(background_service(
         "frontdoor config reload",
-        Reloader::new(config_path.to_path_buf(), shared),
+        Reloader::new(config_path.to_path_buf(), shared.clone()),
     ));
     server.bootstrap();
-    Ok(server)
+    Ok(Built { server, shared })
 }

@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::{HttpPeer, ProxyHttp, Session};
+use pingora::protocols::http::HttpTask;
 use pingora::proxy::FailToProxy;
 use pingora::{Error, ErrorSource, ErrorType, Result};
 use std::net::IpAddr;
@@ -14,18 +15,22 @@ use std::time::{Instant, SystemTime};
 use crate::admission::{self, Permit};
 use crate::assets;
 use crate::buffering::request::{self as request_buffering, BufferedBody, Received};
+use crate::buffering::response::Lent;
 use crate::compression::{self, Compressor};
 use crate::edge_cache::{self, EdgeCache, Fill, Joined, Lookup, Origin, Revalidated};
+use crate::error_pages::Why;
 use crate::headers::{self, Forwarding, HeaderEdit};
 use crate::hints;
 use crate::hostile::{self, BodyLimit, Rejection};
 use crate::jobs;
 use crate::metrics::{Retry, NO_ROUTE};
 use crate::routing::RouteMatch;
+use crate::sendfile;
 use crate::snapshot::Shared;
 use crate::upgraded::{self, Place};
 use crate::upstream::{Attempts, Pool};
 
+mod own_answers;
 mod upgrades;
 
 /// `Retry-After` of the 503 a pool without admission answers when no backend is up.
@@ -68,6 +73,8 @@ pub struct RequestCtx {
     flight: Option<edge_cache::FlightGuard>,
     /// The admission slot held while the app works on the request.
     permit: Option<Permit>,
+    /// The slot lent to the relay of a buffered answer, which frees it once the app is done.
+    lent_permit: Option<Lent<Permit>>,
     /// Reads (learned hints) or rewrites (script deferral) an HTML body, before compression.
     html_pass: Option<Box<hints::HtmlPass>>,
     /// The route's request body limit, counted as the body streams upstream.
@@ -80,6 +87,8 @@ pub struct RequestCtx {
     buffered: Option<BufferedBody>,
     /// The length of a body received in full (sent with this `Content-Length`).
     buffered_len: Option<u64>,
+    /// The app answered with a file for frontdoor to send (X-Sendfile, X-Accel-Redirect).
+    sendfile: Option<sendfile::Pending>,
 }
 
 impl RequestCtx {
@@ -227,19 +236,8 @@ impl Frontdoor {
         let retry_after = pool
             .admission()
             .map_or(NO_BACKEND_RETRY_AFTER, |a| a.settings().retry_after);
-        let mut head = ResponseHeader::build(503, Some(5))?;
-        let body = "service unavailable: no backend is up\n";
-        head.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
-        head.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
-        head.insert_header(http::header::CACHE_CONTROL, "no-store")?;
-        head.insert_header(
-            http::header::RETRY_AFTER,
-            retry_after.as_secs().max(1).to_string(),
-        )?;
-        head.set(headers::X_REQUEST_ID, &ctx.request_id);
-        session.write_response_header(Box::new(head), false).await?;
-        session
-            .write_response_body(Some(Bytes::from_static(body.as_bytes())), true)
+        let retry_after = Some(retry_after.as_secs().max(1));
+        self.error_page(session, ctx, Why::NoBackend, retry_after)
             .await?;
         Ok(true)
     }
@@ -296,8 +294,10 @@ impl Frontdoor {
                 Ok(false)
             }
             Err(shed) => {
-                let retry_after = admission.settings().retry_after;
-                admission::respond_shed(session, shed, retry_after, &ctx.request_id).await?;
+                let retry_after = admission::retry_after_secs(admission.settings().retry_after);
+                let why = Why::Busy(shed.reason());
+                self.error_page(session, ctx, why, Some(retry_after))
+                    .await?;
                 Ok(true)
             }
         }
@@ -504,12 +504,14 @@ impl ProxyHttp for Frontdoor {
             fill: None,
             flight: None,
             permit: None,
+            lent_permit: None,
             html_pass: None,
             body_limit: None,
             upgrade: None,
             head_seen: false,
             buffered: None,
             buffered_len: None,
+            sendfile: None,
         }
     }
 
@@ -527,6 +529,9 @@ impl ProxyHttp for Frontdoor {
         self.shared.metrics.request_started();
         let body_timeout = self.shared.snapshot.load().config.limits.body_timeout;
         session.set_read_timeout(Some(body_timeout));
+        // HTTP/1.1 requests written back to back are answered one after the other, in order
+        // (RFC 9112 §9.3.2); without this Pingora drops what follows the first request.
+        session.set_pipelining_enabled(true);
         Ok(())
     }
 
@@ -556,8 +561,15 @@ impl ProxyHttp for Frontdoor {
         // (moved into its box on every request, ~20 KB copied); boxed unconditionally, every
         // request would pay for it anyway.
         let jobs = self.shared.jobs.as_deref();
+        let pages = &snapshot.config.error_pages;
         if jobs::http::is_status_path(session.req_header().uri.path())
-            && Box::pin(jobs::http::serve_status(session, jobs, &ctx.request_id)).await?
+            && Box::pin(jobs::http::serve_status(
+                session,
+                jobs,
+                pages,
+                &ctx.request_id,
+            ))
+            .await?
         {
             return Ok(true);
         }
@@ -585,17 +597,29 @@ impl ProxyHttp for Frontdoor {
             Ok(limit) => ctx.body_limit = Some(limit),
             Err(rejection) => return self.reject(session, ctx, rejection).await,
         }
+        let in_maintenance = ctx
+            .pool
+            .as_ref()
+            .is_some_and(|p| self.shared.operations.in_maintenance(p.name()));
+        if in_maintenance && Box::pin(self.maintenance(session, ctx)).await? {
+            return Ok(true);
+        }
         if let (Some(matched), Some(jobs)) = (&ctx.route, jobs) {
             if let Some(offload) = &matched.route.offload {
                 let (route, params) = (&matched.route.name, &matched.params);
                 let body_timeout = limits.body_timeout;
-                Box::pin(jobs::http::offload(
-                    session,
-                    jobs,
+                let matched = jobs::http::Matched {
                     route,
                     params,
                     offload,
+                };
+                let pages = &snapshot.config.error_pages;
+                Box::pin(jobs::http::offload(
+                    session,
+                    jobs,
+                    matched,
                     body_timeout,
+                    pages,
                     &ctx.request_id,
                 ))
                 .await?;
@@ -676,6 +700,10 @@ impl ProxyHttp for Frontdoor {
             .as_ref()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no pool"))?;
         ctx.upstream_started = Some(Instant::now());
+        if let Some(lent) = ctx.lent_permit.take() {
+            // A retry: the last attempt's answer never completed, so its relay kept the slot.
+            ctx.permit = ctx.permit.take().or_else(|| lent.take());
+        }
         let peer = pool.peer(&mut ctx.attempts);
         // A retry on another backend takes the admission slot with it.
         if let (Some(permit), Some(addr)) = (ctx.permit.as_mut(), ctx.attempts.current()) {
@@ -751,12 +779,43 @@ impl ProxyHttp for Frontdoor {
         if let Some(length) = ctx.buffered_len {
             request_buffering::frame_upstream(upstream, length)?;
         }
+        sendfile::announce(
+            upstream,
+            self.shared.snapshot.load().config.sendfile.as_ref(),
+        );
         if ctx.cache_key.is_some() {
             // A fill needs the whole answer, not a 304 or a slice for this one client (as nginx's
             // proxy_cache does).
             edge_cache::policy::strip_conditionals(upstream);
         }
         Ok(())
+    }
+
+    /// Reads the app's answer ahead of the client (buffering::response), except on routes
+    /// with `response-buffering = false` and for upgrades; the slot goes with the relay,
+    /// which frees it once the app's last byte is in.
+    fn upstream_response_tasks(
+        &self,
+        session: &mut Session,
+        upstream: tokio::sync::mpsc::Receiver<HttpTask>,
+        ctx: &mut RequestCtx,
+    ) -> tokio::sync::mpsc::Receiver<HttpTask> {
+        let buffered = ctx
+            .route
+            .as_ref()
+            .is_some_and(|m| m.route.response_buffering);
+        let upgrade = session
+            .req_header()
+            .headers
+            .contains_key(http::header::UPGRADE);
+        if !buffered || upgrade {
+            return upstream;
+        }
+        let lent = ctx.permit.take().map(Lent::new);
+        ctx.lent_permit.clone_from(&lent);
+        self.shared.response_buffers.relay(upstream, move || {
+            drop(lent.and_then(|lent| lent.take()));
+        })
     }
 
     /// Times the backend and drops its hop-by-hop fields.
@@ -786,7 +845,7 @@ impl ProxyHttp for Frontdoor {
                 self.shared.metrics.app_queued(pool.name(), queued);
             }
         }
-        Ok(())
+        self.divert_to_sendfile(upstream, ctx)
     }
 
     /// Returns the request id to the client; adds `Link` hints to HTML; drops what the edge
@@ -857,6 +916,9 @@ impl ProxyHttp for Frontdoor {
                 .and_then(|v| v.to_str().ok());
             compression::rewrite_not_modified(accept, if_none_match, response);
         }
+        if headers::frame_rewritten_body(response, session.req_header()) {
+            session.set_keepalive(None);
+        }
         Ok(())
     }
 
@@ -887,8 +949,11 @@ impl ProxyHttp for Frontdoor {
         self.fill_cache(body.as_ref(), end_of_stream, ctx);
         if end_of_stream {
             // The app has answered in full: its slot goes to the next waiter now, not after
-            // the client has read the answer.
+            // the client has read the rest (a buffered answer's relay freed it earlier still).
             ctx.permit = None;
+            if let Some(lent) = ctx.lent_permit.take() {
+                drop(lent.take());
+            }
         }
         let Some(compressor) = ctx.compressor.as_mut() else {
             return Ok(None);
@@ -924,6 +989,7 @@ impl ProxyHttp for Frontdoor {
     /// Errors before a response: 504 for upstream timeouts (as nginx), 502 for other upstream
     /// failures, 400 for a malformed request. The connection is closed after it, and the
     /// answer says so (`Connection: close`), so a client does not send its next request on it.
+    /// An answer that named a file ends here too: the file is sent.
     async fn fail_to_proxy(
         &self,
         session: &mut Session,
@@ -937,6 +1003,9 @@ impl ProxyHttp for Frontdoor {
                 error_code: 0,
                 can_reuse_downstream: false,
             };
+        }
+        if let Some(pending) = ctx.sendfile.take() {
+            return self.send_file(session, pending, ctx).await;
         }
         let code = match (e.esource(), e.etype()) {
             (_, ErrorType::HTTPStatus(code)) => *code,
@@ -965,17 +1034,30 @@ impl ProxyHttp for Frontdoor {
         };
         if code > 0 {
             session.set_keepalive(None);
-            let body = match code {
-                502 => "bad gateway: the app could not be reached\n",
-                504 => "gateway timeout: the app did not answer in time\n",
-                400 => "bad request\n",
-                408 => "request timeout\n",
-                413 => Rejection::BodyTooLarge.body(),
-                _ => "error\n",
-            };
-            if let Err(write_error) = respond(session, code, body, &ctx.request_id).await {
-                tracing::debug!("could not send the {code} response: {write_error}");
+        }
+        let written = match code {
+            0 => Ok(()),
+            502 => self.error_page(session, ctx, Why::BadGateway, None).await,
+            504 => {
+                self.error_page(session, ctx, Why::GatewayTimeout, None)
+                    .await
             }
+            500 => self.error_page(session, ctx, Why::Internal, None).await,
+            400 => respond(session, code, "bad request\n", &ctx.request_id).await,
+            408 => respond(session, code, "request timeout\n", &ctx.request_id).await,
+            413 => {
+                respond(
+                    session,
+                    code,
+                    Rejection::BodyTooLarge.body(),
+                    &ctx.request_id,
+                )
+                .await
+            }
+            _ => respond(session, code, "error\n", &ctx.request_id).await,
+        };
+        if let Err(write_error) = written {
+            tracing::debug!("could not send the {code} response: {write_error}");
         }
         FailToProxy {
             error_code: code,
@@ -983,11 +1065,17 @@ impl ProxyHttp for Frontdoor {
         }
     }
 
+    /// A file sent for the app ended the proxying on purpose: not an error.
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, error: &Error) -> bool {
+        sendfile::is_diverted(error)
+    }
+
     /// Metrics and the access log.
     async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut RequestCtx) {
         if !ctx.counted {
             return;
         }
+        let error = error.filter(|e| !sendfile::is_diverted(e));
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let route = ctx.route.as_ref().map_or(NO_ROUTE, |m| &m.route.name);
         let elapsed = ctx.started.elapsed();

@@ -7,13 +7,14 @@
 use arc_swap::ArcSwap;
 use ipnet::IpNet;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::admission::{Controllers, SlotBackend};
 use crate::assets::AssetCache;
 use crate::config::Config;
 use crate::edge_cache::EdgeCache;
 use crate::metrics::Metrics;
+use crate::operate::Operations;
 use crate::routing::RouteTable;
 use crate::tls::CertStore;
 use crate::upstream::{Backends, Pool};
@@ -97,6 +98,14 @@ impl crate::jobs::rules::Rules for Snapshot {
     }
 }
 
+/// A graceful stop waits for requests and replays in flight, and for upgraded (WebSocket)
+/// connections, which live on through the grace period and close at its end.
+impl crate::shutdown::Busy for Shared {
+    fn busy(&self) -> bool {
+        crate::shutdown::Busy::busy(self.metrics.as_ref()) || self.upgraded.open_total() > 0
+    }
+}
+
 /// State shared by every service: the current snapshot, the certificates, the metrics.
 pub struct Shared {
     /// The current snapshot.
@@ -112,6 +121,8 @@ pub struct Shared {
     pub edge_cache: Arc<EdgeCache>,
     /// Admission controllers by pool; kept across reloads.
     pub controllers: Arc<Controllers>,
+    /// The memory buffered answers share; kept across reloads (its limits follow them).
+    pub response_buffers: Arc<crate::buffering::response::Buffers>,
     /// Backend health by pool and address; kept across reloads.
     pub backends: Arc<Backends>,
     /// Assets each route's HTML references (learned hints); kept across reloads.
@@ -122,6 +133,11 @@ pub struct Shared {
     pub upgraded: Arc<crate::upgraded::Upgraded>,
     /// Memory held by request bodies being buffered; kept across reloads.
     pub request_buffers: Arc<crate::buffering::request::RequestBuffers>,
+    /// The operator's actions in force (deploys, pauses, maintenance).
+    pub operations: Arc<Operations>,
+    /// The config as last loaded from the file, before the operator's actions apply; held
+    /// while a snapshot is built, so that installs never cross.
+    configured: Mutex<Config>,
 }
 
 impl Shared {
@@ -138,7 +154,16 @@ impl Shared {
         let request_buffers = Arc::new(crate::buffering::request::RequestBuffers::new(
             metrics.clone(),
         ));
-        Shared {
+        let response_buffers = Arc::new(crate::buffering::response::Buffers::new(
+            config.response_buffering,
+            metrics.clone(),
+        ));
+        let operations = Arc::new(Operations::load(&config.admin.state_file));
+        let configured = Mutex::new(config.clone());
+        let mut config = config;
+        operations.apply(&mut config.pools);
+        let shared = Shared {
+            response_buffers,
             snapshot: ArcSwap::from_pointee(Snapshot::new(config, &controllers, &backends)),
             controllers,
             backends,
@@ -150,7 +175,11 @@ impl Shared {
             jobs: None,
             upgraded,
             request_buffers,
-        }
+            operations,
+            configured,
+        };
+        shared.apply_pauses();
+        shared
     }
 
     /// With the job system `jobs` (opened by the server at start).
@@ -159,16 +188,61 @@ impl Shared {
         self
     }
 
-    /// Swaps in `config`: certificates first, so a route never refers to a missing cert.
+    /// Swaps in `config` (loaded from the file) with the operator's actions applied.
     pub fn install(&self, config: Config) {
         // A reload may point a route at a new release: parse its next page.
         self.learned.resample();
+        let mut configured = self
+            .configured
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *configured = config.clone();
+        self.build(config);
+    }
+
+    /// Builds the snapshot again from the last config loaded, after an operator's action.
+    pub fn reinstall(&self) {
+        let configured = self
+            .configured
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.build(configured.clone());
+    }
+
+    /// Certificates first, so a route never refers to a missing cert; then the snapshot,
+    /// deploys applied to its pools; then the pauses to their queues.
+    fn build(&self, mut config: Config) {
+        self.operations.apply(&mut config.pools);
         self.certs
             .store(Arc::new(CertStore::new(config.certificates.clone())));
+        self.response_buffers.retune(config.response_buffering);
         self.snapshot.store(Arc::new(Snapshot::new(
             config,
             &self.controllers,
             &self.backends,
         )));
+        self.apply_pauses();
+    }
+
+    /// The backends the config file lists for `pool` (before any deploy).
+    pub fn configured_backends(&self, pool: &str) -> Option<Vec<crate::upstream::Backend>> {
+        let configured = self
+            .configured
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        configured.pools.get(pool).map(|p| p.backends.clone())
+    }
+
+    /// Pauses the queues of the pools the operator paused, resumes the others.
+    pub fn apply_pauses(&self) {
+        for (name, pool) in &self.snapshot.load().pools {
+            if let Some(admission) = pool.admission() {
+                if self.operations.paused(name) {
+                    admission.pause();
+                } else {
+                    admission.resume();
+                }
+            }
+        }
     }
 }

@@ -104,6 +104,15 @@ impl Upgraded {
         }
     }
 
+    /// Connections open now, every pool together.
+    pub fn open_total(&self) -> usize {
+        let by_pool = self.by_pool.lock().unwrap_or_else(PoisonError::into_inner);
+        by_pool
+            .values()
+            .map(|c| c.open.load(Ordering::Acquire))
+            .sum()
+    }
+
     /// Connections of `pool` open now.
     pub fn open(&self, pool: &str) -> usize {
         let by_pool = self.by_pool.lock().unwrap_or_else(PoisonError::into_inner);

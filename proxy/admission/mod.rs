@@ -23,12 +23,13 @@
 
 pub mod capacity;
 pub mod codel;
+mod pause;
 pub mod server_timing;
 mod shed;
 pub mod status;
 
 pub use capacity::CapacityView;
-pub use shed::respond_shed;
+pub use shed::retry_after_secs;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -170,6 +171,9 @@ struct State {
     codel: Codel,
     window: Window,
     next_waiter: u64,
+    /// Held by the operator (`frontdoor pause`): no slot is given, requests wait in the
+    /// queue (bounded by `queue-length` and `queue-timeout`) and none is shed as overload.
+    paused: bool,
 }
 
 impl State {
@@ -239,7 +243,7 @@ impl State {
     /// During overload, drops non-critical waiters older than [`EXPIRE_TARGETS`] targets
     /// (their senders dropped: they answer 503 at once).
     fn expire(&mut self, now: Instant) {
-        if !self.codel.overloaded() {
+        if self.paused || !self.codel.overloaded() {
             return;
         }
         let limit = self.codel.target() * EXPIRE_TARGETS;
@@ -255,6 +259,9 @@ impl State {
 
     /// Whether `priority` may take a free slot now.
     fn has_slot_for(&self, priority: Priority) -> bool {
+        if self.paused {
+            return false;
+        }
         let reserved = if priority == Priority::Critical {
             0
         } else {
@@ -350,6 +357,7 @@ impl Admission {
                 codel,
                 window: Window::new(Instant::now()),
                 next_waiter: 0,
+                paused: false,
             }),
             metrics,
         }
@@ -403,7 +411,8 @@ impl Admission {
                 self.metrics.queue_waited(&self.pool, wait);
                 return Ok(self.permit(backend, now));
             }
-            let overloaded = state.codel.overloaded_at(now);
+            // A paused queue is long on purpose: not overload.
+            let overloaded = !state.paused && state.codel.overloaded_at(now);
             state.expire(now);
             let short_queue_full = state.queued() >= state.total_slots();
             let refusal = if overloaded && priority != Priority::Critical && short_queue_full {
@@ -533,7 +542,8 @@ impl Admission {
 
     /// Whether a standing queue exists (offloaded-job replays wait while it does).
     pub fn overloaded(&self) -> bool {
-        self.lock().codel.overloaded_at(Instant::now())
+        let mut state = self.lock();
+        state.paused || state.codel.overloaded_at(Instant::now())
     }
 
     fn move_slot(self: &Arc<Self>, from: SocketAddr, to: SocketAddr) {

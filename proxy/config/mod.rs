@@ -4,15 +4,19 @@
 //! key path, and validation collects all of them before it answers. Paths in the file are
 //! relative to the file's own folder.
 
+mod admin;
 mod cache;
 mod error;
+mod error_pages;
 pub mod file;
 mod jobs;
 mod listen;
 mod outside;
 mod pools;
 mod request_buffering;
+mod response_buffering;
 mod routes;
+mod sendfile;
 mod server;
 pub mod units;
 
@@ -55,6 +59,8 @@ pub struct Config {
     pub request_buffering: crate::buffering::request::Settings,
     /// Limits of the HTTP/2 server on the HTTPS listener (fixed at start).
     pub h2: H2Settings,
+    /// How much of the app's answers is held for slower clients.
+    pub response_buffering: crate::buffering::response::Settings,
     /// Upstream pools by name.
     pub pools: BTreeMap<String, PoolSettings>,
     /// Routes in file order (the route table sorts them).
@@ -65,6 +71,12 @@ pub struct Config {
     pub edge_cache: crate::edge_cache::Settings,
     /// The job store (fixed at start), replay rates and schedules.
     pub jobs: crate::jobs::JobsSettings,
+    /// The operator's pages for frontdoor's own error answers.
+    pub error_pages: crate::error_pages::ErrorPages,
+    /// X-Sendfile / X-Accel-Redirect, when `[sendfile]` is present.
+    pub sendfile: Option<crate::sendfile::Settings>,
+    /// Who may act through the admin listener; where actions are remembered.
+    pub admin: crate::operate::AdminSettings,
 }
 
 impl Config {
@@ -116,11 +128,13 @@ impl Config {
         }
     }
 
-    /// Files besides the config itself whose change triggers a reload (`backends-file`s).
+    /// Files besides the config itself whose change triggers a reload (`backends-file`s,
+    /// error pages).
     pub fn watched_files(&self) -> Vec<PathBuf> {
         self.pools
             .values()
             .filter_map(|p| p.backends_file.clone())
+            .chain(self.error_pages.files().cloned())
             .collect()
     }
 
@@ -212,10 +226,14 @@ impl Validator<'_> {
         let limits = self.limits(&file.proxy);
         let request_buffering = self.request_buffering(&file.proxy);
         let h2 = self.h2(&file.proxy);
+        let response_buffering = self.response_buffering(&file.proxy);
         let pools = self.pools(&file.pools);
         let routes = self.routes(&file.routes, &file.pools);
         let cache = self.cache(&file.cache);
         let jobs = self.jobs(&file.jobs, &file.routes, &file.pools);
+        let error_pages = self.error_pages(&file.error_pages);
+        let sendfile = self.sendfile(&file.sendfile);
+        let admin = self.admin(&file.admin);
         let (assets, edge_cache) = cache?;
         Some(Config {
             source: self.path.to_path_buf(),
@@ -227,11 +245,15 @@ impl Validator<'_> {
             limits: limits?,
             request_buffering: request_buffering?,
             h2: h2?,
+            response_buffering: response_buffering?,
             pools,
             routes,
             assets,
             edge_cache,
             jobs: jobs?,
+            error_pages,
+            sendfile,
+            admin,
         })
     }
 }

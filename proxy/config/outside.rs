@@ -31,10 +31,7 @@ impl Outside for System {
         match std::fs::canonicalize(path) {
             Ok(root) if root.is_dir() => Ok(root),
             Ok(_) => Err(format!("{} is not a directory", path.display())),
-            Err(e) => Err(format!(
-                "{}: {e} (use \"upstream\" or an existing directory)",
-                path.display()
-            )),
+            Err(e) => Err(format!("{}: {e}", path.display())),
         }
     }
 

@@ -140,6 +140,7 @@ impl Validator<'_> {
                     offload,
                     max_body,
                     request_buffering: r.request_buffering,
+                    response_buffering: r.response_buffering,
                 });
             }
         }
@@ -218,6 +219,7 @@ impl Validator<'_> {
                     outside
                         .directory(&base.join(dir))
                         .map(AssetSource::Directory)
+                        .map_err(|e| format!("{e} (use \"upstream\" or an existing directory)"))
                 })
             }
         };

@@ -320,7 +320,7 @@ impl EdgeCache {
         self.metrics.edge_cache_stored(route_name);
         // Below the on-the-fly compressor's minimum a coding does not pay for its frame (and
         // would give the answer another ETag for nothing).
-        let large = entry.body.identity_len() >= crate::compression::MIN_SIZE;
+        let large = entry.body.identity_len() >= crate::encoding::MIN_SIZE;
         if !entry.as_sent && large && entry.body.worth_compressing() {
             self.compress_later(key, entry);
         }

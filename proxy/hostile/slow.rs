@@ -143,13 +143,17 @@ impl Guarded {
                 .as_mut()
                 .reset(tokio::time::Instant::from_std(now + self.timeout));
         }
-        for &b in bytes {
+        for (i, &b) in bytes.iter().enumerate() {
             self.tail = (self.tail << 8) | u32::from(b);
             if self.tail == u32::from_be_bytes(*b"\r\n\r\n") || self.tail & 0xffff == 0x0a0a {
                 self.in_head = false;
                 self.head_began = None;
-                self.tail = 0;
                 self.answered = false;
+                // What follows in this read is a body or the start of a pipelined next head,
+                // whose blank line may straddle this read and the next: keep its last bytes.
+                self.tail = bytes[i + 1..]
+                    .iter()
+                    .fold(0, |tail, &b| (tail << 8) | u32::from(b));
                 return;
             }
         }
@@ -181,7 +185,6 @@ impl Guarded {
         self.answered = true;
         self.in_head = true;
         self.head_began = None;
-        self.tail = 0;
     }
 }
 
@@ -347,5 +350,20 @@ mod tests {
         assert_eq!(response_status(ours), Some(431));
         assert!(has_request_id(ours));
         assert_eq!(response_status(b"{\"json\": 1}"), None);
+    }
+
+    #[tokio::test]
+    async fn a_pipelined_head_whose_blank_line_straddles_two_reads_ends() {
+        let (ours, _theirs) = tokio::io::duplex(64);
+        let metrics = Arc::new(Metrics::new().unwrap());
+        let mut guarded = Guarded::new(Box::new(ours), Duration::from_secs(1), metrics);
+        // One read: a whole head, then a pipelined one but for its last byte.
+        guarded.saw(b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r");
+        assert!(!guarded.in_head);
+        guarded.wrote(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+        assert!(guarded.in_head);
+        guarded.saw(b"\n");
+        assert!(!guarded.in_head, "the second head is complete");
+        assert!(guarded.head_began.is_none());
     }
 }

@@ -13,6 +13,7 @@ use std::time::Duration;
 use super::store::{self, Cancelled, Enqueued, Job, NewJob};
 use super::{Jobs, OffloadRoute, STATUS_PREFIX};
 use crate::buffering::request::{self as request_buffering, Piece};
+use crate::error_pages::{self, ErrorPages, Why};
 use crate::template::Params;
 
 /// The client's idempotency header.
@@ -51,20 +52,24 @@ async fn write(
 }
 
 async fn plain(session: &mut Session, status: u16, text: &str, request_id: &str) -> Result<()> {
-    let extra: Vec<(&str, String)> = if status == 503 {
-        vec![("retry-after", "1".to_string())]
-    } else {
-        Vec::new()
-    };
     write(
         session,
         status,
         "text/plain; charset=utf-8",
-        &extra,
+        &[],
         format!("{text}\n"),
         request_id,
     )
     .await
+}
+
+/// The store failed: frontdoor's own `503` (the operator's page or JSON), retried in a second.
+async fn store_unavailable(
+    session: &mut Session,
+    pages: &ErrorPages,
+    request_id: &str,
+) -> Result<()> {
+    error_pages::respond(session, pages, Why::JobStore, Some(1), request_id).await
 }
 
 fn status_url(id: &str) -> String {
@@ -189,6 +194,7 @@ pub fn is_status_path(path: &str) -> bool {
 pub async fn serve_status(
     session: &mut Session,
     jobs: Option<&Jobs>,
+    pages: &ErrorPages,
     request_id: &str,
 ) -> Result<bool> {
     let path = session.req_header().uri.path();
@@ -214,7 +220,7 @@ pub async fn serve_status(
             Ok(Cancelled::Unknown) => plain(session, 404, "no such job", request_id).await?,
             Err(e) => {
                 tracing::warn!("jobs: cancel {id}: {e}");
-                plain(session, 503, "the job store is unavailable", request_id).await?
+                store_unavailable(session, pages, request_id).await?
             }
         }
         return Ok(true);
@@ -231,7 +237,7 @@ pub async fn serve_status(
         Ok(None) => plain(session, 404, "no such job", request_id).await?,
         Err(e) => {
             tracing::warn!("jobs: status {id}: {e}");
-            plain(session, 503, "the job store is unavailable", request_id).await?
+            store_unavailable(session, pages, request_id).await?
         }
     }
     Ok(true)
@@ -273,6 +279,17 @@ async fn read_body(session: &mut Session, max: u64, timeout: Duration) -> Result
     }
 }
 
+/// The offload route a request matched: its name, what its path captured, its settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Matched<'a> {
+    /// The route's name (jobs are stored by it).
+    pub route: &'a str,
+    /// What the request's path captured (for the dedup key).
+    pub params: &'a Params,
+    /// The route's offload settings.
+    pub offload: &'a OffloadRoute,
+}
+
 /// Stores the request of an offload route as a job and answers 202 (or the existing job's
 /// status for a duplicate, 413 for a body over the limit, 408 for a body stalled longer than
 /// `body_timeout`, 422 for an idempotency key reused with another payload, 503 when the store
@@ -280,12 +297,16 @@ async fn read_body(session: &mut Session, max: u64, timeout: Duration) -> Result
 pub async fn offload(
     session: &mut Session,
     jobs: &Jobs,
-    route: &str,
-    params: &Params,
-    offload: &OffloadRoute,
+    matched: Matched<'_>,
     body_timeout: Duration,
+    pages: &ErrorPages,
     request_id: &str,
 ) -> Result<()> {
+    let Matched {
+        route,
+        params,
+        offload,
+    } = matched;
     let route = route.to_string();
     let body = match read_body(session, offload.max_body, body_timeout).await? {
         JobBody::Read(body) => body,
@@ -379,7 +400,7 @@ pub async fn offload(
         }
         Err(e) => {
             tracing::warn!("jobs: enqueue on {route}: {e}");
-            plain(session, 503, "the job store is unavailable", request_id).await
+            store_unavailable(session, pages, request_id).await
         }
     }
 }

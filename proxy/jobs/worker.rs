@@ -158,8 +158,10 @@ impl JobWorkers {
             gcra.take(Instant::now());
         }
         let jobs = self.jobs.clone();
+        jobs.metrics.job_replay_started();
         tokio::spawn(async move {
             run(&jobs, job, &route, &offload, &pool).await;
+            jobs.metrics.job_replay_ended();
             drop(permit);
             jobs.wake.notify_one();
         });

@@ -15,6 +15,7 @@ pub(super) struct JobMetrics {
     failed: IntCounterVec,
     retried: IntCounterVec,
     queued: IntGauge,
+    running: IntGauge,
     oldest_age: prometheus::Gauge,
     duration: HistogramVec,
 }
@@ -39,6 +40,7 @@ impl JobMetrics {
                 "Replays scheduled again after a retryable failure, by route.",
             )?,
             queued: IntGauge::new("jobs_queued", "Jobs queued (due or waiting to retry).")?,
+            running: IntGauge::new("jobs_running", "Replays running on this node now.")?,
             oldest_age: prometheus::Gauge::new(
                 "jobs_oldest_queued_age_seconds",
                 "Age of the oldest job waiting for a worker (a retry counts once due).",
@@ -59,6 +61,7 @@ impl JobMetrics {
         registry.register(Box::new(m.failed.clone()))?;
         registry.register(Box::new(m.retried.clone()))?;
         registry.register(Box::new(m.queued.clone()))?;
+        registry.register(Box::new(m.running.clone()))?;
         registry.register(Box::new(m.oldest_age.clone()))?;
         registry.register(Box::new(m.duration.clone()))?;
         Ok(m)
@@ -66,6 +69,21 @@ impl JobMetrics {
 }
 
 impl Metrics {
+    /// A replay started on this node (`job_replay_ended` balances it).
+    pub fn job_replay_started(&self) {
+        self.jobs.running.inc();
+    }
+
+    /// A replay started with `job_replay_started` ended, whatever its outcome.
+    pub fn job_replay_ended(&self) {
+        self.jobs.running.dec();
+    }
+
+    /// Replays running on this node now.
+    pub fn jobs_running(&self) -> i64 {
+        self.jobs.running.get()
+    }
+
     /// A job of `route` was stored.
     pub fn job_enqueued(&self, route: &str) {
         self.jobs.enqueued.with_label_values(&[route]).inc();

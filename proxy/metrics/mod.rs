@@ -8,8 +8,10 @@ mod backends;
 mod caches;
 mod connections;
 mod jobs;
+mod operations;
 mod request_buffering;
 mod requests;
+mod response_buffering;
 
 pub use backends::BackendMetrics;
 pub use connections::{Retry, UpgradedMetrics};
@@ -27,6 +29,8 @@ pub struct Metrics {
     backends: backends::BackendFamilies,
     connections: connections::ConnectionFamilies,
     request_buffering: request_buffering::RequestBufferingFamilies,
+    response_buffering: response_buffering::ResponseBufferingFamilies,
+    operations: operations::OperationsFamilies,
 }
 
 /// The route label of a request that matched no route.
@@ -44,6 +48,8 @@ impl Metrics {
             backends: backends::BackendFamilies::register(&registry)?,
             connections: connections::ConnectionFamilies::register(&registry)?,
             request_buffering: request_buffering::RequestBufferingFamilies::register(&registry)?,
+            response_buffering: response_buffering::ResponseBufferingFamilies::register(&registry)?,
+            operations: operations::OperationsFamilies::register(&registry)?,
             registry,
         })
     }

@@ -113,6 +113,11 @@ impl Metrics {
         self.requests.in_flight.inc();
     }
 
+    /// Requests being handled now: from the head read to the access-log line.
+    pub fn requests_in_flight(&self) -> i64 {
+        self.requests.in_flight.get()
+    }
+
     /// A request ended with `status` (0 when no response was sent) after `elapsed`.
     pub fn request_finished(&self, route: &str, status: u16, elapsed: Duration) {
         self.requests.in_flight.dec();

@@ -100,6 +100,8 @@ pub struct Route {
     /// Request bodies are received in full before the request takes a slot (else streamed
     /// to the app as they arrive).
     pub request_buffering: bool,
+    /// The app's answers are read ahead of the client (else at the client's pace).
+    pub response_buffering: bool,
 }
 
 impl Route {
@@ -119,6 +121,7 @@ impl Route {
             offload: None,
             max_body: None,
             request_buffering: true,
+            response_buffering: true,
         }
     }
 }

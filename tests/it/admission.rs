@@ -102,7 +102,9 @@ async fn slots_bound_what_reaches_the_app_and_the_wait_is_measured() {
             .await,
         12.0
     );
-    assert!((1.7..2.5).contains(&ours), "frontdoor measured {ours} s");
+    // 1.8 s at the least; the upper bound leaves room for a loaded machine, where each 100 ms
+    // of service takes longer (the agreement with the app's own figure below is the point).
+    assert!((1.7..3.5).contains(&ours), "frontdoor measured {ours} s");
     assert!(
         app >= ours && app - ours < 0.5,
         "the app saw {app} s, frontdoor {ours} s"

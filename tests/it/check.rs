@@ -95,6 +95,12 @@ fn every_example_config_validates() {
         &dir.path().join("certs/dev/key.pem"),
     )
     .expect("dev cert");
+    // The app's public/ pages the configs name in [error-pages], its storage/ ([sendfile]).
+    std::fs::create_dir_all(dir.path().join("public")).expect("mkdir");
+    std::fs::create_dir_all(dir.path().join("storage")).expect("mkdir");
+    for page in ["500.html", "503.html", "maintenance.html"] {
+        std::fs::write(dir.path().join("public").join(page), "<h1>page</h1>\n").expect("page");
+    }
     let mut checked = 0;
     for entry in std::fs::read_dir(root.join("config")).expect("config dir") {
         let path = entry.expect("entry").path();

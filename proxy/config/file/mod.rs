@@ -4,8 +4,10 @@
 //! needs checking beyond its type is `Spanned` so that the error can name line and column.
 //! Nothing here is validated; [`super::Config::from_file`] does that.
 
+mod operations;
 mod routes;
 
+pub use operations::{AccelMappingEntry, AdminSection, ErrorPagesSection, SendfileSection};
 pub use routes::{
     AssetsSection, DeferScriptsSection, HintsSection, LinkSection, OffloadSection,
     RouteCacheSection, RouteSection,
@@ -41,6 +43,14 @@ pub struct ConfigFile {
     /// The job store, replay rates and schedules.
     #[serde(default)]
     pub jobs: JobsSection,
+    /// The operator's pages for frontdoor's own error answers.
+    #[serde(default)]
+    pub error_pages: ErrorPagesSection,
+    /// Files the app leaves to frontdoor to send.
+    pub sendfile: Option<Spanned<SendfileSection>>,
+    /// Operator actions through the admin listener.
+    #[serde(default)]
+    pub admin: AdminSection,
 }
 
 /// `[cache]`
@@ -257,6 +267,12 @@ pub struct ProxySection {
     /// Where spilled request bodies go (unnamed files); the system's temporary directory
     /// when absent.
     pub request_buffer_dir: Option<Spanned<String>>,
+    /// Bytes of all buffered answers held in memory at once (past it, temporary files).
+    #[serde(default = "default_response_buffer_memory")]
+    pub response_buffer_memory: Spanned<String>,
+    /// Bytes one buffered answer may hold in its temporary file (`"0B"`: none).
+    #[serde(default = "default_response_buffer_file")]
+    pub response_buffer_file: Spanned<String>,
 }
 
 impl Default for ProxySection {
@@ -276,6 +292,8 @@ impl Default for ProxySection {
             request_buffer_size: default_request_buffer_size(),
             request_buffer_memory: default_request_buffer_memory(),
             request_buffer_dir: None,
+            response_buffer_memory: default_response_buffer_memory(),
+            response_buffer_file: default_response_buffer_file(),
         }
     }
 }
@@ -315,6 +333,13 @@ fn default_request_buffer_size() -> Spanned<String> {
 }
 fn default_request_buffer_memory() -> Spanned<String> {
     unspanned("64MiB".to_string())
+}
+// nginx's proxy_max_temp_file_size; the memory bound is 64 slow readers' worth of 1 MiB each.
+fn default_response_buffer_memory() -> Spanned<String> {
+    unspanned("64MiB".to_string())
+}
+fn default_response_buffer_file() -> Spanned<String> {
+    unspanned("1GiB".to_string())
 }
 
 fn default_health_path() -> Spanned<String> {

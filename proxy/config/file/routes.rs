@@ -32,6 +32,9 @@ pub struct RouteSection {
     /// to the app as they arrive (uploads that must not wait, at the cost of a held slot).
     #[serde(default = "default_true")]
     pub request_buffering: bool,
+    /// Read the app's answers ahead of the client (`false`: at the client's pace).
+    #[serde(default = "default_true")]
+    pub response_buffering: bool,
 }
 
 /// `[routes.hints]`

@@ -3,11 +3,13 @@
 
 #![allow(dead_code)]
 
+pub mod h1wire;
 pub mod h2wire;
 mod origin;
 mod raw_origin;
 mod recorder;
 mod redis_server;
+pub mod stream_origin;
 pub use origin::{OriginReply, ScriptedOrigin};
 pub use raw_origin::RawOrigin;
 pub use recorder::RecordingOrigin;
@@ -263,12 +265,24 @@ impl Frontdoor {
         ports: Ports,
         config: &str,
     ) -> Frontdoor {
+        Frontdoor::start_with_env(dir, ca, ports, config, &[]).await
+    }
+
+    /// Like [`Frontdoor::start_in`] with extra environment variables (`RUST_LOG`).
+    pub async fn start_with_env(
+        dir: tempfile::TempDir,
+        ca: TestCa,
+        ports: Ports,
+        config: &str,
+        env: &[(&str, &str)],
+    ) -> Frontdoor {
         let config_path = dir.path().join("frontdoor.toml");
         std::fs::write(&config_path, config).expect("write config");
         let log = std::fs::File::create(dir.path().join("stderr.log")).expect("log file");
         let child = Command::new(bin())
             .arg("run")
             .arg(&config_path)
+            .envs(env.iter().copied())
             .current_dir(dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())

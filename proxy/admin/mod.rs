@@ -1,11 +1,16 @@
 //! The admin listener: `/healthz`, `/readyz`, `/metrics`, `/status` (the capacity view and
-//! the upgraded connections of each pool, as a page) and `/status.json`. Loopback by default, and never
+//! the upgraded connections of each pool, as a page), `/status.json`, `/jobs`, and the
+//! operator's actions ([`actions`]: deploy, pause, maintenance; loopback or the admin token
+//! only). Loopback by default, and never
 //! reachable through the public listeners (it is a separate listener, not a route).
 //!
 //! `/healthz` is answered from memory whatever the upstream does: it says this process is up
 //! and serving. `/readyz` also says whether every pool has a backend up (health checks, ejection,
 //! drain) and one that accepts connections,
 //! which is what a balancer in front of several frontdoor nodes should check.
+
+pub mod actions;
+pub mod deploy;
 
 use async_trait::async_trait;
 use http::{Response, StatusCode};
@@ -113,6 +118,23 @@ fn response(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<V
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let head = session.req_header();
+        let request = actions::AdminRequest {
+            method: &head.method,
+            path: head.uri.path(),
+            query: head.uri.query(),
+            peer: session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip()),
+            authorization: head
+                .headers
+                .get(http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok()),
+        };
+        if let Some(answer) = actions::respond(&self.shared, request).await {
+            return answer;
+        }
         let path = session.req_header().uri.path().to_string();
         match path.as_str() {
             "/healthz" => response(StatusCode::OK, "text/plain", b"ok\n".to_vec()),
@@ -148,7 +170,7 @@ impl ServeHttp for AdminApp {
             _ => response(
                 StatusCode::NOT_FOUND,
                 "text/plain",
-                b"not found: try /healthz, /readyz, /metrics, /status, /status.json, /jobs\n"
+                b"not found: try /healthz, /readyz, /metrics, /status, /status.json, /jobs, /operations\n"
                     .to_vec(),
             ),
         }
