@@ -20,6 +20,8 @@
 #   bash benches/compare.sh --quick               # 1 round of 4 s; overload 1 x 5 s
 #   bash benches/compare.sh --profile profiling   # frontdoor built with that Cargo profile
 #   bash benches/compare.sh --no-overload         # the CPU workloads only
+#   bash benches/compare.sh --bin PATH            # this frontdoor binary instead of a build
+#   bash benches/compare.sh --gen PATH            # this build of benches/overload.rs
 #   bash benches/compare.sh --baseline BIN        # also an earlier frontdoor binary (a copy
 #                                                 # of a previous build), as `before`, in
 #                                                 # the same run: before/after on equal terms
@@ -30,14 +32,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-rounds=3; secs=15; profile=release; overload=1; quick=""; baseline=""
+rounds=3; secs=15; profile=release; overload=1; quick=""; baseline=""; bin=""; gen=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) rounds=1; secs=4; quick=--quick ;;
     --profile) profile=$2; shift ;;
     --no-overload) overload=0 ;;
     --baseline) baseline=$(realpath "$2"); shift ;;
-    *) echo "usage: $0 [--quick] [--profile NAME] [--no-overload] [--baseline BIN]" >&2; exit 2 ;;
+    --bin) bin=$(realpath "$2"); shift ;;
+    --gen) gen=(--gen "$(realpath "$2")"); shift ;;
+    *) echo "usage: $0 [--quick] [--profile NAME] [--no-overload] [--bin PATH] [--baseline BIN] [--gen PATH]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -47,8 +51,10 @@ if [ ! -e /usr/lib/nginx/modules/ngx_http_brotli_static_module.so ]; then
   sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo
   $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq libnginx-mod-http-brotli-static >/dev/null
 fi
-cargo build --profile "$profile" --locked --quiet --bin frontdoor
-bin="${CARGO_TARGET_DIR:-target}/$profile/frontdoor"
+if [ -z "$bin" ]; then
+  cargo build --profile "$profile" --locked --quiet --bin frontdoor
+  bin="${CARGO_TARGET_DIR:-target}/$profile/frontdoor"
+fi
 source benches/common.sh
 chrome="gzip, deflate, br, zstd"
 
@@ -244,7 +250,7 @@ parsed=$(curl -s "http://127.0.0.1:$admin/metrics" | awk '/^frontdoor_hints_tota
 med() { col "$2" <<<"${results[$1]}" | median; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 echo
-echo "compare: $rounds round(s) of ${secs}s, medians; frontdoor built with profile '$profile'${baseline:+, before = $baseline}; $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+echo "compare: $rounds round(s) of ${secs}s, medians; frontdoor = $bin (profile '$profile')${baseline:+, before = $baseline}; $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo "page: $page, $(stat -c %s "$tmp/origin/page.html") bytes; frontdoor Link preloads on it: $links_after; asset: $asset, $(stat -c %s "$tmp/public$asset.br") bytes br"
 printf "%-22s %-10s %10s %9s %9s %14s\n" workload proxy req/s p50_ms p99_ms cpu_ms/1k_req
 for w in page_h2 page_h1 asset_h2; do
@@ -275,7 +281,7 @@ if [ "$overload" = 1 ]; then
   declare -A over
   for round in $(seq "$rounds"); do
     echo "overload run $round/$rounds ..." >&2
-    out=$(bash benches/overload.sh $quick --profile "$profile" 2>/dev/null)
+    out=$(bash benches/overload.sh $quick --profile "$profile" --bin "$bin" "${gen[@]}" 2>/dev/null)
     while IFS= read -r line; do
       name=${line%%: *}; json=${line#*: }
       case "$name" in

@@ -14,16 +14,18 @@
 #   bash benches/overload.sh --quick              # 480 req/s for 5 s
 #   bash benches/overload.sh --profile profiling  # frontdoor built with that Cargo profile
 #   bash benches/overload.sh --bin PATH           # this frontdoor binary (an earlier build)
+#   bash benches/overload.sh --gen PATH           # this build of benches/overload.rs
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-secs=30; profile=release; bin=""
+secs=30; profile=release; bin=""; gen=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) secs=5 ;;
     --profile) profile=$2; shift ;;
     --bin) bin=$(realpath "$2"); shift ;;
-    *) echo "usage: $0 [--quick] [--profile NAME] [--bin PATH]" >&2; exit 2 ;;
+    --gen) gen=$(realpath "$2"); shift ;;
+    *) echo "usage: $0 [--quick] [--profile NAME] [--bin PATH] [--gen PATH]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -31,9 +33,11 @@ rate=480
 
 bash .ci/setup util-linux:taskset nginx-light:nginx haproxy:haproxy curl:curl wrk:wrk
 [ -n "$bin" ] || cargo build --profile "$profile" --locked --quiet --bin frontdoor
-cargo bench --profile "$profile" --locked --bench overload --no-run --quiet 2>/dev/null
 target="${CARGO_TARGET_DIR:-target}/$profile"
-gen=$(ls -t "$target"/deps/overload-* | grep -v '\.d$' | head -1)
+if [ -z "$gen" ]; then
+  cargo bench --profile "$profile" --locked --bench overload --no-run --quiet 2>/dev/null
+  gen=$(ls -t "$target"/deps/overload-* | grep -v '\.d$' | head -1)
+fi
 [ -n "$bin" ] || bin="$target/frontdoor"
 source benches/common.sh
 

@@ -2,7 +2,7 @@
 //! plain text), negotiated like assets (q-values, then the server's preference,
 //! [`Encoding::DYNAMIC`]: zstd, then br, then gzip) but at streaming settings: zstd level 3,
 //! Brotli quality 4 and gzip level 5, each with a window of at most 256 KiB. zstd comes first
-//! because it saves a KB of a page or a JSON document for a fifth to a tenth of Brotli 4's CPU
+//! because it saves a KB of a page or a JSON document for about a quarter of Brotli 4's CPU
 //! (`cargo bench --bench compression`, BENCHMARKS.md); Chrome and Firefox accept it.
 //!
 //! Not compressed: statuses without a body or partial content, bodies the upstream already

@@ -28,8 +28,8 @@ impl Encoding {
 
     /// The codings of text compressed on the fly, most preferred first, by CPU per KB saved on
     /// the simulator's pages and JSON (`cargo bench --bench compression`, BENCHMARKS.md): zstd
-    /// 3 costs 5-10x less per KB saved than Brotli 4 for 5% more bytes; Brotli stays for
-    /// clients without zstd (Safari), gzip for the rest.
+    /// 3 costs about a quarter of Brotli 4's CPU per KB saved, for 5% more bytes; Brotli stays
+    /// for clients without zstd (Safari), gzip for the rest.
     pub const DYNAMIC: [Encoding; 4] = [
         Encoding::Zstd,
         Encoding::Brotli,
