@@ -15,17 +15,19 @@
 #   bash benches/overload.sh --profile profiling  # frontdoor built with that Cargo profile
 #   bash benches/overload.sh --bin PATH           # this frontdoor binary (an earlier build)
 #   bash benches/overload.sh --gen PATH           # this build of benches/overload.rs
+#   bash benches/overload.sh --frontdoor-only     # skip HAProxy and nginx
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-secs=30; profile=release; bin=""; gen=""
+secs=30; profile=release; bin=""; gen=""; others=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) secs=5 ;;
     --profile) profile=$2; shift ;;
     --bin) bin=$(realpath "$2"); shift ;;
     --gen) gen=$(realpath "$2"); shift ;;
-    *) echo "usage: $0 [--quick] [--profile NAME] [--bin PATH] [--gen PATH]" >&2; exit 2 ;;
+    --frontdoor-only) others=0 ;;
+    *) echo "usage: $0 [--quick] [--profile NAME] [--bin PATH] [--gen PATH] [--frontdoor-only]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -136,6 +138,7 @@ run_frontdoor() {
 }
 run_frontdoor frontdoor 'interval = "100ms"'
 run_frontdoor frontdoor-defaults ''
+[ "$others" = 1 ] || exit 0
 
 run_sim
 taskset -c 0 haproxy -f "$tmp/haproxy.cfg" -db >"$tmp/haproxy.err" 2>&1 & hap_pid=$!; pids+=($hap_pid)
