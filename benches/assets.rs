@@ -54,7 +54,7 @@ fn cache_hit(c: &mut Criterion) {
         "app",
         PoolSettings {
             backends: vec![frontdoor::upstream::Backend {
-                addr: "127.0.0.1:9".parse().expect("addr"),
+                addr: frontdoor::upstream::BackendAddr::Tcp("127.0.0.1:9".parse().expect("addr")),
                 weight: 1,
                 drain: false,
             }],

@@ -21,3 +21,4 @@ mod routing;
 mod schedule;
 mod soak;
 mod tls;
+mod unix_backends;
