@@ -1,5 +1,6 @@
-//! Assembles the Pingora server from a validated [`Config`]: the HTTPS proxy service, the
-//! plain-HTTP redirect service, the admin service and the reload watcher.
+//! Assembles the Pingora server from a validated [`Config`]: the proxy service (HTTPS, and
+//! plain HTTP with `http-mode = "serve"`), the plain-HTTP redirect service, the admin service
+//! and the reload watcher.
 
 use pingora::apps::http_app::HttpServer;
 use pingora::protocols::http::v2::server::H2Options;
@@ -11,7 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::admin::AdminApp;
-use crate::config::{Config, H2Settings};
+use crate::config::{Config, H2Settings, HttpMode};
 use crate::metrics::Metrics;
 use crate::redirect::RedirectApp;
 use crate::reload::Reloader;
@@ -122,9 +123,14 @@ pub fn build(config: Config, config_path: &Path) -> Result<Server, StartError> {
     );
     let tls = crate::tls::listener_settings(shared.certs.clone(), metrics)?;
     proxy.add_tls_with_settings(&listen.https.to_string(), None, tls);
+    let serve_http = listen.http.filter(|_| listen.http_mode == HttpMode::Serve);
+    if let Some(http) = serve_http {
+        // Behind a TLS-terminating balancer: the same proxy, HTTP/1.1 in the clear.
+        proxy.add_tcp(&http.to_string());
+    }
     server.add_service(proxy);
 
-    if let Some(http) = listen.http {
+    if let Some(http) = listen.http.filter(|_| serve_http.is_none()) {
         let redirect_app = HttpServer::new_app(RedirectApp::new(listen.redirect_https_port));
         let mut redirect = Service::new(
             "frontdoor http redirect".to_string(),

@@ -93,6 +93,14 @@ fn peer_ip(session: &Session) -> Option<IpAddr> {
         .map(|a| a.ip())
 }
 
+/// Whether the request came over TLS (the HTTPS listener), not plain HTTP (`http-mode =
+/// "serve"` behind a balancer).
+fn arrived_over_tls(session: &Session) -> bool {
+    session
+        .digest()
+        .is_some_and(|digest| digest.ssl_digest.is_some())
+}
+
 /// The requested host, lowercase and without port: `:authority` on h2, `Host` on h1.
 fn request_host(head: &RequestHeader) -> Option<String> {
     let raw = head.uri.host().map(str::to_string).or_else(|| {
@@ -492,7 +500,11 @@ impl ProxyHttp for Frontdoor {
             peer: peer_ip(session),
             trusted: ctx.trusted,
             arrival: ctx.arrival,
-            scheme: "https",
+            scheme: if arrived_over_tls(session) {
+                "https"
+            } else {
+                "http"
+            },
             host: ctx.host.as_deref(),
             request_id: &ctx.request_id,
         }

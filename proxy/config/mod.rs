@@ -16,7 +16,7 @@ mod server;
 pub mod units;
 
 pub use error::{key_path_at, line_col, ConfigError, ConfigErrors};
-pub use listen::ListenSettings;
+pub use listen::{HttpMode, ListenSettings};
 pub use outside::{Outside, System};
 pub use server::{H2Settings, ServerSettings};
 

@@ -14,6 +14,7 @@ mod headers;
 mod health;
 mod hints;
 mod hostile;
+mod http_serve;
 mod jobs;
 mod multinode;
 mod reload;

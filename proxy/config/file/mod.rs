@@ -139,6 +139,9 @@ fn default_access_log() -> Spanned<String> {
 fn default_access_log_format() -> Spanned<String> {
     unspanned("text".to_string())
 }
+fn default_http_mode() -> Spanned<String> {
+    unspanned("redirect".to_string())
+}
 fn default_admin() -> Spanned<String> {
     unspanned("127.0.0.1:9901".to_string())
 }
@@ -164,8 +167,12 @@ fn default_connect_retries() -> Spanned<i64> {
 pub struct ListenSection {
     /// The HTTPS listener (h2 and http/1.1 by ALPN).
     pub https: Spanned<String>,
-    /// The plain-HTTP listener that redirects to HTTPS; none when absent.
+    /// The plain-HTTP listener (redirecting to HTTPS, or serving); none when absent.
     pub http: Option<Spanned<String>>,
+    /// What the plain-HTTP listener does: `"redirect"` to HTTPS, or `"serve"` like HTTPS
+    /// (behind a TLS-terminating balancer).
+    #[serde(default = "default_http_mode")]
+    pub http_mode: Spanned<String>,
     /// The admin listener (`/healthz`, `/readyz`, `/metrics`).
     #[serde(default = "default_admin")]
     pub admin: Spanned<String>,
