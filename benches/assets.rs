@@ -49,6 +49,8 @@ fn cache_hit(c: &mut Criterion) {
         source: AssetSource::Directory(root),
         max_object_size: 16 << 20,
         x_cache_header: true,
+        manifest: None,
+        warm: false,
     };
     let pool = Pool::new(
         "app",

@@ -75,6 +75,34 @@ fn header_timeout(shared: &Arc<Shared>) -> crate::hostile::slow::HeaderTimeout {
     Box::new(move || shared.snapshot.load().config.limits.header_timeout)
 }
 
+/// The routes whose assets the warmer fills, from the current snapshot.
+fn warm_targets(shared: &Arc<Shared>) -> crate::assets::warm::CurrentTargets {
+    let shared = shared.clone();
+    Box::new(move || {
+        let snapshot = shared.snapshot.load_full();
+        let targets = snapshot
+            .config
+            .routes
+            .iter()
+            .filter_map(|route| {
+                let assets = route.assets.clone().filter(|a| a.warm)?;
+                let template = route.template.as_str();
+                Some(crate::assets::warm::Target {
+                    route_name: route.name.clone(),
+                    prefix: template[..template.find('{').unwrap_or(template.len())].to_string(),
+                    host: match &route.host {
+                        Some(crate::routing::HostPattern::Exact(host)) => Some(host.clone()),
+                        _ => None,
+                    },
+                    pool: snapshot.pools.get(route.pool.as_ref())?.clone(),
+                    route: assets,
+                })
+            })
+            .collect();
+        (snapshot as Arc<dyn std::any::Any + Send + Sync>, targets)
+    })
+}
+
 fn h2_options(h2: H2Settings) -> H2Options {
     let mut options = H2Options::default();
     options
@@ -173,6 +201,14 @@ pub fn build(config: Config, config_path: &Path) -> Result<Server, StartError> {
             let shared = shared.clone();
             Box::new(move || shared.snapshot.load().pools.values().cloned().collect())
         }),
+    ));
+    server.add_service(background_service(
+        "frontdoor asset warm-up",
+        crate::assets::warm::Warmer::new(
+            warm_targets(&shared),
+            shared.assets.clone(),
+            shared.metrics.clone(),
+        ),
     ));
     server.add_service(background_service(
         "frontdoor config reload",

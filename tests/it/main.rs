@@ -23,3 +23,4 @@ mod schedule;
 mod soak;
 mod tls;
 mod unix_backends;
+mod warm;
