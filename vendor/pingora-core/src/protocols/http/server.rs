@@ -30,6 +30,18 @@ use pingora_http::{RequestHeader, ResponseHeader};
 use std::any::Any;
 use std::time::Duration;
 
+/// frontdoor patch: a request body the application received in full before proxying (in
+/// `request_filter`), handed back to the proxy in place of the client's, which is then
+/// already consumed. See [`HttpSession::set_body_replay`].
+#[async_trait::async_trait]
+pub trait BodyReplay: Send + Sync {
+    /// The next piece of the body; `Ok(None)` at its end. It must be cancel-safe: the proxy
+    /// polls it inside a `select!`.
+    async fn next_piece(&mut self) -> Result<Option<Bytes>>;
+    /// Whether every piece has been returned.
+    fn is_done(&self) -> bool;
+}
+
 /// A reusable HTTP/1.x stream and bytes already read for the next request.
 #[derive(Debug)]
 pub struct ReusableHttpStream {
@@ -694,6 +706,20 @@ impl Session {
             Self::Subrequest(s) => s.read_body_or_idle(no_body_expected).await,
             Self::Custom(s) => s.read_body_or_idle(no_body_expected).await,
         }
+    }
+
+    /// frontdoor patch: the proxy reads the request body from `replay` instead of the
+    /// client (whose body must already be read in full): [`Self::is_body_done`] and
+    /// [`Self::read_body_or_idle`] follow the replay until it is done. Pieces go to the retry
+    /// buffer as the client's would. `false` (and nothing set) for subrequests and custom
+    /// sessions.
+    pub fn set_body_replay(&mut self, replay: Box<dyn BodyReplay>) -> bool {
+        match self {
+            Self::H1(s) => s.set_body_replay(replay),
+            Self::H2(s) => s.set_body_replay(replay),
+            Self::Subrequest(_) | Self::Custom(_) => return false,
+        }
+        true
     }
 
     /// Return an [`Idle`] future that waits for this H2 stream to close without

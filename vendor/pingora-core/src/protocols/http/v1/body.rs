@@ -1385,6 +1385,10 @@ impl BodyWriter {
         S: AsyncWrite + Unpin + Send,
     {
         match self.body_mode {
+            // frontdoor patch: an empty chunk is the chunked body's terminator (RFC 9112
+            // §7.1), which only `finish` may write; writing one here ended the body early and
+            // `finish` then wrote a second `0\r\n\r\n`, read by the peer as a stray request.
+            BM::ChunkedEncoding(_) if buf.is_empty() => Ok(Some(0)),
             BM::ChunkedEncoding(written) => {
                 let chunk_size = buf.len();
 

@@ -39,6 +39,7 @@ use crate::protocols::http::{
     authority::validate_request_authority, body_buffer::FixedBuffer, date, HttpTask,
     ReusableHttpStream,
 };
+use crate::protocols::http::server::BodyReplay; // frontdoor patch
 use crate::protocols::{Digest, SocketAddr, Stream};
 use crate::utils::{BufRef, KVRef};
 
@@ -111,6 +112,8 @@ pub struct HttpSession {
     request_header: Option<Box<RequestHeader>>,
     /// An internal buffer that holds a copy of the request body up to a certain size
     retry_buffer: Option<FixedBuffer>,
+    /// frontdoor patch: the request body read back in place of the client's.
+    body_replay: Option<Box<dyn BodyReplay>>,
     /// Whether this session is an upgraded session. This flag is calculated when sending the
     /// response header to the client.
     upgraded: bool,
@@ -192,6 +195,7 @@ impl HttpSession {
             body_bytes_sent: 0,
             body_bytes_read: 0,
             retry_buffer: None,
+            body_replay: None,
             upgraded: false,
             digest,
             min_send_rate: None,
@@ -639,6 +643,10 @@ impl HttpSession {
 
     /// Whether there is no (more) body to be read.
     pub fn is_body_done(&mut self) -> bool {
+        // frontdoor patch: a replayed body is done when its replay is.
+        if let Some(replay) = self.body_replay.as_ref() {
+            return replay.is_done();
+        }
         self.init_body_reader();
         self.body_reader.body_done()
     }
@@ -1152,6 +1160,11 @@ impl HttpSession {
         }
     }
 
+    /// frontdoor patch: see [`BodyReplay`].
+    pub fn set_body_replay(&mut self, replay: Box<dyn BodyReplay>) {
+        self.body_replay = Some(replay);
+    }
+
     pub fn retry_buffer_truncated(&self) -> bool {
         self.retry_buffer
             .as_ref()
@@ -1215,6 +1228,14 @@ impl HttpSession {
     /// is called after the connection is already marked half-closed and `abort_on_close` is
     /// **disabled**, then it will pend forever.
     pub async fn read_body_or_idle(&mut self, no_body_expected: bool) -> Result<Option<Bytes>> {
+        // frontdoor patch: a replay not done yet stands in for the client's body.
+        if let Some(replay) = self.body_replay.as_mut().filter(|r| !no_body_expected && !r.is_done()) {
+            let piece = replay.next_piece().await?;
+            if let (Some(piece), Some(buffer)) = (piece.as_ref(), self.retry_buffer.as_mut()) {
+                buffer.write_to_buffer(piece);
+            }
+            return Ok(piece);
+        }
         if no_body_expected || self.is_body_done() {
             if self.half_closed {
                 if self.abort_on_close {

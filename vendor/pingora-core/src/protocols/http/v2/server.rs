@@ -36,6 +36,7 @@ use crate::protocols::http::authority::{
     RawTargetAuthority,
 };
 use crate::protocols::http::body_buffer::FixedBuffer;
+use crate::protocols::http::server::BodyReplay; // frontdoor patch
 use crate::protocols::http::date::get_cached_date;
 use crate::protocols::http::v1::client::{
     http_req_header_to_wire, request_target_has_forbidden_byte,
@@ -283,6 +284,8 @@ pub struct HttpSession {
     body_sent: usize,
     // buffered request body for retry logic
     retry_buffer: Option<FixedBuffer>,
+    /// frontdoor patch: the request body read back in place of the client's.
+    body_replay: Option<Box<dyn BodyReplay>>,
     // digest to record underlying connection info
     digest: Arc<Digest>,
     /// The write timeout which will be applied to writing response body.
@@ -496,6 +499,7 @@ impl HttpSession {
             body_read: 0,
             body_sent: 0,
             retry_buffer: None,
+            body_replay: None,
             digest,
             write_timeout: None,
             total_drain_timeout: None,
@@ -627,10 +631,23 @@ impl HttpSession {
         }
 
         if header.status.is_informational() {
-            // ignore informational response 1xx header because send_response() can only be called once
-            // https://github.com/hyperium/h2/issues/167
-            debug!("ignoring informational headers");
-            return Ok(());
+            // frontdoor patch: 1xx (100 Continue, 103 Early Hints) go out as a HEADERS frame
+            // without END_STREAM through h2's `send_informational` (h2 >= 0.4.13; the
+            // limitation of https://github.com/hyperium/h2/issues/167 is gone). 101 does not
+            // exist in HTTP/2 (RFC 9113 §8.6), and none may follow the final response.
+            if header.status == StatusCode::SWITCHING_PROTOCOLS || self.response_written.is_some()
+            {
+                debug!("ignoring informational headers");
+                return Ok(());
+            }
+            let informational = Response::from_parts(header.as_owned_parts(), ());
+            return self
+                .send_response
+                .send_informational(informational)
+                .or_err(
+                    ErrorType::WriteError,
+                    "while writing h2 informational response to downstream",
+                );
         }
 
         if self.response_written.as_ref().is_some() {
@@ -865,6 +882,10 @@ impl HttpSession {
 
     /// Whether there is no more body to read
     pub fn is_body_done(&self) -> bool {
+        // frontdoor patch: a replayed body is done when its replay is.
+        if let Some(replay) = self.body_replay.as_ref() {
+            return replay.is_done();
+        }
         // Check no body in request
         // Also check we hit end of stream
         self.is_body_empty() || self.request_body_reader.is_end_stream()
@@ -879,6 +900,11 @@ impl HttpSession {
                     .headers
                     .get(header::CONTENT_LENGTH)
                     .is_some_and(|cl| cl.as_bytes() == b"0"))
+    }
+
+    /// frontdoor patch: see [`BodyReplay`].
+    pub fn set_body_replay(&mut self, replay: Box<dyn BodyReplay>) {
+        self.body_replay = Some(replay);
     }
 
     pub fn retry_buffer_truncated(&self) -> bool {
@@ -914,6 +940,14 @@ impl HttpSession {
     /// Similar to `read_body_bytes()` but will be pending after Ok(None) is returned,
     /// until the client closes the connection
     pub async fn read_body_or_idle(&mut self, no_body_expected: bool) -> Result<Option<Bytes>> {
+        // frontdoor patch: a replay not done yet stands in for the client's body.
+        if let Some(replay) = self.body_replay.as_mut().filter(|r| !no_body_expected && !r.is_done()) {
+            let piece = replay.next_piece().await?;
+            if let (Some(piece), Some(buffer)) = (piece.as_ref(), self.retry_buffer.as_mut()) {
+                buffer.write_to_buffer(piece);
+            }
+            return Ok(piece);
+        }
         if no_body_expected || self.is_body_done() {
             let reason = self.idle().await?;
             Error::e_explain(
