@@ -39,7 +39,7 @@
 //!                            health path; route match (one snapshot load); request id;
 //!                            offload → durable job, 202 | asset or edge-cache hit from memory |
 //!                            503 at once if every backend is down or draining;
-//!                            103 Early Hints (HTTP/1.1), then admission: a slot, the queue, or 503
+//!                            103 Early Hints (HTTP/2 and HTTP/1.1), then admission: a slot, the queue, or 503
 //!   upstream_peer            the backend the slot is on, else the pool's choice among backends up
 //!   upstream_request_filter  X-Request-Start, X-Forwarded-*, X-Request-Id; strip hop-by-hop
 //!   upstream_response_filter time the backend; the app's Server-Timing queue entry to metrics

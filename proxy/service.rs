@@ -93,6 +93,12 @@ fn peer_ip(session: &Session) -> Option<IpAddr> {
         .map(|a| a.ip())
 }
 
+/// A 1xx answer other than `101 Switching Protocols` (which ends the HTTP exchange): the
+/// final answer follows it.
+fn is_interim(response: &ResponseHeader) -> bool {
+    response.status.is_informational() && response.status != http::StatusCode::SWITCHING_PROTOCOLS
+}
+
 /// Whether the request came over TLS (the HTTPS listener), not plain HTTP (`http-mode =
 /// "serve"` behind a balancer).
 fn arrived_over_tls(session: &Session) -> bool {
@@ -517,13 +523,18 @@ impl ProxyHttp for Frontdoor {
         Ok(())
     }
 
-    /// Times the backend and drops its hop-by-hop fields.
+    /// Times the backend and drops its hop-by-hop fields. The app's own 1xx (Rails'
+    /// `send_early_hints`) is relayed as it is, minus hop-by-hop fields.
     async fn upstream_response_filter(
         &self,
         _session: &mut Session,
         upstream: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if is_interim(upstream) {
+            headers::strip_hop_by_hop(upstream);
+            return Ok(());
+        }
         if let (Some(pool), Some(started)) = (&ctx.pool, ctx.upstream_started) {
             self.shared
                 .metrics
@@ -543,13 +554,17 @@ impl ProxyHttp for Frontdoor {
     }
 
     /// Returns the request id to the client; adds `Link` hints to HTML; starts an edge-cache
-    /// fill of a storable answer (hints included); chooses compression for dynamic text.
+    /// fill of a storable answer (hints included); chooses compression for dynamic text. An
+    /// interim answer (the app's 103) passes untouched: all of that is for the final one.
     async fn response_filter(
         &self,
         session: &mut Session,
         response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if is_interim(response) {
+            return Ok(());
+        }
         response.set(headers::X_REQUEST_ID, &ctx.request_id);
         let request = session.req_header();
         let (learned, metrics) = (&self.shared.learned, &self.shared.metrics);

@@ -8,6 +8,7 @@ mod assets;
 mod balancing;
 mod check;
 mod compression;
+mod early_hints;
 mod edge_cache;
 mod h2abuse;
 mod headers;
