@@ -53,6 +53,7 @@
 #![forbid(unsafe_code)]
 
 pub mod accesslog;
+pub mod acme;
 pub mod admin;
 pub mod admission;
 pub mod assets;

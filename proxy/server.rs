@@ -31,6 +31,9 @@ pub enum StartError {
     /// The job store could not be opened.
     #[error("jobs: {0}")]
     Jobs(#[from] crate::jobs::StoreError),
+    /// The ACME manager could not be set up.
+    #[error("acme: {0}")]
+    Acme(#[from] crate::acme::AcmeError),
 }
 
 /// Pingora's process settings from ours. Pingora's own defaults (1 thread, 300 s grace
@@ -124,7 +127,28 @@ pub fn build(config: Config, config_path: &Path) -> Result<Server, StartError> {
     let uses_jobs =
         config.routes.iter().any(|r| r.offload.is_some()) || !config.jobs.schedules.is_empty();
     let jobs_settings = config.jobs.clone();
-    let shared = Shared::new(config, metrics.clone());
+    let acme = match config.acme.clone() {
+        Some(settings) => {
+            // Several nodes share the jobs' Redis: one orders, every node reads.
+            let store = match &jobs_settings.store {
+                crate::jobs::StoreSettings::Redis { url, prefix } => {
+                    Some(crate::acme::SharedStore {
+                        url: url.clone(),
+                        prefix: prefix.clone(),
+                    })
+                }
+                crate::jobs::StoreSettings::Embedded { .. } => None,
+            };
+            Some(Arc::new(crate::acme::Acme::new(
+                settings,
+                store.as_ref(),
+                metrics.clone(),
+            )?))
+        }
+        None => None,
+    };
+    let challenges = acme.as_ref().map(|a| a.challenges());
+    let shared = Shared::new(config, metrics.clone()).with_acme_challenges(challenges.clone());
     // Replays wait while admission control reports their pool overloaded.
     let jobs = if uses_jobs {
         let brake = shared.controllers.clone();
@@ -149,7 +173,8 @@ pub fn build(config: Config, config_path: &Path) -> Result<Server, StartError> {
         "frontdoor https".to_string(),
         crate::hostile::slow::Guard::new(app, header_timeout(&shared), shared.metrics.clone()),
     );
-    let tls = crate::tls::listener_settings(shared.certs.clone(), metrics)?;
+    let issued = acme.clone().map(|a| -> Arc<dyn crate::tls::Issued> { a });
+    let tls = crate::tls::listener_settings(shared.certs.clone(), issued, metrics)?;
     proxy.add_tls_with_settings(&listen.https.to_string(), None, tls);
     let serve_http = listen.http.filter(|_| listen.http_mode == HttpMode::Serve);
     if let Some(http) = serve_http {
@@ -159,7 +184,9 @@ pub fn build(config: Config, config_path: &Path) -> Result<Server, StartError> {
     server.add_service(proxy);
 
     if let Some(http) = listen.http.filter(|_| serve_http.is_none()) {
-        let redirect_app = HttpServer::new_app(RedirectApp::new(listen.redirect_https_port));
+        let redirect_app = HttpServer::new_app(
+            RedirectApp::new(listen.redirect_https_port).with_acme(challenges.clone()),
+        );
         let mut redirect = Service::new(
             "frontdoor http redirect".to_string(),
             crate::hostile::slow::Guard::new(
@@ -202,6 +229,12 @@ pub fn build(config: Config, config_path: &Path) -> Result<Server, StartError> {
             Box::new(move || shared.snapshot.load().pools.values().cloned().collect())
         }),
     ));
+    if let Some(acme) = acme {
+        server.add_service(background_service(
+            "frontdoor acme",
+            crate::acme::Renewer(acme),
+        ));
+    }
     server.add_service(background_service(
         "frontdoor asset warm-up",
         crate::assets::warm::Warmer::new(

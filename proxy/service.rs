@@ -385,6 +385,16 @@ impl ProxyHttp for Frontdoor {
         if jobs::http::serve_status(session, jobs, &ctx.request_id).await? {
             return Ok(true);
         }
+        let acme_answer = self
+            .shared
+            .acme_challenges
+            .as_ref()
+            .and_then(|c| c.http_answer(session.req_header().uri.path()));
+        if let Some(key_authorization) = acme_answer {
+            // HTTP-01 on a plain listener that serves (`http-mode = "serve"`).
+            crate::acme::challenge::respond(session, key_authorization).await?;
+            return Ok(true);
+        }
         let head = session.req_header();
         let health = snapshot.config.health_path.as_deref();
         let readable = head.method == http::Method::GET || head.method == http::Method::HEAD;

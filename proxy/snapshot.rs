@@ -118,6 +118,8 @@ pub struct Shared {
     pub learned: crate::hints::Learned,
     /// The job system, when some route offloads or a schedule exists (set once at start).
     pub jobs: Option<Arc<crate::jobs::Jobs>>,
+    /// ACME's HTTP-01 answers, when `[tls.acme]` is set (set once at start).
+    pub acme_challenges: Option<Arc<crate::acme::challenge::Challenges>>,
 }
 
 impl Shared {
@@ -140,7 +142,17 @@ impl Shared {
             edge_cache,
             learned: crate::hints::Learned::default(),
             jobs: None,
+            acme_challenges: None,
         }
+    }
+
+    /// With ACME's HTTP-01 answers (the server's ACME manager, at start).
+    pub fn with_acme_challenges(
+        mut self,
+        challenges: Option<Arc<crate::acme::challenge::Challenges>>,
+    ) -> Self {
+        self.acme_challenges = challenges;
+        self
     }
 
     /// With the job system `jobs` (opened by the server at start).

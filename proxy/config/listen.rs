@@ -97,11 +97,11 @@ impl Validator<'_> {
     }
 
     pub(super) fn certificates(&mut self, t: &file::TlsSection) -> Vec<Certificate> {
-        if t.certificates.is_empty() {
+        if t.certificates.is_empty() && t.acme.is_none() {
             self.error(
                 0..0,
                 "tls.certificates",
-                "the HTTPS listener needs at least one [[tls.certificates]]",
+                "the HTTPS listener needs at least one [[tls.certificates]] or [tls.acme]",
             );
         }
         let mut certificates = Vec::new();

@@ -3,6 +3,7 @@
 //! Labels are bounded: route and pool names come from the config (an unmatched request is
 //! `route="none"`), status is a class (`2xx`), never a raw path or code.
 
+mod acme;
 mod admission;
 mod backends;
 mod caches;
@@ -22,6 +23,7 @@ pub struct Metrics {
     admission: admission::AdmissionFamilies,
     jobs: jobs::JobMetrics,
     backends: backends::BackendFamilies,
+    acme: acme::AcmeFamilies,
 }
 
 /// The route label of a request that matched no route.
@@ -37,6 +39,7 @@ impl Metrics {
             admission: admission::AdmissionFamilies::register(&registry)?,
             jobs: jobs::JobMetrics::register(&registry)?,
             backends: backends::BackendFamilies::register(&registry)?,
+            acme: acme::AcmeFamilies::register(&registry)?,
             registry,
         })
     }

@@ -3,6 +3,7 @@
 
 mod common;
 
+mod acme;
 mod admission;
 mod assets;
 mod balancing;

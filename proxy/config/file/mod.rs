@@ -5,11 +5,13 @@
 //! Nothing here is validated; [`super::Config::from_file`] does that.
 
 mod routes;
+mod tls;
 
 pub use routes::{
     AssetsSection, DeferScriptsSection, HintsSection, LinkSection, OffloadSection,
     RouteCacheSection, RouteSection,
 };
+pub use tls::{AcmeSection, CertificateSection, TlsSection};
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -179,29 +181,6 @@ pub struct ListenSection {
     /// The port written in redirects, when clients reach HTTPS on another port than we bind
     /// (a port mapping); default: the HTTPS listener's port.
     pub redirect_https_port: Option<Spanned<i64>>,
-}
-
-/// `[tls]`
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct TlsSection {
-    /// `[[tls.certificates]]`
-    #[serde(default)]
-    pub certificates: Vec<CertificateSection>,
-}
-
-/// `[[tls.certificates]]`
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct CertificateSection {
-    /// PEM certificate chain, leaf first; relative to the config file.
-    pub cert: Spanned<String>,
-    /// PEM private key; relative to the config file.
-    pub key: Spanned<String>,
-    /// SNI names this certificate answers (`example.com`, `*.example.com`); a certificate
-    /// without names is the default.
-    #[serde(default)]
-    pub server_names: Vec<Spanned<String>>,
 }
 
 /// `[proxy]`
