@@ -8,14 +8,15 @@
 //! - [`config`]: TOML file types → validated domain [`config::Config`]; errors carry file:line:col.
 //! - [`template`]: path templates (`/courses/{school}/{title}`, `{rest*}`) and the params they capture.
 //! - [`routing`]: routes (host, methods, template, each feature's settings) compiled into a [`routing::RouteTable`].
-//! - [`assets`]: fingerprinted assets from memory: single-flight fill, pre-compression, negotiation, ETag/304, Range.
+//! - [`assets`]: fingerprinted assets from memory: single-flight fill, pre-compression, negotiation, ETag/304, Range; warmed from the app's manifest.
 //! - [`edge_cache`]: the app's cacheable responses from memory (fresh, stale-while-revalidate, stale-if-error).
 //! - [`encoding`]: content codings (br, gzip, identity), negotiation by q-value and server preference, compressible types.
 //! - [`compression`]: on-the-fly Brotli/gzip of dynamic text responses.
 //! - [`admission`]: slots per backend, the proxy-held queue, CoDel shedding, priorities, the capacity view.
 //! - [`hints`]: `Link` preload/prefetch hints (route rules and learned assets), 103 Early Hints, script deferral.
 //! - [`tls`]: certificate loading and validation, the SNI resolver, dev-certificate generation.
-//! - [`upstream`]: pools of backends; selection (least busy, weighted round robin, hash), health checks, ejection.
+//! - [`acme`]: certificates ordered and renewed from an ACME CA (TLS-ALPN-01, HTTP-01), shared through Redis.
+//! - [`upstream`]: pools of backends (TCP or unix sockets); selection (least busy, weighted round robin, hash), health checks, ejection.
 //! - [`jobs`]: offload routes answered 202 and replayed later as durable jobs (embedded or Redis store), schedules.
 //! - [`hostile`]: hostile input refused before routing: ambiguous framing, head/URI/body limits, path normalisation, slow heads.
 //! - [`headers`]: `X-Request-Start`, `X-Forwarded-*`, `X-Request-Id`, hop-by-hop handling.
@@ -24,7 +25,7 @@
 //! - [`metrics`]: every Prometheus family, registered once.
 //! - [`accesslog`]: one line per request through a non-blocking writer.
 //! - [`admin`]: the admin listener (`/healthz`, `/readyz`, `/metrics`, `/status`, `/jobs`).
-//! - [`redirect`]: the plain-HTTP listener that redirects to HTTPS.
+//! - [`redirect`]: the plain-HTTP listener that redirects to HTTPS (and answers ACME's HTTP-01).
 //! - [`simulator`]: a Dashboard-like app used by the demo, the tests and the benchmarks.
 //! - [`service`]: the `ProxyHttp` implementation, phase by phase.
 //! - [`server`]: assembles the Pingora server (listeners, services) from a `Config`.

@@ -108,7 +108,6 @@ pub enum AcmeError {
 #[derive(Debug)]
 struct Current {
     key: Arc<CertifiedKey>,
-    pem: Pem,
     names: Vec<String>,
     not_after: SystemTime,
 }
@@ -184,30 +183,37 @@ impl Acme {
         let Some(current) = self.current.load_full() else {
             return Duration::ZERO;
         };
-        let covers = self
-            .settings
-            .domains
-            .iter()
-            .all(|d| current.names.iter().any(|n| n.eq_ignore_ascii_case(d)));
-        if !covers {
+        if !self.covers(&current.names) {
             return Duration::ZERO;
         }
         let due = current.not_after - self.settings.renew_before;
         due.duration_since(SystemTime::now()).unwrap_or_default()
     }
 
-    /// Adopts `pem` from the shared store when it expires later than what serves.
+    /// Whether a certificate naming `names` names every configured domain.
+    fn covers(&self, names: &[String]) -> bool {
+        self.settings
+            .domains
+            .iter()
+            .all(|d| names.iter().any(|n| n.eq_ignore_ascii_case(d)))
+    }
+
+    /// Adopts `pem` from the shared store when it names every domain and expires later than
+    /// what serves (or what serves does not name them all).
     fn adopt(&self, pem: Pem) -> Result<bool, AcmeError> {
         let newer = parse(&pem)?;
-        let later = self
-            .current
-            .load()
-            .as_ref()
-            .is_none_or(|c| newer.not_after > c.not_after || c.pem != pem);
-        if !later {
+        let better = self.covers(&newer.names)
+            && self
+                .current
+                .load()
+                .as_ref()
+                .is_none_or(|c| newer.not_after > c.not_after || !self.covers(&c.names));
+        if !better {
             return Ok(false);
         }
         self.disk.save(&pem)?;
+        // Answers copied from the ordering node are done with.
+        self.challenges.clear();
         self.install(newer);
         tracing::info!(
             "ACME: certificate for {} taken from the shared store",
@@ -383,7 +389,6 @@ fn parse(pem: &Pem) -> Result<Current, AcmeError> {
         .unwrap_or_default();
     Ok(Current {
         key,
-        pem: pem.clone(),
         names,
         not_after,
     })

@@ -1,4 +1,5 @@
-//! Upstream pools: the Passenger backends a route sends requests to.
+//! Upstream pools: the Passenger backends a route sends requests to, over TCP or a unix
+//! socket ([`BackendAddr`]).
 //!
 //! Selection ([`select`]) is per pool: least busy (the admission controller places slots
 //! for pools with `[pools.NAME.admission]`), weighted round robin, or consistent hashing.

@@ -266,9 +266,10 @@ async fn two_nodes_share_one_certificate_ordered_once_through_redis() {
     );
     let config_a = acme_config(a, sim.addr, &pebble_acme(&pebble, store_a.path()), &jobs);
     let config_b = acme_config(b, sim.addr, &pebble_acme(&pebble, store_b.path()), &jobs);
-    let (fd_a, fd_b) = tokio::join!(
-        Frontdoor::start(a, &config_a),
-        Frontdoor::start(b, &config_b)
+    // b starts first and most often takes the lock: then a answers b's validations.
+    let (fd_b, fd_a) = tokio::join!(
+        Frontdoor::start(b, &config_b),
+        Frontdoor::start(a, &config_a)
     );
     let leaf_a = wait_for_issued(&fd_a, &pebble, a.https).await;
     let leaf_b = wait_for_issued(&fd_b, &pebble, b.https).await;
