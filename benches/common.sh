@@ -85,3 +85,44 @@ cert = "cert.pem"
 key = "key.pem"
 TOML
 }
+
+# The page of benches/compare.sh and benches/profile.sh: 8,800 bytes of HTML whose head
+# references a stylesheet and six fingerprinted scripts (what learned hints read).
+page=/courses/mit/physics
+# start_page_origin PORT: writes the page to $tmp/origin/page.html and serves it at $page from
+# nginx on core 1 (one worker, plain HTTP/1.1 keep-alive, access log off): the fast origin.
+start_page_origin() {
+  mkdir -p "$tmp/origin" "$tmp/origin-nginx" "$tmp/nginx"
+  {
+    printf '<!doctype html>\n<html><head><meta charset="utf-8"><title>Physics - MIT</title>\n'
+    printf '<link rel="stylesheet" href="/assets/application-3f2a9c1b7d4e6f80.css">\n'
+    for name in vendor charts player quiz grades application; do
+      printf '<script src="/assets/%s-%s.js"></script>\n' "$name" "$(printf %s "$name" | sha256sum | cut -c1-16)"
+    done
+    printf '</head><body><main><h1>Physics</h1>\n'
+    for i in $(seq 60); do
+      printf '<section><h2>Lecture %d</h2><p>Notes, problem sets and the recording of lecture %d.</p></section>\n' "$i" "$i"
+    done
+  } > "$tmp/origin/page.html"
+  # Padded to 8,800 bytes with a comment: "<!-- " + pad + " -->" + the 22-byte tail.
+  local pad=$((8800 - $(stat -c %s "$tmp/origin/page.html") - 9 - 22))
+  { printf '<!-- %s -->' "$(head -c "$pad" /dev/zero | tr '\0' x)"; printf '</main></body></html>\n'; } >> "$tmp/origin/page.html"
+  cat > "$tmp/origin-nginx/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $tmp/origin-nginx/nginx.pid;
+error_log $tmp/origin-nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+$(nginx_temp_paths)
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:$1;
+    location = $page { default_type text/html; alias $tmp/origin/page.html; }
+  }
+}
+CONF
+  taskset -c 1 nginx -p "$tmp/origin-nginx" -c "$tmp/origin-nginx/nginx.conf" & pids+=($!)
+  wait_port "$1"
+}

@@ -19,7 +19,13 @@ struct Samples {
     critical_ok: u64,
     /// When the last successful answer arrived (goodput is counted up to it).
     last_ok: Option<Instant>,
+    /// Successful answers slower than [`SLOW_MS`], by second of their scheduled start: shows
+    /// whether late answers come from the start (before overload is detected) or throughout.
+    slow_ok_by_second: Vec<u64>,
 }
+
+/// What counts as a slow successful answer in `slow_ok_by_second`.
+const SLOW_MS: f64 = 100.0;
 
 fn percentile(values: &mut [f64], q: f64) -> f64 {
     if values.is_empty() {
@@ -105,6 +111,13 @@ async fn main() {
             match status {
                 Some(200..=299) => {
                     s.ok.push(ms);
+                    if ms > SLOW_MS {
+                        let second = due.duration_since(start).as_secs() as usize;
+                        if s.slow_ok_by_second.len() <= second {
+                            s.slow_ok_by_second.resize(second + 1, 0);
+                        }
+                        s.slow_ok_by_second[second] += 1;
+                    }
                     s.last_ok = Some(Instant::now());
                     if is_critical {
                         s.critical_ok += 1;
@@ -138,7 +151,7 @@ async fn main() {
     let (ok_p50, ok_p99) = (percentile(&mut s.ok, 0.5), percentile(&mut s.ok, 0.99));
     let shed_p99 = percentile(&mut s.shed, 0.99);
     println!(
-        "{{\"offered_per_s\":{rate:.0},\"sent\":{n},\"goodput_per_s\":{:.1},\"ok\":{ok},\"shed\":{shed},\"shed_share\":{:.3},\"other\":{},\"errors\":{},\"ok_p50_ms\":{:.1},\"ok_p99_ms\":{:.1},\"shed_p99_ms\":{:.2},\"critical_success\":{:.3},\"healthz_p99_ms\":{:.2},\"healthz_failures\":{health_failures}}}",
+        "{{\"offered_per_s\":{rate:.0},\"sent\":{n},\"goodput_per_s\":{:.1},\"ok\":{ok},\"shed\":{shed},\"shed_share\":{:.3},\"other\":{},\"errors\":{},\"ok_p50_ms\":{:.1},\"ok_p99_ms\":{:.1},\"shed_p99_ms\":{:.2},\"critical_success\":{:.3},\"healthz_p99_ms\":{:.2},\"healthz_failures\":{health_failures},\"slow_ok_by_second\":{:?}}}",
         ok / span,
         shed / total,
         other,
@@ -148,5 +161,6 @@ async fn main() {
         shed_p99,
         critical,
         percentile(&mut health, 0.99),
+        s.slow_ok_by_second,
     );
 }

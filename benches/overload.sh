@@ -1,26 +1,40 @@
 #!/usr/bin/env bash
 # The overload run (issue 6): the simulator with 4 workers × 25 ms (capacity 160 req/s) offered
 # 3× its capacity, open loop (benches/overload.rs), for 30 s, with a /healthz probe every 50 ms
-# and every tenth request to a critical route. The same load against frontdoor (4 slots,
-# target 20 ms, CoDel's own interval of 100 ms: a steady overload, not page-load bursts), HAProxy (`maxconn 4` + `timeout queue`, critical routes in a higher priority
-# class, `monitor-uri /healthz`) and nginx (plain proxy, `location = /healthz` answered by
-# nginx), one after the other, each proxy alone on core 0 over HTTPS/1.1; the generator and
-# the simulator on core 1. Prints one JSON line per proxy.
+# and every tenth request to a critical route. The same load against frontdoor twice (4 slots,
+# queue timeout 1 s: once with CoDel's own interval of 100 ms and target 20 ms, a steady
+# overload rather than page-load bursts; once with the shipped defaults, target 20 ms and
+# interval 500 ms), HAProxy (`maxconn 4` + `timeout queue`, critical routes in a higher
+# priority class, `monitor-uri /healthz`) and nginx (plain proxy, `location = /healthz`
+# answered by nginx), one after the other, each proxy alone on core 0 over HTTPS/1.1; the
+# generator and the simulator on core 1. First the app's own capacity: 4 connections, closed
+# loop, straight to the simulator. Prints one line per proxy: `NAME: {JSON}`.
 #
-#   bash benches/overload.sh            # 480 req/s for 30 s
-#   bash benches/overload.sh --quick    # 480 req/s for 5 s
+#   bash benches/overload.sh                      # 480 req/s for 30 s
+#   bash benches/overload.sh --quick              # 480 req/s for 5 s
+#   bash benches/overload.sh --profile profiling  # frontdoor built with that Cargo profile
+#   bash benches/overload.sh --bin PATH           # this frontdoor binary (an earlier build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-secs=30
-if [ "${1:-}" = "--quick" ]; then secs=5; fi
+secs=30; profile=release; bin=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) secs=5 ;;
+    --profile) profile=$2; shift ;;
+    --bin) bin=$(realpath "$2"); shift ;;
+    *) echo "usage: $0 [--quick] [--profile NAME] [--bin PATH]" >&2; exit 2 ;;
+  esac
+  shift
+done
 rate=480
 
-bash .ci/setup util-linux:taskset nginx-light:nginx haproxy:haproxy curl:curl
-cargo build --release --locked --quiet
-cargo bench --locked --bench overload --no-run --quiet 2>/dev/null
-gen=$(ls -t target/release/deps/overload-* | grep -v '\.d$' | head -1)
-bin="${CARGO_TARGET_DIR:-target}/release/frontdoor"
+bash .ci/setup util-linux:taskset nginx-light:nginx haproxy:haproxy curl:curl wrk:wrk
+[ -n "$bin" ] || cargo build --profile "$profile" --locked --quiet --bin frontdoor
+cargo bench --profile "$profile" --locked --bench overload --no-run --quiet 2>/dev/null
+target="${CARGO_TARGET_DIR:-target}/$profile"
+gen=$(ls -t "$target"/deps/overload-* | grep -v '\.d$' | head -1)
+[ -n "$bin" ] || bin="$target/frontdoor"
 source benches/common.sh
 
 sim=$(free_port); fd=$(free_port); admin=$(free_port); hap=$(free_port); ngx=$(free_port)
@@ -34,13 +48,14 @@ run_sim() {
 stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 load() { taskset -c 1 "$gen" "$1" "$rate" "$secs" /training /courses/mit/physics /healthz; }
 
-{ fd_head 1 "$fd" "$admin"; cat <<TOML
+# fd_config INTERVAL-LINE: frontdoor's config; the interval line empty = the shipped default.
+fd_config() { fd_head 1 "$fd" "$admin"; cat <<TOML
 [pools.app]
 backends = ["127.0.0.1:$sim"]
 [pools.app.admission]
 slots = 4
 target = "20ms"
-interval = "100ms"
+$1
 queue-timeout = "1s"
 [[routes]]
 name = "critical"
@@ -52,7 +67,7 @@ name = "app"
 path = "/{rest*}"
 pool = "app"
 TOML
-} > "$tmp/fd.toml"
+}
 
 cat > "$tmp/haproxy.cfg" <<CFG
 global
@@ -99,13 +114,24 @@ $(nginx_temp_paths)
 }
 CONF
 
-echo "offered: $rate req/s for $secs s; capacity 160 req/s (4 workers x 25 ms)"
+echo "offered: $rate req/s for $secs s; nominal capacity 160 req/s (4 workers x 25 ms)"
 run_sim
-RUST_LOG=warn taskset -c 0 "$bin" run "$tmp/fd.toml" 2>"$tmp/fd.err" & fd_pid=$!; pids+=($fd_pid)
-wait_port "$fd"
-echo "frontdoor: $(load "https://127.0.0.1:$fd")"
-curl -s "http://127.0.0.1:$admin/metrics" | grep -E '^frontdoor_shed_total' | sed 's/^/  /'
-stop "$fd_pid"; stop "$sim_pid"
+capacity=$(taskset -c 1 wrk -t1 -c4 -d"$((secs < 10 ? 3 : 5))s" "http://127.0.0.1:$sim/training" | awk '/Requests\/sec/ {print $2}')
+echo "capacity: {\"app_per_s\":$capacity}"
+stop "$sim_pid"
+
+# run_frontdoor NAME INTERVAL-LINE
+run_frontdoor() {
+  fd_config "$2" > "$tmp/fd.toml"
+  run_sim
+  RUST_LOG=warn taskset -c 0 "$bin" run "$tmp/fd.toml" 2>"$tmp/fd.err" & fd_pid=$!; pids+=($fd_pid)
+  wait_port "$fd"
+  echo "$1: $(load "https://127.0.0.1:$fd")"
+  curl -s "http://127.0.0.1:$admin/metrics" | grep -E '^frontdoor_shed_total' | sed 's/^/  /' >&2
+  stop "$fd_pid"; stop "$sim_pid"
+}
+run_frontdoor frontdoor 'interval = "100ms"'
+run_frontdoor frontdoor-defaults ''
 
 run_sim
 taskset -c 0 haproxy -f "$tmp/haproxy.cfg" -db >"$tmp/haproxy.err" 2>&1 & hap_pid=$!; pids+=($hap_pid)

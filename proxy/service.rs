@@ -66,8 +66,9 @@ pub struct RequestCtx {
     compressor: Option<Compressor>,
     /// The edge-cache key of a GET that missed: its answer is stored if storable.
     cache_key: Option<String>,
-    /// The answer being copied into the edge cache.
-    fill: Option<Fill>,
+    /// The answer being copied into the edge cache. Boxed, as `html_pass`: rare and large, and
+    /// this context is moved with every request's future (its size is copied each time).
+    fill: Option<Box<Fill>>,
     /// Held while this request fills its edge-cache key: others missing it wait.
     flight: Option<edge_cache::FlightGuard>,
     /// The admission slot held while the app works on the request.
@@ -75,7 +76,7 @@ pub struct RequestCtx {
     /// The slot lent to the relay of a buffered answer, which frees it once the app is done.
     lent_permit: Option<Lent<Permit>>,
     /// Reads (learned hints) or rewrites (script deferral) an HTML body, before compression.
-    html_pass: Option<hints::HtmlPass>,
+    html_pass: Option<Box<hints::HtmlPass>>,
     /// The route's request body limit, counted as the body streams upstream.
     body_limit: Option<BodyLimit>,
     /// An upgrade request's place among its pool's upgraded connections (open after the 101).
@@ -328,7 +329,7 @@ impl Frontdoor {
             ctx.fill = None;
         } else if end_of_stream {
             if let Some(fill) = ctx.fill.take() {
-                self.shared.edge_cache.finish_fill(name, fill);
+                self.shared.edge_cache.finish_fill(name, *fill);
             }
         }
     }
@@ -498,6 +499,11 @@ impl Frontdoor {
 impl ProxyHttp for Frontdoor {
     type CTX = RequestCtx;
 
+    /// No downstream modules: Pingora's default adds its compression module (disabled), which
+    /// would cost every request a context and its filter calls; frontdoor compresses itself
+    /// ([`compression`]).
+    fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
+
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
             arrival: SystemTime::now(),
@@ -568,9 +574,21 @@ impl ProxyHttp for Frontdoor {
         if let Err(rejection) = hostile::screen_head(session, limits) {
             return self.reject(session, ctx, rejection).await;
         }
+        // Each feature's future is boxed where it is awaited, and only for requests that use
+        // the feature: awaited inline, the largest of them would size this phase's future
+        // (moved into its box on every request, ~20 KB copied); boxed unconditionally, every
+        // request would pay for it anyway.
         let jobs = self.shared.jobs.as_deref();
         let pages = &snapshot.config.error_pages;
-        if jobs::http::serve_status(session, jobs, pages, &ctx.request_id).await? {
+        if jobs::http::is_status_path(session.req_header().uri.path())
+            && Box::pin(jobs::http::serve_status(
+                session,
+                jobs,
+                pages,
+                &ctx.request_id,
+            ))
+            .await?
+        {
             return Ok(true);
         }
         let acme_answer = self
@@ -607,7 +625,11 @@ impl ProxyHttp for Frontdoor {
             Ok(limit) => ctx.body_limit = Some(limit),
             Err(rejection) => return self.reject(session, ctx, rejection).await,
         }
-        if self.maintenance(session, ctx).await? {
+        let in_maintenance = ctx
+            .pool
+            .as_ref()
+            .is_some_and(|p| self.shared.operations.in_maintenance(p.name()));
+        if in_maintenance && Box::pin(self.maintenance(session, ctx)).await? {
             return Ok(true);
         }
         if let (Some(matched), Some(jobs)) = (&ctx.route, jobs) {
@@ -619,12 +641,31 @@ impl ProxyHttp for Frontdoor {
                     params,
                     offload,
                 };
-                jobs::http::offload(session, jobs, matched, body_timeout, pages, &ctx.request_id)
-                    .await?;
+                let pages = &snapshot.config.error_pages;
+                Box::pin(jobs::http::offload(
+                    session,
+                    jobs,
+                    matched,
+                    body_timeout,
+                    pages,
+                    &ctx.request_id,
+                ))
+                .await?;
                 return Ok(true);
             }
         }
-        if self.serve_asset(session, ctx).await? || self.serve_cached(session, ctx).await? {
+        let (assets, cache, buffering) = ctx.route.as_ref().map_or((false, false, false), |m| {
+            let route = &m.route;
+            (
+                route.assets.is_some(),
+                route.cache.is_some(),
+                route.request_buffering,
+            )
+        });
+        if assets && Box::pin(self.serve_asset(session, ctx)).await? {
+            return Ok(true);
+        }
+        if cache && Box::pin(self.serve_cached(session, ctx)).await? {
             return Ok(true);
         }
         if self.unavailable(session, ctx).await? {
@@ -632,19 +673,20 @@ impl ProxyHttp for Frontdoor {
         }
         if upgraded::requested(session.req_header()) {
             // No 103 before a 101; the slot is held until the app has switched protocols.
-            if self.reserve_upgrade(session, ctx).await? {
+            if Box::pin(self.reserve_upgrade(session, ctx)).await? {
                 return Ok(true);
             }
         } else {
             let (learned, metrics) = (&self.shared.learned, &self.shared.metrics);
             hints::send_early(session, ctx.hints_match(), learned, metrics).await?;
         }
-        let buffering = &snapshot.config.request_buffering;
-        if self
-            .buffer_body(session, ctx, buffering, limits.body_timeout)
-            .await?
-            || self.admit(session, ctx).await?
+        let settings = &snapshot.config.request_buffering;
+        if buffering
+            && Box::pin(self.buffer_body(session, ctx, settings, limits.body_timeout)).await?
         {
+            return Ok(true);
+        }
+        if self.admit(session, ctx).await? {
             return Ok(true);
         }
         // Given only once admitted: a body Pingora has not replayed yet is "unfinished", and
@@ -867,15 +909,20 @@ impl ProxyHttp for Frontdoor {
                 let waited = ctx
                     .upstream_started
                     .map_or(std::time::Duration::ZERO, |t| t.elapsed());
-                ctx.fill = self.shared.edge_cache.begin_fill(
-                    &matched.route.name,
-                    rules,
-                    key,
-                    &request.headers,
-                    response,
-                    waited,
-                    ctx.flight.take(),
-                );
+                // Boxed: large, and only for edge-cache misses (see `RequestCtx::fill`).
+                ctx.fill = self
+                    .shared
+                    .edge_cache
+                    .begin_fill(
+                        &matched.route.name,
+                        rules,
+                        key,
+                        &request.headers,
+                        response,
+                        waited,
+                        ctx.flight.take(),
+                    )
+                    .map(Box::new);
                 if rules.x_cache_header {
                     response.set("x-cache", assets::CacheStatus::Miss.as_str());
                 }

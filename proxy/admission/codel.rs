@@ -73,6 +73,12 @@ impl Codel {
         self.overloaded
     }
 
+    /// Whether every wait since the last one under target was above it: a queue may be
+    /// standing, not yet for a whole interval.
+    pub fn above_target(&self) -> bool {
+        self.above_since.is_some()
+    }
+
     /// The target wait.
     pub fn target(&self) -> Duration {
         self.target

@@ -11,8 +11,11 @@
 //! one waiter per slot, about one service time of waiting — and new `normal` and `sheddable`
 //! requests that do not fit are refused at once (503 in well under a millisecond); waiters
 //! older than [`EXPIRE_TARGETS`] targets are expired, and the queue is served LIFO so that
-//! those admitted meet their deadline. `critical` requests always queue and may use
-//! `reserved-slots` no other priority can take. Overload ends after an interval without a
+//! those admitted meet their deadline. Before that, while the waits stay above target and the
+//! queue is longer than the slots (a standing queue not yet confirmed for an interval), it is
+//! served LIFO too (adaptive LIFO), so that the interval CoDel needs to tell a burst from
+//! overload does not make every answer in it late. `critical` requests always queue and may
+//! use `reserved-slots` no other priority can take. Overload ends after an interval without a
 //! refusal; the queue is FIFO again.
 //!
 //! The controllers live across reloads (keyed by pool name): a reload retunes them and never
@@ -223,6 +226,18 @@ impl State {
     fn observe(&mut self, wait: Duration, now: Instant) {
         let sample = wait.max(self.oldest_wait(now));
         self.codel.observe(sample, now);
+    }
+
+    /// Whether the queue is served newest first (LIFO): during overload, and while a queue
+    /// longer than one waiter per slot forms with every wait above target (adaptive LIFO).
+    /// Until CoDel has seen a whole interval of it, such a queue may still be a burst; served
+    /// oldest first, every answer in it would be late by the queue's age (up to the interval),
+    /// while newest first those served keep meeting the target and the old waiters are either
+    /// expired when overload is declared or served once the burst drains. A queue no longer
+    /// than the slots clears within one service time, so it stays in arrival order.
+    fn lifo(&mut self, now: Instant) -> bool {
+        let overloaded = self.codel.overloaded_at(now);
+        overloaded || (self.codel.above_target() && self.queued() > self.total_slots())
     }
 
     /// During overload, drops non-critical waiters older than [`EXPIRE_TARGETS`] targets
@@ -469,11 +484,12 @@ impl Admission {
         self.metrics.queue_length(&self.pool, state.queued());
     }
 
-    /// Hands free slots to waiters: highest priority first; FIFO, or LIFO while overloaded;
-    /// expiring waiters past their time.
+    /// Hands free slots to waiters: highest priority first; FIFO, or LIFO while overloaded or
+    /// while a long queue forms above target ([`State::lifo`]); expiring waiters past their
+    /// time.
     fn dispatch(self: &Arc<Self>, state: &mut State, now: Instant) {
         'next: while state.queued() > 0 {
-            let lifo = state.codel.overloaded_at(now);
+            let lifo = state.lifo(now);
             state.expire(now);
             for class in 0..state.queues.len() {
                 let Some(front) = state.queues[class].front() else {
@@ -802,6 +818,43 @@ mod tests {
         assert_eq!(w1.await.unwrap(), None, "w1 got the slot");
         assert_eq!(w2.await.unwrap(), Some(Shed::Timeout), "w2 expired");
         assert_eq!(a.load().1, 0);
+    }
+
+    #[tokio::test]
+    async fn a_long_queue_forming_above_target_is_served_newest_first() {
+        let a = controller(1, 0, 1);
+        let long_ago = Instant::now() - Duration::from_millis(500);
+        // The slot taken by a request that waited 500 ms: a run above target starts.
+        let held = a.admit(Priority::Normal, long_ago).await.unwrap();
+        let mut waiters = Vec::new();
+        for _ in 0..3 {
+            let a = a.clone();
+            waiters.push(tokio::spawn(async move {
+                a.admit(Priority::Normal, Instant::now()).await.ok()
+            }));
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        assert_eq!(a.load(), (1, 3));
+        // Three waiters for one slot, every wait above target: the newest goes first.
+        drop(held);
+        let newest = waiters
+            .pop()
+            .unwrap()
+            .await
+            .unwrap()
+            .expect("the newest got the slot");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        assert!(
+            waiters.iter().all(|w| !w.is_finished()),
+            "the older ones wait"
+        );
+        // Its wait and the oldest one's were under target: the run ended, arrival order again.
+        drop(newest);
+        let oldest = waiters.remove(0).await.unwrap().expect("then the oldest");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        assert!(!waiters[0].is_finished());
+        drop(oldest);
+        assert!(waiters.remove(0).await.unwrap().is_some());
     }
 
     #[tokio::test]

@@ -161,6 +161,8 @@ impl Asset {
                 .get()
                 .and_then(Option::as_ref)
                 .or_else(|| self.brotli_fast.get().and_then(Option::as_ref)),
+            // Stored variants are Brotli and gzip; zstd is for text compressed on the fly.
+            Encoding::Zstd => None,
         }
     }
 

@@ -73,7 +73,7 @@ impl Variant {
     ) -> std::io::Result<Option<Variant>> {
         let (brotli_quality, brotli_window, gzip_level) = effort.settings();
         let body = match encoding {
-            Encoding::Identity => return Ok(None),
+            Encoding::Identity | Encoding::Zstd => return Ok(None),
             Encoding::Gzip => {
                 let mut encoder =
                     flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(gzip_level));

@@ -17,7 +17,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use super::link::{Destination, Link, Rel};
+use http::HeaderValue;
+
+use super::link::{merge, Destination, Link, Rel};
 
 /// Routes remembered; route names come from the config, so this is only a backstop.
 pub const MAX_ROUTES: usize = 1024;
@@ -33,9 +35,18 @@ pub const MIN_GAP: Duration = Duration::from_secs(1);
 /// What the routes' pages reference, by route name.
 #[derive(Debug, Default)]
 pub struct Learned {
-    by_route: RwLock<HashMap<Arc<str>, Arc<[Link]>>>,
+    by_route: RwLock<HashMap<Arc<str>, Entry>>,
     /// The last page parsed per route: when, and its validator.
     sampled: Mutex<HashMap<Arc<str>, Sample>>,
+}
+
+/// A route's learned assets, and their `Link` value written once when they were learned (a
+/// page of a route without rules and without the app's own `Link` gets it as is: no
+/// formatting per response).
+#[derive(Debug)]
+struct Entry {
+    links: Arc<[Link]>,
+    header: Option<HeaderValue>,
 }
 
 #[derive(Debug)]
@@ -62,8 +73,18 @@ impl Learned {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(route)
-            .cloned()
+            .map(|e| e.links.clone())
             .unwrap_or_else(|| Arc::from(Vec::new()))
+    }
+
+    /// The `Link` value of the assets learned for `route` alone (`link::merge` of them), if
+    /// any were learned.
+    pub fn header(&self, route: &str) -> Option<HeaderValue> {
+        self.by_route
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(route)
+            .and_then(|e| e.header.clone())
     }
 
     /// Whether the page of `route` answered now with `validator` should be parsed (see the
@@ -114,7 +135,9 @@ impl Learned {
         if !map.contains_key(route) && map.len() >= MAX_ROUTES {
             return Observed::Full;
         }
-        map.insert(route.clone(), Arc::from(assets.to_vec()));
+        let header = merge(assets, &[]).and_then(|v| HeaderValue::from_str(&v).ok());
+        let links = Arc::from(assets.to_vec());
+        map.insert(route.clone(), Entry { links, header });
         Observed::Updated
     }
 }

@@ -186,18 +186,28 @@ pub fn on_response(
     matched: Option<Matched<'_>>,
     learned: &Learned,
     metrics: &Metrics,
-) -> Option<HtmlPass> {
+) -> Option<Box<HtmlPass>> {
     let matched = matched?;
     if !is_get(request) || !response.status.is_success() || !is_html(response) {
         return None;
     }
-    let upstream: Vec<&str> = response
-        .headers
-        .get_all(http::header::LINK)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect();
-    if let Some(value) = link::merge(&links(matched, learned), &link::existing(&upstream)) {
+    let value = if matched.hints.links.is_empty()
+        && matched.hints.learn
+        && !response.headers.contains_key(http::header::LINK)
+    {
+        // Learned hints alone, nothing to merge with: the value written when they were learned.
+        learned.header(matched.route)
+    } else {
+        let upstream: Vec<&str> = response
+            .headers
+            .get_all(http::header::LINK)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        link::merge(&links(matched, learned), &link::existing(&upstream))
+            .and_then(|v| http::HeaderValue::try_from(v).ok())
+    };
+    if let Some(value) = value {
         if response.append_header(http::header::LINK, value).is_ok() {
             metrics.hint(matched.route, "link", 1);
         }
@@ -230,12 +240,14 @@ pub fn on_response(
         response.unset(http::header::CONTENT_LENGTH.as_str());
         crate::headers::weaken_etag(response);
     }
-    Some(pass)
+    // Boxed: the pass is rare (sampled pages, deferral) and large; inline it would grow every
+    // request's context.
+    Some(Box::new(pass))
 }
 
 /// The body phase: passes `body` through the HTML pass; at the end, records what it learned.
 pub fn on_body(
-    pass: &mut Option<HtmlPass>,
+    pass: &mut Option<Box<HtmlPass>>,
     body: &mut Option<Bytes>,
     end_of_stream: bool,
     route: &Arc<str>,
@@ -305,7 +317,11 @@ mod tests {
         head
     }
 
-    fn respond(method: &str, response: &mut ResponseHeader, hints: RouteHints) -> Option<HtmlPass> {
+    fn respond(
+        method: &str,
+        response: &mut ResponseHeader,
+        hints: RouteHints,
+    ) -> Option<Box<HtmlPass>> {
         let request = RequestHeader::build(method, b"/courses/mit/physics", None).unwrap();
         let metrics = Metrics::new().unwrap();
         let (hints, params) = course(hints);
@@ -391,6 +407,48 @@ mod tests {
             vec![OURS],
             "encoded pages still get links"
         );
+    }
+
+    #[test]
+    fn learned_hints_alone_are_the_value_written_when_learned_and_merge_with_the_apps() {
+        let learned = Learned::default();
+        let assets = vec![
+            learned::asset_link("/assets/app-0123456789abcdef.css", Destination::Style).unwrap(),
+            learned::asset_link("/assets/app-0123456789abcdef.js", Destination::Script).unwrap(),
+        ];
+        learned.observe(&Arc::from("home"), &assets);
+        let metrics = Metrics::new().unwrap();
+        let request = RequestHeader::build("GET", b"/", None).unwrap();
+        let hints = RouteHints::default();
+        let params = Params::default();
+        let matched = Matched {
+            route: "home",
+            hints: &hints,
+            params: &params,
+        };
+        let mut alone = response(200, &[HTML]);
+        on_response(&request, &mut alone, Some(matched), &learned, &metrics);
+        let expected = link::merge(&assets, &[]).unwrap();
+        assert_eq!(link_values(&alone), vec![expected.as_str()]);
+        // The app's own Link: kept, and what it already hints is not repeated.
+        let own = "</assets/app-0123456789abcdef.css>; rel=preload; as=style";
+        let mut merged = response(200, &[HTML, ("link", own)]);
+        on_response(&request, &mut merged, Some(matched), &learned, &metrics);
+        assert_eq!(
+            link_values(&merged),
+            vec![
+                own,
+                "</assets/app-0123456789abcdef.js>; rel=preload; as=script"
+            ]
+        );
+        // A route that learned nothing yet gets no Link.
+        let none = Matched {
+            route: "other",
+            ..matched
+        };
+        let mut empty = response(200, &[HTML]);
+        on_response(&request, &mut empty, Some(none), &learned, &metrics);
+        assert!(link_values(&empty).is_empty());
     }
 
     #[test]

@@ -160,11 +160,15 @@ pub fn screen_head(
     session: &mut pingora::proxy::Session,
     limits: &Limits,
 ) -> Result<(), Rejection> {
-    let raw = session.as_downstream().to_h1_raw();
     let head = session.req_header();
     let uri = head.raw_path();
-    let h1 = (!session.is_http2()).then_some(raw.as_ref());
-    check_head(h1, raw.len(), uri.len(), head.headers.len(), limits)?;
+    if session.is_http2() {
+        check_head(None, h1_size(head), uri.len(), head.headers.len(), limits)?;
+    } else {
+        let raw = session.as_downstream().to_h1_raw();
+        check_head(Some(&raw), raw.len(), uri.len(), head.headers.len(), limits)?;
+    }
+    let head = session.req_header();
     if !head.raw_path_is_utf8() {
         // The router would match a lossy rendering while the app got the raw bytes.
         return Err(Rejection::BadPath("not UTF-8"));
@@ -182,6 +186,20 @@ pub fn screen_head(
     let uri = http::Uri::from_parts(parts).map_err(|_| Rejection::BadPath("unparsable URI"))?;
     session.req_header_mut().set_uri(uri);
     Ok(())
+}
+
+/// The size of an HTTP/2 request head written as HTTP/1.1 (what Pingora's `to_h1_raw` would
+/// build, the measure `max-header-bytes` applies to on both protocols), counted without
+/// building it: that copy cost every h2 request an allocation and a pass over its fields.
+fn h1_size(head: &pingora::http::RequestHeader) -> usize {
+    const CRLF: usize = 2;
+    let line = head.method.as_str().len() + 1 + head.raw_path().len() + 1 + "HTTP/2".len() + CRLF;
+    let fields: usize = head
+        .headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + ": ".len() + value.len() + CRLF)
+        .sum();
+    line + fields + CRLF
 }
 
 /// The body limit of a request to a route (its `max-body`, else `[proxy] max-body`), checked
@@ -324,6 +342,21 @@ mod tests {
 
     fn framing(head: &str) -> Result<(), Rejection> {
         check_framing(head.as_bytes())
+    }
+
+    #[test]
+    fn an_h2_head_is_measured_as_pingora_would_write_it() {
+        let mut head =
+            pingora::http::RequestHeader::build("GET", b"/courses/mit/physics?x=1", None).unwrap();
+        head.set_version(http::Version::HTTP_2);
+        head.insert_header("user-agent", "h2load nghttp2/1.52.0")
+            .unwrap();
+        head.insert_header("accept-encoding", "gzip, deflate, br, zstd")
+            .unwrap();
+        head.append_header("cookie", "a=1").unwrap();
+        head.append_header("cookie", "b=2").unwrap();
+        let wire = pingora::protocols::http::v1::client::http_req_header_to_wire(&head).unwrap();
+        assert_eq!(h1_size(&head), wire.len());
     }
 
     #[test]

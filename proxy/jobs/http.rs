@@ -184,6 +184,11 @@ async fn show(
     }
 }
 
+/// Whether `path` is a job's status URL (what [`serve_status`] answers).
+pub fn is_status_path(path: &str) -> bool {
+    path.starts_with(STATUS_PREFIX)
+}
+
 /// Answers `GET`/`HEAD`/`DELETE /_frontdoor/jobs/<id>`: `Ok(false)` when the path is not a
 /// job status path, so routing goes on.
 pub async fn serve_status(

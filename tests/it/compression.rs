@@ -17,7 +17,11 @@ async fn json_and_html_are_compressed_per_accept_encoding_over_h1_and_h2() {
         assert!(original.len() > 1024, "{path} is worth compressing");
         for client in [&h2, &h1] {
             for (accept, expected) in [
-                (Some("gzip, deflate, br, zstd"), Some("br")),
+                // Chrome and Firefox: zstd, the cheapest per KB saved.
+                (Some("gzip, deflate, br, zstd"), Some("zstd")),
+                // Safari: Brotli.
+                (Some("gzip, deflate, br"), Some("br")),
+                (Some("zstd;q=0.5, br;q=0.9"), Some("br")),
                 (Some("gzip"), Some("gzip")),
                 (Some("br;q=0, gzip;q=0"), None),
                 (None, None),
@@ -47,13 +51,15 @@ async fn json_and_html_are_compressed_per_accept_encoding_over_h1_and_h2() {
             }
         }
     }
-    // Two paths, each fetched with br by both clients.
+    // Two paths, each fetched twice with br by both clients, once with zstd.
     let br = "encoding=\"br\",route=\"all\"";
     assert_eq!(
         fd.metric(&format!("frontdoor_compressed_responses_total{{{br}}}"))
             .await,
-        4.0
+        8.0
     );
+    let zstd = "frontdoor_compressed_responses_total{encoding=\"zstd\",route=\"all\"}";
+    assert_eq!(fd.metric(zstd).await, 4.0);
     let bytes_in = fd
         .metric(&format!("frontdoor_compression_in_bytes_total{{{br}}}"))
         .await;

@@ -571,6 +571,10 @@ pub fn decode(encoding: Option<&str>, body: &[u8]) -> Vec<u8> {
         Some("gzip") => flate2::read::GzDecoder::new(body)
             .read_to_end(&mut out)
             .expect("gzip"),
+        Some("zstd") => zstd::stream::read::Decoder::new(body)
+            .expect("zstd")
+            .read_to_end(&mut out)
+            .expect("zstd"),
         None => return body.to_vec(),
         Some(other) => panic!("unexpected encoding {other}"),
     };
