@@ -49,12 +49,14 @@ fn cache_hit(c: &mut Criterion) {
         source: AssetSource::Directory(root),
         max_object_size: 16 << 20,
         x_cache_header: true,
+        manifest: None,
+        warm: false,
     };
     let pool = Pool::new(
         "app",
         PoolSettings {
             backends: vec![frontdoor::upstream::Backend {
-                addr: "127.0.0.1:9".parse().expect("addr"),
+                addr: frontdoor::upstream::BackendAddr::Tcp("127.0.0.1:9".parse().expect("addr")),
                 weight: 1,
                 drain: false,
             }],

@@ -1,19 +1,33 @@
-//! The plain-HTTP listener: every request gets `301` to the same host and path over HTTPS.
+//! The plain-HTTP listener: every request gets `301` to the same host and path over HTTPS,
+//! but ACME's HTTP-01 validations, which get their key authorization.
 
 use async_trait::async_trait;
 use http::{Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
+use std::sync::Arc;
+
+use crate::acme::challenge::Challenges;
 
 /// The redirecting app.
 pub struct RedirectApp {
     https_port: u16,
+    acme: Option<Arc<Challenges>>,
 }
 
 impl RedirectApp {
     /// Redirects to `https_port` (omitted from the URL when 443).
     pub fn new(https_port: u16) -> Self {
-        RedirectApp { https_port }
+        RedirectApp {
+            https_port,
+            acme: None,
+        }
+    }
+
+    /// Answers the HTTP-01 validations of `challenges` (none: every request redirects).
+    pub fn with_acme(mut self, challenges: Option<Arc<Challenges>>) -> Self {
+        self.acme = challenges;
+        self
     }
 
     /// The `Location` for a request to `host` (with or without port) and `path_and_query`.
@@ -47,6 +61,18 @@ fn host_without_port(host: &str) -> Option<&str> {
 impl ServeHttp for RedirectApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let head = session.req_header();
+        let answer = self
+            .acme
+            .as_ref()
+            .and_then(|c| c.http_answer(head.uri.path()));
+        if let Some(key_authorization) = answer {
+            let mut response = Response::new(key_authorization.into_bytes());
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/octet-stream"),
+            );
+            return response;
+        }
         let host = head
             .headers
             .get(http::header::HOST)

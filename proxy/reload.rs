@@ -62,6 +62,9 @@ impl Reloader {
         if config.h2 != current.config.h2 {
             restart_only.push("proxy.h2-*");
         }
+        if config.acme != current.config.acme {
+            restart_only.push("tls.acme");
+        }
         if config.assets != current.config.assets || config.edge_cache != current.config.edge_cache
         {
             restart_only.push("cache");

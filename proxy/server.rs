@@ -1,5 +1,6 @@
-//! Assembles the Pingora server from a validated [`Config`]: the HTTPS proxy service, the
-//! plain-HTTP redirect service, the admin service and the reload watcher.
+//! Assembles the Pingora server from a validated [`Config`]: the proxy service (HTTPS, and
+//! plain HTTP with `http-mode = "serve"`), the plain-HTTP redirect service, the admin service
+//! and the reload watcher.
 
 use pingora::apps::http_app::HttpServer;
 use pingora::protocols::http::v2::server::H2Options;
@@ -11,7 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::admin::AdminApp;
-use crate::config::{Config, H2Settings};
+use crate::config::{Config, H2Settings, HttpMode};
 use crate::metrics::Metrics;
 use crate::redirect::RedirectApp;
 use crate::reload::Reloader;
@@ -30,6 +31,9 @@ pub enum StartError {
     /// The job store could not be opened.
     #[error("jobs: {0}")]
     Jobs(#[from] crate::jobs::StoreError),
+    /// The ACME manager could not be set up.
+    #[error("acme: {0}")]
+    Acme(#[from] crate::acme::AcmeError),
 }
 
 /// Pingora's process settings from ours. Pingora's own defaults (1 thread, 300 s grace
@@ -80,6 +84,34 @@ fn header_timeout(shared: &Arc<Shared>) -> crate::hostile::slow::HeaderTimeout {
 /// further while the answer cannot be written, so a client that does not read stalls only
 /// its own connection. A header block split into endless CONTINUATION frames (CVE-2024-27316)
 /// ends the connection once it exceeds the header list size.
+/// The routes whose assets the warmer fills, from the current snapshot.
+fn warm_targets(shared: &Arc<Shared>) -> crate::assets::warm::CurrentTargets {
+    let shared = shared.clone();
+    Box::new(move || {
+        let snapshot = shared.snapshot.load_full();
+        let targets = snapshot
+            .config
+            .routes
+            .iter()
+            .filter_map(|route| {
+                let assets = route.assets.clone().filter(|a| a.warm)?;
+                let template = route.template.as_str();
+                Some(crate::assets::warm::Target {
+                    route_name: route.name.clone(),
+                    prefix: template[..template.find('{').unwrap_or(template.len())].to_string(),
+                    host: match &route.host {
+                        Some(crate::routing::HostPattern::Exact(host)) => Some(host.clone()),
+                        _ => None,
+                    },
+                    pool: snapshot.pools.get(route.pool.as_ref())?.clone(),
+                    route: assets,
+                })
+            })
+            .collect();
+        (snapshot as Arc<dyn std::any::Any + Send + Sync>, targets)
+    })
+}
+
 fn h2_options(h2: H2Settings) -> H2Options {
     let mut options = H2Options::default();
     options
@@ -109,7 +141,28 @@ pub fn build(config: Config, config_path: &Path) -> Result<Built, StartError> {
     let uses_jobs =
         config.routes.iter().any(|r| r.offload.is_some()) || !config.jobs.schedules.is_empty();
     let jobs_settings = config.jobs.clone();
-    let shared = Shared::new(config, metrics.clone());
+    let acme = match config.acme.clone() {
+        Some(settings) => {
+            // Several nodes share the jobs' Redis: one orders, every node reads.
+            let store = match &jobs_settings.store {
+                crate::jobs::StoreSettings::Redis { url, prefix } => {
+                    Some(crate::acme::SharedStore {
+                        url: url.clone(),
+                        prefix: prefix.clone(),
+                    })
+                }
+                crate::jobs::StoreSettings::Embedded { .. } => None,
+            };
+            Some(Arc::new(crate::acme::Acme::new(
+                settings,
+                store.as_ref(),
+                metrics.clone(),
+            )?))
+        }
+        None => None,
+    };
+    let challenges = acme.as_ref().map(|a| a.challenges());
+    let shared = Shared::new(config, metrics.clone()).with_acme_challenges(challenges.clone());
     // Replays wait while admission control reports their pool overloaded.
     let jobs = if uses_jobs {
         let brake = Arc::new(ReplayBrake {
@@ -137,12 +190,20 @@ pub fn build(config: Config, config_path: &Path) -> Result<Built, StartError> {
         "frontdoor https".to_string(),
         crate::hostile::slow::Guard::new(app, header_timeout(&shared), shared.metrics.clone()),
     );
-    let tls = crate::tls::listener_settings(shared.certs.clone(), metrics)?;
+    let issued = acme.clone().map(|a| -> Arc<dyn crate::tls::Issued> { a });
+    let tls = crate::tls::listener_settings(shared.certs.clone(), issued, metrics)?;
     proxy.add_tls_with_settings(&listen.https.to_string(), None, tls);
+    let serve_http = listen.http.filter(|_| listen.http_mode == HttpMode::Serve);
+    if let Some(http) = serve_http {
+        // Behind a TLS-terminating balancer: the same proxy, HTTP/1.1 in the clear.
+        proxy.add_tcp(&http.to_string());
+    }
     server.add_service(proxy);
 
-    if let Some(http) = listen.http {
-        let redirect_app = HttpServer::new_app(RedirectApp::new(listen.redirect_https_port));
+    if let Some(http) = listen.http.filter(|_| serve_http.is_none()) {
+        let redirect_app = HttpServer::new_app(
+            RedirectApp::new(listen.redirect_https_port).with_acme(challenges.clone()),
+        );
         let mut redirect = Service::new(
             "frontdoor http redirect".to_string(),
             crate::hostile::slow::Guard::new(
@@ -184,6 +245,20 @@ pub fn build(config: Config, config_path: &Path) -> Result<Built, StartError> {
             let shared = shared.clone();
             Box::new(move || shared.snapshot.load().pools.values().cloned().collect())
         }),
+    ));
+    if let Some(acme) = acme {
+        server.add_service(background_service(
+            "frontdoor acme",
+            crate::acme::Renewer(acme),
+        ));
+    }
+    server.add_service(background_service(
+        "frontdoor asset warm-up",
+        crate::assets::warm::Warmer::new(
+            warm_targets(&shared),
+            shared.assets.clone(),
+            shared.metrics.clone(),
+        ),
     ));
     server.add_service(background_service(
         "frontdoor config reload",

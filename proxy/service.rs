@@ -126,6 +126,20 @@ fn peer_ip(session: &Session) -> Option<IpAddr> {
         .map(|a| a.ip())
 }
 
+/// A 1xx answer other than `101 Switching Protocols` (which ends the HTTP exchange): the
+/// final answer follows it.
+fn is_interim(response: &ResponseHeader) -> bool {
+    response.status.is_informational() && response.status != http::StatusCode::SWITCHING_PROTOCOLS
+}
+
+/// Whether the request came over TLS (the HTTPS listener), not plain HTTP (`http-mode =
+/// "serve"` behind a balancer).
+fn arrived_over_tls(session: &Session) -> bool {
+    session
+        .digest()
+        .is_some_and(|digest| digest.ssl_digest.is_some())
+}
+
 /// The requested host, lowercase and without port: `:authority` on h2, `Host` on h1.
 fn request_host(head: &RequestHeader) -> Option<String> {
     let raw = head.uri.host().map(str::to_string).or_else(|| {
@@ -445,7 +459,11 @@ impl Frontdoor {
             peer: peer_ip(session),
             trusted: ctx.trusted,
             arrival: ctx.arrival,
-            scheme: "https",
+            scheme: if arrived_over_tls(session) {
+                "https"
+            } else {
+                "http"
+            },
             host: ctx.host.as_deref(),
             request_id: &ctx.request_id,
         }
@@ -571,6 +589,16 @@ impl ProxyHttp for Frontdoor {
             ))
             .await?
         {
+            return Ok(true);
+        }
+        let acme_answer = self
+            .shared
+            .acme_challenges
+            .as_ref()
+            .and_then(|c| c.http_answer(session.req_header().uri.path()));
+        if let Some(key_authorization) = acme_answer {
+            // HTTP-01 on a plain listener that serves (`http-mode = "serve"`).
+            crate::acme::challenge::respond(session, key_authorization).await?;
             return Ok(true);
         }
         let head = session.req_header();
@@ -818,7 +846,8 @@ impl ProxyHttp for Frontdoor {
         })
     }
 
-    /// Times the backend and drops its hop-by-hop fields.
+    /// Times the backend and drops its hop-by-hop fields. The app's own 1xx (Rails'
+    /// `send_early_hints`) is relayed as it is, minus hop-by-hop fields.
     async fn upstream_response_filter(
         &self,
         _session: &mut Session,
@@ -826,8 +855,10 @@ impl ProxyHttp for Frontdoor {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         ctx.head_seen = true;
-        if upstream.status.is_informational() && upstream.status.as_u16() != 101 {
-            // An interim answer (102, 103) is relayed as the app sent it.
+        if is_interim(upstream) {
+            // An interim answer (102, Rails' 103) is relayed as the app sent it, minus
+            // hop-by-hop fields.
+            headers::strip_hop_by_hop(upstream);
             return Ok(());
         }
         if let (Some(pool), Some(started)) = (&ctx.pool, ctx.upstream_started) {
@@ -858,7 +889,7 @@ impl ProxyHttp for Frontdoor {
         response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if response.status.is_informational() && response.status.as_u16() != 101 {
+        if is_interim(response) {
             return Ok(());
         }
         response.set(headers::X_REQUEST_ID, &ctx.request_id);

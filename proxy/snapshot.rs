@@ -138,6 +138,8 @@ pub struct Shared {
     /// The config as last loaded from the file, before the operator's actions apply; held
     /// while a snapshot is built, so that installs never cross.
     configured: Mutex<Config>,
+    /// ACME's HTTP-01 answers, when `[tls.acme]` is set (set once at start).
+    pub acme_challenges: Option<Arc<crate::acme::challenge::Challenges>>,
 }
 
 impl Shared {
@@ -177,9 +179,19 @@ impl Shared {
             request_buffers,
             operations,
             configured,
+            acme_challenges: None,
         };
         shared.apply_pauses();
         shared
+    }
+
+    /// With ACME's HTTP-01 answers (the server's ACME manager, at start).
+    pub fn with_acme_challenges(
+        mut self,
+        challenges: Option<Arc<crate::acme::challenge::Challenges>>,
+    ) -> Self {
+        self.acme_challenges = challenges;
+        self
     }
 
     /// With the job system `jobs` (opened by the server at start).

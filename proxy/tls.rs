@@ -136,8 +136,17 @@ impl CertStore {
         CertStore { certificates }
     }
 
-    /// The certificate for `server_name`: an exact name, then a wildcard, then the default.
-    pub fn select(&self, server_name: Option<&str>) -> Option<Arc<CertifiedKey>> {
+    /// The certificate naming `server_name` (exactly, then by wildcard); no default.
+    pub fn select_named(&self, server_name: Option<&str>) -> Option<Arc<CertifiedKey>> {
+        self.named(server_name).map(|c| c.key.clone())
+    }
+
+    /// Whether the store holds no certificate.
+    pub fn is_empty(&self) -> bool {
+        self.certificates.is_empty()
+    }
+
+    fn named(&self, server_name: Option<&str>) -> Option<&Certificate> {
         let name = server_name.map(str::to_ascii_lowercase);
         let named = |exact: bool| {
             let name = name.as_deref()?;
@@ -152,30 +161,76 @@ impl CertStore {
                     })
             })
         };
-        named(true)
-            .or_else(|| named(false))
+        named(true).or_else(|| named(false))
+    }
+
+    /// The certificate for `server_name`: an exact name, then a wildcard, then the default.
+    pub fn select(&self, server_name: Option<&str>) -> Option<Arc<CertifiedKey>> {
+        self.named(server_name)
             .or_else(|| self.certificates.iter().find(|c| c.server_names.is_empty()))
             .or_else(|| self.certificates.first())
             .map(|c| c.key.clone())
     }
 }
 
+/// The ALPN protocol of ACME's TLS-ALPN-01 validation (RFC 8737).
+pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+
+/// Certificates issued at run time (ACME), beside the configured ones.
+pub trait Issued: std::fmt::Debug + Send + Sync {
+    /// The issued certificate naming `server_name`, if any.
+    fn certificate(&self, server_name: Option<&str>) -> Option<Arc<CertifiedKey>>;
+    /// Any issued certificate, for a handshake no configured certificate answers.
+    fn fallback(&self) -> Option<Arc<CertifiedKey>>;
+    /// The TLS-ALPN-01 challenge certificate for `server_name`, while a validation is due.
+    fn challenge(&self, server_name: &str) -> Option<Arc<CertifiedKey>>;
+}
+
 /// rustls's view of the current certificates: one atomic load per handshake.
 #[derive(Debug)]
 pub struct CertResolver {
     store: Arc<ArcSwap<CertStore>>,
+    issued: Option<Arc<dyn Issued>>,
 }
 
 impl CertResolver {
     /// A resolver reading whatever `store` holds at handshake time.
     pub fn new(store: Arc<ArcSwap<CertStore>>) -> Self {
-        CertResolver { store }
+        CertResolver {
+            store,
+            issued: None,
+        }
+    }
+
+    /// With certificates issued at run time: a configured certificate naming the server name
+    /// first, then an issued one, then the configured default, then any issued one.
+    pub fn with_issued(store: Arc<ArcSwap<CertStore>>, issued: Arc<dyn Issued>) -> Self {
+        CertResolver {
+            store,
+            issued: Some(issued),
+        }
     }
 }
 
 impl ResolvesServerCert for CertResolver {
     fn resolve(&self, client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        self.store.load().select(client_hello.server_name())
+        let name = client_hello.server_name();
+        let Some(issued) = &self.issued else {
+            return self.store.load().select(name);
+        };
+        // A validation offers only `acme-tls/1` and must get the challenge certificate.
+        let validation = client_hello
+            .alpn()
+            .is_some_and(|mut protocols| protocols.any(|p| p == ACME_TLS_ALPN));
+        if validation {
+            return issued.challenge(name?);
+        }
+        let store = self.store.load();
+        store
+            .select_named(name)
+            .or_else(|| issued.certificate(name))
+            .or_else(|| store.select(name))
+            .or_else(|| issued.fallback())
     }
 }
 
@@ -197,14 +252,25 @@ impl TlsAccept for HandshakeCounter {
 }
 
 /// Listener settings: TLS 1.2 and 1.3 (Pingora's rustls default), ALPN h2 then http/1.1,
-/// certificates from `store`.
+/// certificates from `store`; with `issued` (ACME), its certificates too and `acme-tls/1` for
+/// TLS-ALPN-01 validations.
 pub fn listener_settings(
     store: Arc<ArcSwap<CertStore>>,
+    issued: Option<Arc<dyn Issued>>,
     metrics: Arc<Metrics>,
 ) -> pingora::Result<TlsSettings> {
     let mut settings = TlsSettings::with_callbacks(Box::new(HandshakeCounter { metrics }))?;
-    settings.set_cert_resolver(Arc::new(CertResolver::new(store)));
-    settings.enable_h2();
+    match issued {
+        Some(issued) => {
+            settings.set_cert_resolver(Arc::new(CertResolver::with_issued(store, issued)));
+            let protocols = [&b"h2"[..], b"http/1.1", ACME_TLS_ALPN];
+            settings.set_alpn_protocols(protocols.iter().map(|p| p.to_vec()).collect());
+        }
+        None => {
+            settings.set_cert_resolver(Arc::new(CertResolver::new(store)));
+            settings.enable_h2();
+        }
+    }
     Ok(settings)
 }
 

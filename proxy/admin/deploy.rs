@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::operate::{addresses, Deployed, OperateError};
 use crate::snapshot::Shared;
-use crate::upstream::{health, HealthSettings};
+use crate::upstream::{health, BackendAddr, HealthSettings};
 
 /// How long the old backends must show nothing in flight before they leave: a request that
 /// chose its backend just before the switch reaches it within this.
@@ -76,7 +76,7 @@ async fn wait_healthy(
     let interval = settings.interval.min(MAX_CHECK_INTERVAL);
     let mut passes = 0;
     loop {
-        if health::check(target, settings).await {
+        if health::check(BackendAddr::Tcp(target), settings).await {
             passes += 1;
             if passes >= settings.rise {
                 return Ok(());
@@ -105,8 +105,13 @@ fn in_flight(shared: &Shared, pool: &str, addrs: &[SocketAddr]) -> usize {
     addrs
         .iter()
         .map(|addr| {
-            let sent = shared.backends.state(pool, *addr).in_flight();
-            let slotted = admission.as_ref().map_or(0, |a| a.in_flight_on(*addr));
+            let sent = shared
+                .backends
+                .state(pool, BackendAddr::Tcp(*addr))
+                .in_flight();
+            let slotted = admission
+                .as_ref()
+                .map_or(0, |a| a.in_flight_on(BackendAddr::Tcp(*addr)));
             sent.max(slotted)
         })
         .sum()

@@ -31,8 +31,8 @@ pub mod status;
 pub use capacity::CapacityView;
 pub use shed::retry_after_secs;
 
+use crate::backend_addr::BackendAddr;
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -119,7 +119,7 @@ struct Waiter {
     arrival: Instant,
     priority: Priority,
     /// The backend round robin or hashing chose, taken when it has a free slot.
-    prefer: Option<SocketAddr>,
+    prefer: Option<BackendAddr>,
     send: oneshot::Sender<Permit>,
 }
 
@@ -146,7 +146,7 @@ pub fn least_busy(candidates: impl Iterator<Item = (usize, usize, u32)>) -> Opti
 pub struct SlotBackend {
     /// Its address: slots are counted by address, so a reload that reorders or removes
     /// backends never mixes up counts.
-    pub addr: SocketAddr,
+    pub addr: BackendAddr,
     /// Its weight (slots × weight).
     pub weight: u32,
     /// Draining: keeps its requests in flight, takes no new ones.
@@ -166,7 +166,7 @@ struct State {
     backends: Vec<SlotBackend>,
     /// In flight by backend address; a removed backend's entry stays until its last
     /// request ends.
-    in_flight: HashMap<SocketAddr, usize>,
+    in_flight: HashMap<BackendAddr, usize>,
     queues: [VecDeque<Waiter>; 4],
     codel: Codel,
     window: Window,
@@ -185,7 +185,7 @@ impl State {
         self.settings.slots * backend.weight as usize
     }
 
-    fn busy(&self, addr: SocketAddr) -> usize {
+    fn busy(&self, addr: BackendAddr) -> usize {
         self.in_flight.get(&addr).copied().unwrap_or(0)
     }
 
@@ -272,7 +272,7 @@ impl State {
 
     /// Takes a slot: on `prefer` if it may take one, else on the least-busy backend
     /// relative to its slots; `None` when no backend has a free slot.
-    fn take_slot(&mut self, prefer: Option<SocketAddr>) -> Option<SocketAddr> {
+    fn take_slot(&mut self, prefer: Option<BackendAddr>) -> Option<BackendAddr> {
         let free = |b: &SlotBackend| b.eligible() && self.busy(b.addr) < self.capacity(b);
         let preferred = prefer.filter(|p| self.backends.iter().any(|b| b.addr == *p && free(b)));
         let chosen = preferred.or_else(|| {
@@ -289,7 +289,7 @@ impl State {
     }
 
     /// Frees a slot of `addr`; forgets a removed backend once it has none in flight.
-    fn free_slot(&mut self, addr: SocketAddr) {
+    fn free_slot(&mut self, addr: BackendAddr) {
         if let Some(n) = self.in_flight.get_mut(&addr) {
             *n = n.saturating_sub(1);
             if *n == 0 && !self.backends.iter().any(|b| b.addr == addr) {
@@ -309,20 +309,20 @@ pub struct Admission {
 /// A slot held by a request; dropping it frees the slot for the next waiter.
 pub struct Permit {
     admission: Arc<Admission>,
-    backend: SocketAddr,
+    backend: BackendAddr,
     dispatched: Instant,
     armed: bool,
 }
 
 impl Permit {
     /// The backend this slot is on.
-    pub fn backend(&self) -> SocketAddr {
+    pub fn backend(&self) -> BackendAddr {
         self.backend
     }
 
     /// Moves the slot to `addr`: a failed connect sent the request to another backend, and
     /// the counts follow the request (the new backend may briefly hold one over its slots).
-    pub fn move_to(&mut self, addr: SocketAddr) {
+    pub fn move_to(&mut self, addr: BackendAddr) {
         if addr != self.backend && self.armed {
             self.admission.move_slot(self.backend, addr);
             self.backend = addr;
@@ -389,7 +389,7 @@ impl Admission {
         self: &Arc<Self>,
         priority: Priority,
         arrival: Instant,
-        prefer: Option<SocketAddr>,
+        prefer: Option<BackendAddr>,
     ) -> Result<Permit, Shed> {
         let (receive, timeout, id) = {
             let mut state = self.lock();
@@ -465,7 +465,7 @@ impl Admission {
         Err(outcome)
     }
 
-    fn permit(self: &Arc<Self>, backend: SocketAddr, now: Instant) -> Permit {
+    fn permit(self: &Arc<Self>, backend: BackendAddr, now: Instant) -> Permit {
         Permit {
             admission: self.clone(),
             backend,
@@ -475,7 +475,7 @@ impl Admission {
     }
 
     /// Frees a slot of `backend` (held for `response`) and hands it to the next waiter.
-    fn release(self: &Arc<Self>, backend: SocketAddr, response: Duration) {
+    fn release(self: &Arc<Self>, backend: BackendAddr, response: Duration) {
         let mut state = self.lock();
         let now = Instant::now();
         state.window.completed(response, now);
@@ -546,7 +546,7 @@ impl Admission {
         state.paused || state.codel.overloaded_at(Instant::now())
     }
 
-    fn move_slot(self: &Arc<Self>, from: SocketAddr, to: SocketAddr) {
+    fn move_slot(self: &Arc<Self>, from: BackendAddr, to: BackendAddr) {
         let mut state = self.lock();
         state.free_slot(from);
         *state.in_flight.entry(to).or_insert(0) += 1;
@@ -561,7 +561,7 @@ impl Admission {
     }
 
     /// Requests in flight on `addr` now.
-    pub fn in_flight_on(&self, addr: SocketAddr) -> usize {
+    pub fn in_flight_on(&self, addr: BackendAddr) -> usize {
         self.lock().busy(addr)
     }
 
@@ -571,7 +571,7 @@ impl Admission {
         state.settings = settings;
         state.backends = backends;
         // Counts stay by address: a removed backend's slots free as its requests end.
-        let listed: Vec<SocketAddr> = state.backends.iter().map(|b| b.addr).collect();
+        let listed: Vec<BackendAddr> = state.backends.iter().map(|b| b.addr).collect();
         state
             .in_flight
             .retain(|addr, n| *n > 0 || listed.contains(addr));
@@ -680,7 +680,10 @@ mod tests {
     fn slot_backends(n: usize) -> Vec<SlotBackend> {
         (0..n)
             .map(|i| {
-                let addr = SocketAddr::from(([127, 0, 0, 1], 3000 + i as u16));
+                let addr = BackendAddr::from(std::net::SocketAddr::from((
+                    [127, 0, 0, 1],
+                    3000 + i as u16,
+                )));
                 SlotBackend {
                     addr,
                     weight: 1,
@@ -708,7 +711,7 @@ mod tests {
         let permits: Vec<Permit> = futures_all(&a, 4, Priority::Normal, now).await;
         let mut on = [0, 0];
         for p in &permits {
-            on[usize::from(p.backend().port() - 3000)] += 1;
+            on[usize::from(p.backend().tcp().map_or(0, |a| a.port()) - 3000)] += 1;
         }
         assert_eq!(on, [2, 2]);
         assert_eq!(a.load(), (4, 0));
@@ -903,7 +906,7 @@ mod tests {
         let permits = futures_all(&a, 3, Priority::Normal, Instant::now()).await;
         let mut on = [0, 0, 0];
         for p in &permits {
-            on[usize::from(p.backend().port() - 3000)] += 1;
+            on[usize::from(p.backend().tcp().map_or(0, |a| a.port()) - 3000)] += 1;
         }
         assert_eq!(on, [2, 1, 0]);
         assert_eq!(a.view().slots, 3);
@@ -933,7 +936,10 @@ mod tests {
     async fn a_moved_slot_is_counted_on_its_new_backend() {
         let a = controller(1, 0, 2);
         let mut p = a.admit(Priority::Normal, Instant::now()).await.unwrap();
-        let (from, to) = (p.backend(), SocketAddr::from(([127, 0, 0, 1], 3009)));
+        let (from, to) = (
+            p.backend(),
+            BackendAddr::from(std::net::SocketAddr::from(([127, 0, 0, 1], 3009))),
+        );
         p.move_to(to);
         assert_eq!((a.in_flight_on(from), a.in_flight_on(to)), (0, 1));
         drop(p);
@@ -943,7 +949,7 @@ mod tests {
     #[tokio::test]
     async fn a_preferred_backend_gets_the_slot_while_it_has_one() {
         let a = controller(1, 0, 2);
-        let second = SocketAddr::from(([127, 0, 0, 1], 3001));
+        let second = BackendAddr::from(std::net::SocketAddr::from(([127, 0, 0, 1], 3001)));
         let p1 = a
             .admit_preferring(Priority::Normal, Instant::now(), Some(second))
             .await

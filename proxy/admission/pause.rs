@@ -63,7 +63,7 @@ mod tests {
             retry_after: Duration::from_secs(1),
         };
         let backend = SlotBackend {
-            addr: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            addr: crate::backend_addr::BackendAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], 3000))),
             weight: 1,
             drain: false,
             state: Arc::new(Up),

@@ -4,8 +4,11 @@
 //! (`/assets/application-3f9a1c2b.js`, see [`is_fingerprinted`]) from an in-memory cache
 //! (moka: TinyLFU admission, bounded by bytes). A miss fills the entry once however many
 //! requests wait for it (moka coalesces concurrent fills of one key), from the route's pool or
-//! from a directory. Each asset is compressed once, gzip then Brotli 11, on a bounded blocking
-//! pool off the request path; until a variant is ready the best finished one is served.
+//! from a directory (with the `.br`/`.gz` siblings it has). Each asset is compressed once, gzip
+//! then Brotli 11, on a bounded blocking pool off the request path; the fill itself makes a
+//! fast Brotli (quality 5) first, so the first visitor already gets Brotli, and until Brotli 11
+//! is ready that one is served. [`warm`] fills the cache before traffic asks, from the app's
+//! asset manifest or a directory's files, newest first.
 //! Responses choose the encoding by q-value and server preference, carry a strong ETag per
 //! encoding, `Cache-Control: public, max-age=31536000, immutable`, and honour `If-None-Match`
 //! (304) and a single `Range` (on the identity bytes).
@@ -16,7 +19,9 @@
 
 mod answer;
 mod conditional;
+mod directory;
 mod variants;
+pub mod warm;
 
 pub use answer::{respond, respond_stored, Answer};
 pub use conditional::{if_range, none_match, not_modified_since, range, RangeRequest};
@@ -27,7 +32,7 @@ use http::{header, HeaderValue};
 use moka::future::Cache;
 use pingora::connectors::http::Connector;
 use std::num::NonZeroUsize;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use tokio::sync::Semaphore;
 
@@ -62,6 +67,10 @@ pub struct AssetRoute {
     pub max_object_size: u64,
     /// Whether responses say `X-Cache: HIT|MISS`.
     pub x_cache_header: bool,
+    /// The app's asset manifest (a file, or the folder holding it), for [`warm`].
+    pub manifest: Option<PathBuf>,
+    /// Whether the route's assets are warmed at start and on reload.
+    pub warm: bool,
 }
 
 /// One stored body and its encodings: a fingerprinted asset, or a response in the edge cache.
@@ -71,6 +80,8 @@ pub struct Asset {
     identity: Variant,
     gzip: OnceLock<Option<Variant>>,
     brotli: OnceLock<Option<Variant>>,
+    /// Brotli at streaming effort, served until `brotli` (quality 11) is ready.
+    brotli_fast: OnceLock<Option<Variant>>,
 }
 
 impl Asset {
@@ -81,6 +92,7 @@ impl Asset {
             identity: Variant::identity(body),
             gzip: OnceLock::new(),
             brotli: OnceLock::new(),
+            brotli_fast: OnceLock::new(),
         }
     }
 
@@ -99,6 +111,7 @@ impl Asset {
             identity: self.identity.clone(),
             gzip: copy(&self.gzip),
             brotli: copy(&self.brotli),
+            brotli_fast: copy(&self.brotli_fast),
         }
     }
 
@@ -107,14 +120,90 @@ impl Asset {
         self.identity.body.len() as u64
     }
 
+    /// `body` with the Brotli and gzip forms a build step already made (`.br`/`.gz` files):
+    /// those are served as they are and never compressed again.
+    pub fn precompressed(
+        body: Bytes,
+        content_type: Option<HeaderValue>,
+        brotli: Option<Bytes>,
+        gzip: Option<Bytes>,
+    ) -> Self {
+        let asset = Asset::new(body, content_type);
+        let tag = asset.identity.etag.trim_matches('"').to_string();
+        for (slot, encoding, body) in [
+            (&asset.brotli, Encoding::Brotli, brotli),
+            (&asset.gzip, Encoding::Gzip, gzip),
+        ] {
+            if let Some(body) = body {
+                // The tag hashes these bytes: a rebuilt `.br` of the same file is another entity.
+                let etag = format!(
+                    "\"{tag}-{}-{:08x}\"",
+                    encoding.token(),
+                    content_hash(&body) as u32
+                );
+                let _ = slot.set(Some(Variant {
+                    encoding,
+                    body,
+                    etag,
+                }));
+            }
+        }
+        asset
+    }
+
     /// The variant for `encoding`, if it is ready (and was worth keeping).
     pub fn variant(&self, encoding: Encoding) -> Option<&Variant> {
         match encoding {
             Encoding::Identity => Some(&self.identity),
             Encoding::Gzip => self.gzip.get().and_then(Option::as_ref),
-            Encoding::Brotli => self.brotli.get().and_then(Option::as_ref),
+            Encoding::Brotli => self
+                .brotli
+                .get()
+                .and_then(Option::as_ref)
+                .or_else(|| self.brotli_fast.get().and_then(Option::as_ref)),
             // Stored variants are Brotli and gzip; zstd is for text compressed on the fly.
             Encoding::Zstd => None,
+        }
+    }
+
+    /// Whether gzip or Brotli 11 is still to be made.
+    pub fn needs_compression(&self) -> bool {
+        self.gzip.get().is_none() || self.brotli.get().is_none()
+    }
+
+    /// Makes the fast Brotli variant, unless a Brotli one exists; returns the bytes it saves.
+    /// CPU-bound (milliseconds for a large bundle): call it on a blocking thread.
+    pub fn compress_fast(&self) -> Option<usize> {
+        if self.brotli.get().is_some() || self.brotli_fast.get().is_some() {
+            return None;
+        }
+        let variant = Variant::compressed(&self.identity, Encoding::Brotli, Effort::Fast)
+            .unwrap_or_else(|e| {
+                tracing::warn!("fast br compression failed: {e}");
+                None
+            })
+            .map(|mut v| {
+                // Other bytes than quality 11 gives: another strong ETag.
+                let tag = self.identity.etag.trim_matches('"');
+                v.etag = format!("\"{tag}-br-fast\"");
+                v
+            });
+        let saved = variant
+            .as_ref()
+            .map(|v| self.identity.body.len() - v.body.len());
+        let _ = self.brotli_fast.set(variant);
+        saved
+    }
+
+    /// The same asset without its interim fast Brotli (once Brotli 11 is ready), sharing the
+    /// bytes of the other variants.
+    pub fn settled(&self) -> Asset {
+        Asset {
+            content_type: self.content_type.clone(),
+            identity: self.identity.clone(),
+            gzip: self.gzip.clone(),
+            brotli: self.brotli.clone(),
+            brotli_fast: OnceLock::new(),
         }
     }
 
@@ -128,13 +217,16 @@ impl Asset {
 
     /// Compresses the identity body (gzip, then Brotli) at `effort`, keeping each variant that
     /// is smaller; returns the bytes each kept variant saves. CPU-bound: call it on a blocking
-    /// thread. A second call changes nothing.
+    /// thread. A variant made already (a `.br` file, a second call) is not made again.
     pub fn compress(&self, effort: Effort) -> Vec<(Encoding, usize)> {
         let mut saved = Vec::new();
         for (slot, encoding) in [
             (&self.gzip, Encoding::Gzip),
             (&self.brotli, Encoding::Brotli),
         ] {
+            if slot.get().is_some() {
+                continue;
+            }
             let variant =
                 Variant::compressed(&self.identity, encoding, effort).unwrap_or_else(|e| {
                     tracing::warn!("{} compression failed: {e}", encoding.token());
@@ -169,11 +261,16 @@ impl Asset {
 
     /// Bytes held, all variants (moka's weight; saturates at 4 GiB).
     pub fn weight(&self) -> u32 {
-        let bytes: usize = Encoding::PREFERENCE
-            .iter()
-            .filter_map(|e| self.variant(*e))
-            .map(|v| v.body.len())
-            .sum();
+        let bytes: usize = [
+            Some(&self.identity),
+            self.gzip.get().and_then(Option::as_ref),
+            self.brotli.get().and_then(Option::as_ref),
+            self.brotli_fast.get().and_then(Option::as_ref),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|v| v.body.len())
+        .sum();
         u32::try_from(bytes).unwrap_or(u32::MAX)
     }
 }
@@ -231,6 +328,8 @@ pub struct AssetCache {
     cache: Cache<String, Arc<Asset>>,
     connector: Connector,
     compression: Arc<Semaphore>,
+    /// Fast Brotli in fills: short, and never behind the queue of Brotli 11 work.
+    fast_compression: Arc<Semaphore>,
     metrics: Arc<Metrics>,
 }
 
@@ -251,6 +350,7 @@ impl AssetCache {
             cache,
             connector: Connector::new(None),
             compression: Arc::new(Semaphore::new(settings.compression_threads.get())),
+            fast_compression: Arc::new(Semaphore::new(settings.compression_threads.get())),
             metrics,
         }
     }
@@ -270,27 +370,53 @@ impl AssetCache {
         host: Option<&str>,
         pool: &Pool,
     ) -> Result<(Arc<Asset>, CacheStatus), Arc<Bypass>> {
-        let key = format!("{route_name}\u{0}{path}");
+        let key = AssetCache::key(route_name, path);
         if let Some(asset) = self.cache.get(&key).await {
             return Ok((asset, CacheStatus::Hit));
         }
         let fill = async {
-            let (body, content_type) = match &route.source {
+            let asset = match &route.source {
                 AssetSource::Upstream => {
-                    self.fetch(path, host, pool, route.max_object_size).await?
+                    let (body, content_type) =
+                        self.fetch(path, host, pool, route.max_object_size).await?;
+                    Asset::new(body, content_type)
                 }
                 AssetSource::Directory(root) => {
-                    read_file(root, path, route.max_object_size).await?
+                    let read = directory::read_file(root, path, route.max_object_size).await?;
+                    Asset::precompressed(read.body, read.content_type, read.brotli, read.gzip)
                 }
             };
-            let asset = Arc::new(Asset::new(body, content_type));
-            if asset.worth_compressing() {
+            let asset = Arc::new(asset);
+            if asset.worth_compressing() && asset.needs_compression() {
+                self.compress_fast(&asset).await;
                 self.precompress(key.clone(), asset.clone());
             }
             Ok::<_, Bypass>(asset)
         };
         let asset = self.cache.try_get_with(key.clone(), fill).await?;
         Ok((asset, CacheStatus::Miss))
+    }
+
+    /// The cache key of `path` on route `route_name`.
+    fn key(route_name: &str, path: &str) -> String {
+        format!("{route_name}\u{0}{path}")
+    }
+
+    /// Whether the asset at `path` of `route_name` is in memory.
+    pub fn contains(&self, route_name: &str, path: &str) -> bool {
+        self.cache.contains_key(&AssetCache::key(route_name, path))
+    }
+
+    /// Makes `asset`'s fast Brotli on the blocking pool and waits for it: the request that
+    /// filled the asset is answered with it.
+    async fn compress_fast(&self, asset: &Arc<Asset>) {
+        let Ok(_permit) = self.fast_compression.acquire().await else {
+            return;
+        };
+        let work = asset.clone();
+        if let Ok(Some(saved)) = tokio::task::spawn_blocking(move || work.compress_fast()).await {
+            self.metrics.asset_compressed("br-fast", saved);
+        }
     }
 
     /// GET from a backend of `pool`, asking for identity so that we encode it ourselves.
@@ -322,8 +448,8 @@ impl AssetCache {
         Ok((body, head.headers.get(header::CONTENT_TYPE).cloned()))
     }
 
-    /// Compresses `asset` (gzip, then Brotli) on the bounded pool, then re-inserts it so the
-    /// cache weighs the new variants.
+    /// Compresses `asset` (gzip, then Brotli 11) on the bounded pool, then re-inserts it so
+    /// the cache weighs the new variants. The pool takes work in the order it was asked for.
     fn precompress(self: &Arc<Self>, key: String, asset: Arc<Asset>) {
         let this = self.clone();
         tokio::spawn(async move {
@@ -339,75 +465,12 @@ impl AssetCache {
                 }
             })
             .await;
+            // Re-inserted without the fast Brotli, whose bytes go once in-flight answers end.
             if done.is_ok() && this.cache.contains_key(&key) {
-                this.cache.insert(key, asset).await;
+                this.cache.insert(key, Arc::new(asset.settled())).await;
             }
         });
     }
-}
-
-/// `root` + the URL path, refusing anything that could name a file outside `root`.
-async fn read_file(
-    root: &Path,
-    path: &str,
-    max: u64,
-) -> Result<(Bytes, Option<http::HeaderValue>), Bypass> {
-    let mut file = root.to_path_buf();
-    for segment in path.split('/').filter(|s| !s.is_empty()) {
-        let unsafe_segment = segment == ".."
-            || segment == "."
-            || segment.contains(['%', '\\', '\0'])
-            || segment.starts_with('.');
-        if unsafe_segment {
-            return Err(Bypass::BadPath);
-        }
-        file.push(segment);
-    }
-    // Symlinks inside the root may point out of it: compare canonical paths.
-    let canonical = tokio::fs::canonicalize(&file)
-        .await
-        .map_err(|_| Bypass::NotFound)?;
-    if !canonical.starts_with(root) {
-        return Err(Bypass::BadPath);
-    }
-    let metadata = tokio::fs::metadata(&canonical)
-        .await
-        .map_err(|_| Bypass::NotFound)?;
-    if !metadata.is_file() {
-        return Err(Bypass::NotFound);
-    }
-    if metadata.len() > max {
-        return Err(Bypass::TooLarge);
-    }
-    let body = tokio::fs::read(&canonical)
-        .await
-        .map_err(|e| Bypass::Failed(e.to_string()))?;
-    let content_type = content_type_for(&canonical).map(http::HeaderValue::from_static);
-    Ok((Bytes::from(body), content_type))
-}
-
-/// The `Content-Type` of common web asset extensions.
-fn content_type_for(path: &Path) -> Option<&'static str> {
-    let ext = path.extension()?.to_str()?.to_ascii_lowercase();
-    Some(match ext.as_str() {
-        "js" | "mjs" => "application/javascript",
-        "css" => "text/css",
-        "map" | "json" => "application/json",
-        "svg" => "image/svg+xml",
-        "png" => "image/png",
-        "jpg" | "jpeg" => "image/jpeg",
-        "gif" => "image/gif",
-        "webp" => "image/webp",
-        "avif" => "image/avif",
-        "ico" => "image/x-icon",
-        "woff" => "font/woff",
-        "woff2" => "font/woff2",
-        "ttf" => "font/ttf",
-        "txt" => "text/plain; charset=utf-8",
-        "html" => "text/html; charset=utf-8",
-        "wasm" => "application/wasm",
-        _ => return None,
-    })
 }
 
 #[cfg(test)]
@@ -430,54 +493,5 @@ mod tests {
             assert!(!asset(t).worth_compressing(), "{t}");
         }
         assert!(!Asset::new(Bytes::new(), None).worth_compressing());
-    }
-
-    #[tokio::test]
-    async fn directory_reads_cannot_leave_the_root() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("public");
-        std::fs::create_dir_all(root.join("assets")).unwrap();
-        std::fs::write(dir.path().join("secret-0123456789.txt"), "secret").unwrap();
-        std::fs::write(root.join("assets/ok-0123456789.js"), "ok").unwrap();
-        std::os::unix::fs::symlink(
-            dir.path().join("secret-0123456789.txt"),
-            root.join("assets/link-0123456789.txt"),
-        )
-        .unwrap();
-        let root = std::fs::canonicalize(&root).unwrap();
-        let read = |path: &'static str| {
-            let root = root.clone();
-            async move { read_file(&root, path, 1 << 20).await.map(|(body, _)| body) }
-        };
-        assert_eq!(
-            read("/assets/ok-0123456789.js").await,
-            Ok(Bytes::from_static(b"ok"))
-        );
-        for attack in [
-            "/../secret-0123456789.txt",
-            "/assets/../../secret-0123456789.txt",
-            "/assets/%2e%2e/%2e%2e/secret-0123456789.txt",
-            "/assets/..\\..\\secret-0123456789.txt",
-            "/assets/ok-0123456789.js\0.png",
-            "/assets/.hidden-0123456789",
-            "/assets/link-0123456789.txt",
-        ] {
-            assert_eq!(read(attack).await, Err(Bypass::BadPath), "{attack:?}");
-        }
-        assert_eq!(
-            read("/assets/missing-0123456789.js").await,
-            Err(Bypass::NotFound)
-        );
-        assert_eq!(
-            read("/assets").await,
-            Err(Bypass::NotFound),
-            "a directory is not a file"
-        );
-        assert_eq!(
-            read_file(&root, "/assets/ok-0123456789.js", 1)
-                .await
-                .map(|_| ()),
-            Err(Bypass::TooLarge)
-        );
     }
 }

@@ -13,12 +13,25 @@ use crate::tls::{certified_key_from, Certificate};
 pub struct ListenSettings {
     /// HTTPS (h2 + http/1.1).
     pub https: SocketAddr,
-    /// Plain HTTP, redirecting to HTTPS.
+    /// Plain HTTP.
     pub http: Option<SocketAddr>,
+    /// What the plain-HTTP listener does.
+    pub http_mode: HttpMode,
     /// Admin endpoints.
     pub admin: SocketAddr,
     /// The port written into redirects.
     pub redirect_https_port: u16,
+}
+
+/// `[listen] http-mode`: what the plain-HTTP listener does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HttpMode {
+    /// Every request gets `301` to HTTPS.
+    #[default]
+    Redirect,
+    /// Requests are routed and proxied as on HTTPS: a TLS-terminating balancer in front sends
+    /// plain HTTP, and its `X-Forwarded-Proto` is kept when it is a trusted proxy.
+    Serve,
 }
 
 impl Validator<'_> {
@@ -35,7 +48,21 @@ impl Validator<'_> {
             }),
             None => https.map(|a| a.port()),
         };
-        let (https, admin) = (https?, admin?);
+        let http_mode = self.check(&l.http_mode, "listen.http-mode", |m| match m.as_str() {
+            "redirect" => Ok(HttpMode::Redirect),
+            "serve" => Ok(HttpMode::Serve),
+            other => Err(format!(
+                "`{other}` is not a mode: use \"redirect\" (to HTTPS) or \"serve\""
+            )),
+        });
+        if http_mode == Some(HttpMode::Serve) && l.http.is_none() {
+            self.error(
+                l.http_mode.span(),
+                "listen.http-mode",
+                "\"serve\" needs a plain-HTTP listener: set listen.http",
+            );
+        }
+        let (https, admin, http_mode) = (https?, admin?, http_mode?);
         let http = match http {
             Some(addr) => Some(addr?),
             None => None,
@@ -63,17 +90,18 @@ impl Validator<'_> {
         Some(ListenSettings {
             https,
             http,
+            http_mode,
             admin,
             redirect_https_port: redirect_https_port?,
         })
     }
 
     pub(super) fn certificates(&mut self, t: &file::TlsSection) -> Vec<Certificate> {
-        if t.certificates.is_empty() {
+        if t.certificates.is_empty() && t.acme.is_none() {
             self.error(
                 0..0,
                 "tls.certificates",
-                "the HTTPS listener needs at least one [[tls.certificates]]",
+                "the HTTPS listener needs at least one [[tls.certificates]] or [tls.acme]",
             );
         }
         let mut certificates = Vec::new();

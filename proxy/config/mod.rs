@@ -4,6 +4,7 @@
 //! key path, and validation collects all of them before it answers. Paths in the file are
 //! relative to the file's own folder.
 
+mod acme;
 mod admin;
 mod cache;
 mod error;
@@ -21,7 +22,7 @@ mod server;
 pub mod units;
 
 pub use error::{key_path_at, line_col, ConfigError, ConfigErrors};
-pub use listen::ListenSettings;
+pub use listen::{HttpMode, ListenSettings};
 pub use outside::{Outside, System};
 pub use server::{H2Settings, ServerSettings};
 
@@ -49,6 +50,8 @@ pub struct Config {
     pub listen: ListenSettings,
     /// Certificates for the HTTPS listener, in file order.
     pub certificates: Vec<Certificate>,
+    /// Certificates ordered from an ACME CA (fixed at start).
+    pub acme: Option<crate::acme::AcmeSettings>,
     /// Peers whose forwarding headers are believed.
     pub trusted_proxies: Vec<IpNet>,
     /// Answered `200 ok` by frontdoor on the public listeners; never queued or proxied.
@@ -209,6 +212,10 @@ impl Validator<'_> {
     fn config(&mut self, file: file::ConfigFile) -> Option<Config> {
         let server = self.server(&file.server);
         let listen = self.listen(&file.listen);
+        let acme = match &file.tls.acme {
+            Some(a) => Some(self.acme(a, file.listen.http.is_some())?),
+            None => None,
+        };
         let certificates = self.certificates(&file.tls);
         let trusted_proxies = self.trusted_proxies(&file.proxy);
         let health_path = match file.proxy.health_path.get_ref().as_str() {
@@ -240,6 +247,7 @@ impl Validator<'_> {
             server: server?,
             listen: listen?,
             certificates,
+            acme,
             trusted_proxies,
             health_path,
             limits: limits?,

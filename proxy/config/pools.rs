@@ -4,8 +4,12 @@ use std::collections::BTreeMap;
 
 use super::{file, resolve, ConfigError, Outside, Validator};
 use crate::admission::AdmissionSettings;
+use std::path::Path;
+
 use crate::upgraded::UpgradedSettings;
-use crate::upstream::{Backend, Balance, Ejection, HashKey, HealthSettings, PoolSettings};
+use crate::upstream::{
+    Backend, BackendAddr, Balance, Ejection, HashKey, HealthSettings, PoolSettings,
+};
 
 impl Validator<'_> {
     pub(super) fn pools(
@@ -95,8 +99,10 @@ impl Validator<'_> {
             .map_or(&[][..], |b| b.get_ref().as_slice());
         for (i, entry) in listed.iter().enumerate() {
             let entry_key = format!("{key}.backends[{i}]");
-            let outside = self.outside;
-            let addr = self.check(entry, &entry_key, |e| resolve(&e.address, outside));
+            let (outside, base) = (self.outside, self.base);
+            let addr = self.check(entry, &entry_key, |e| {
+                backend_addr(&e.address, base, outside)
+            });
             let weight = self.check(entry, &format!("{entry_key}.weight"), |e| {
                 let w = e.weight.unwrap_or(1);
                 u32::try_from(w)
@@ -132,7 +138,8 @@ impl Validator<'_> {
             });
             match read {
                 Ok(text) => {
-                    for (offset, parsed) in backends_file_lines(&text, self.outside) {
+                    let base = path.parent().unwrap_or(self.base);
+                    for (offset, parsed) in backends_file_lines(&text, base, self.outside) {
                         let checked = parsed.and_then(|b| {
                             if out.iter().any(|o| o.addr == b.addr) {
                                 Err(format!("{} is listed twice in this pool", b.addr))
@@ -294,12 +301,25 @@ impl Validator<'_> {
     }
 }
 
+/// A backend's address: `unix:/path` (relative to `base`, the folder of the file naming
+/// it) or `host:port`, resolved.
+fn backend_addr(text: &str, base: &Path, outside: &dyn Outside) -> Result<BackendAddr, String> {
+    match BackendAddr::parse_unix(text, base) {
+        Some(unix) => unix,
+        None => resolve(text, outside).map(BackendAddr::Tcp),
+    }
+}
+
 /// The largest `weight` of a backend.
 const MAX_WEIGHT: u32 = 100;
 
 /// The backends of a `backends-file`: one `host:port [weight] [drain]` a line, `#` comments
 /// and blank lines skipped; each with its line's offset in `text`.
-fn backends_file_lines(text: &str, outside: &dyn Outside) -> Vec<(usize, Result<Backend, String>)> {
+fn backends_file_lines(
+    text: &str,
+    base: &Path,
+    outside: &dyn Outside,
+) -> Vec<(usize, Result<Backend, String>)> {
     let mut out = Vec::new();
     let mut offset = 0;
     for line in text.split_inclusive('\n') {
@@ -312,7 +332,7 @@ fn backends_file_lines(text: &str, outside: &dyn Outside) -> Vec<(usize, Result<
         };
         let at = start + content.find(address).unwrap_or(0);
         let parsed = (|| {
-            let addr = resolve(address, outside)?;
+            let addr = backend_addr(address, base, outside)?;
             let (mut weight, mut drain) = (1, false);
             for word in words {
                 match word {

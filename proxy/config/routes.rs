@@ -227,10 +227,22 @@ impl Validator<'_> {
             self.check(&a.max_object_size, &format!("{key}.max-object-size"), |s| {
                 units::parse_size(s)
             });
+        let manifest = match &a.manifest {
+            Some(m) => Some(self.check(m, &format!("{key}.manifest"), |path| {
+                if path.is_empty() {
+                    Err("names no file: give the manifest or its folder".to_string())
+                } else {
+                    Ok(self.base.join(path))
+                }
+            })?),
+            None => None,
+        };
         Some(AssetRoute {
             source: source?,
             max_object_size: max_object_size?,
             x_cache_header: a.x_cache_header,
+            manifest,
+            warm: a.warm,
         })
     }
 

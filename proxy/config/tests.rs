@@ -279,7 +279,7 @@ backends-file = "backends.txt""#,
     let got: Vec<(u16, u32, bool)> = app
         .backends
         .iter()
-        .map(|b| (b.addr.port(), b.weight, b.drain))
+        .map(|b| (b.addr.tcp().map_or(0, |a| a.port()), b.weight, b.drain))
         .collect();
     assert_eq!(got, [(3000, 1, false), (3001, 2, false), (3002, 1, true)]);
     assert_eq!(config.watched_files(), [dir.path().join("backends.txt")]);
@@ -390,5 +390,46 @@ fn request_buffering_is_on_by_default_bounded_and_checked() {
             .contains("is not an existing directory"),
         "{}",
         errors[2]
+    );
+}
+
+#[test]
+fn unix_socket_backends_in_the_list_and_the_file_resolve_against_their_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    with_cert(dir.path());
+    std::fs::create_dir(dir.path().join("deploy")).unwrap();
+    let list = "unix:///run/app/puma-blue.sock 2\nunix:puma-green.sock drain\n";
+    std::fs::write(dir.path().join("deploy/backends.txt"), list).unwrap();
+    let text = GOOD.replace(
+        r#"backends = ["127.0.0.1:3000"]"#,
+        r#"backends = ["unix:/run/app/puma.sock", "unix:tmp/puma.sock"]
+backends-file = "deploy/backends.txt""#,
+    );
+    let config = Config::parse(&dir.path().join("f.toml"), &text).unwrap();
+    let got: Vec<String> = config.pools["app"]
+        .backends
+        .iter()
+        .map(|b| format!("{} {} {}", b.addr, b.weight, b.drain))
+        .collect();
+    let base = dir.path().display();
+    assert_eq!(
+        got,
+        [
+            "unix:/run/app/puma.sock 1 false".to_string(),
+            format!("unix:{base}/tmp/puma.sock 1 false"),
+            "unix:/run/app/puma-blue.sock 2 false".to_string(),
+            format!("unix:{base}/deploy/puma-green.sock 1 true"),
+        ]
+    );
+    let twice = GOOD.replace(
+        r#"backends = ["127.0.0.1:3000"]"#,
+        r#"backends = ["unix:/run/app/puma.sock", "unix:///run/app/puma.sock"]"#,
+    );
+    let errors = Config::parse(&dir.path().join("f.toml"), &twice).unwrap_err();
+    assert!(
+        errors
+            .to_string()
+            .contains("unix:/run/app/puma.sock is listed twice"),
+        "{errors}"
     );
 }

@@ -6,9 +6,10 @@
 //!   last referenced, found while the body streams by ([`html`]).
 //! - Both become one `Link` header on successful (2xx) HTML answers to GET, merged with the
 //!   upstream's own `Link` without repeats, and, where the route enables it, a
-//!   `103 Early Hints` sent to HTTP/1.1 clients as soon as the request is routed. Pingora 0.9
-//!   drops 1xx on HTTP/2 (its h2 session keeps the stream's `SendResponse` private), so h2
-//!   clients get the final-response header only.
+//!   `103 Early Hints` sent as soon as the request is routed, over HTTP/2 (where Chrome uses
+//!   it) and HTTP/1.1. Pingora 0.9.1 drops 1xx on HTTP/2; the vendored `pingora-core` patch
+//!   sends them with h2's `send_informational`. The app's own 103s (Rails'
+//!   `send_early_hints`) are relayed too, minus hop-by-hop fields (`service.rs`).
 //! - **Deferral** ([`html`]), opt-in per route: `defer` on render-blocking `<script src>` in
 //!   `<head>`.
 
@@ -37,7 +38,7 @@ pub struct RouteHints {
     pub links: Vec<LinkTemplate>,
     /// Learn the fingerprinted assets of the route's HTML and preload them.
     pub learn: bool,
-    /// Send `103 Early Hints` to HTTP/1.1 clients.
+    /// Send `103 Early Hints` (HTTP/2 and HTTP/1.1 clients).
     pub early_hints: bool,
     /// Add `defer` to blocking scripts in `<head>` (opt-in).
     pub defer_scripts: Option<DeferScripts>,
@@ -121,8 +122,8 @@ fn links(matched: Matched<'_>, learned: &Learned) -> Vec<Link> {
     out
 }
 
-/// Sends `103 Early Hints` when the route enables it and the client can take it (HTTP/1.1,
-/// not h2; a GET). `Ok(())` also when nothing was sent.
+/// Sends `103 Early Hints` when the route enables it and the client can take it (HTTP/2 or
+/// HTTP/1.1; a GET). `Ok(())` also when nothing was sent.
 pub async fn send_early(
     session: &mut Session,
     matched: Option<Matched<'_>>,
@@ -134,7 +135,8 @@ pub async fn send_early(
     };
     let head = session.req_header();
     // RFC 9110 §15.2: never a 1xx to an HTTP/1.0 client.
-    if session.is_http2() || head.version != http::Version::HTTP_11 || !is_get(head) {
+    let takes_1xx = session.is_http2() || head.version == http::Version::HTTP_11;
+    if !takes_1xx || !is_get(head) {
         return Ok(());
     }
     let Some(value) = link::merge(&links(matched, learned), &[]) else {

@@ -11,6 +11,7 @@ pub(super) struct CachesFamilies {
     asset_evictions: IntCounter,
     asset_compressions: IntCounterVec,
     asset_bytes_saved: IntCounterVec,
+    asset_warmed: IntCounterVec,
     compressed_responses: IntCounterVec,
     compression_bytes_in: IntCounterVec,
     compression_bytes_out: IntCounterVec,
@@ -53,6 +54,13 @@ impl CachesFamilies {
                 "Bytes a compressed variant saves over identity, per asset compressed, by encoding.",
             ),
             &["encoding"],
+        )?;
+        let asset_warmed = IntCounterVec::new(
+            Opts::new(
+                "asset_warmed_total",
+                "Assets warmed before traffic asked, by route and result (filled, cached, bypass).",
+            ),
+            &["route", "result"],
         )?;
         let compressed_responses = IntCounterVec::new(
             Opts::new(
@@ -123,6 +131,7 @@ impl CachesFamilies {
         registry.register(Box::new(asset_evictions.clone()))?;
         registry.register(Box::new(asset_compressions.clone()))?;
         registry.register(Box::new(asset_bytes_saved.clone()))?;
+        registry.register(Box::new(asset_warmed.clone()))?;
         registry.register(Box::new(compressed_responses.clone()))?;
         registry.register(Box::new(compression_bytes_in.clone()))?;
         registry.register(Box::new(compression_bytes_out.clone()))?;
@@ -139,6 +148,7 @@ impl CachesFamilies {
             asset_evictions,
             asset_compressions,
             asset_bytes_saved,
+            asset_warmed,
             compressed_responses,
             compression_bytes_in,
             compression_bytes_out,
@@ -184,6 +194,14 @@ impl Metrics {
             .asset_bytes_saved
             .with_label_values(&[encoding])
             .inc_by(saved as u64);
+    }
+
+    /// An asset of `route` was warmed: `filled`, already `cached`, or `bypass` (not held).
+    pub fn asset_warmed(&self, route: &str, result: &'static str) {
+        self.caches
+            .asset_warmed
+            .with_label_values(&[route, result])
+            .inc();
     }
 
     /// A dynamic response of `route` was compressed with `encoding` (its token) from

@@ -3,6 +3,7 @@
 //! Labels are bounded: route and pool names come from the config (an unmatched request is
 //! `route="none"`), status is a class (`2xx`), never a raw path or code.
 
+mod acme;
 mod admission;
 mod backends;
 mod caches;
@@ -27,6 +28,7 @@ pub struct Metrics {
     admission: admission::AdmissionFamilies,
     jobs: jobs::JobMetrics,
     backends: backends::BackendFamilies,
+    acme: acme::AcmeFamilies,
     connections: connections::ConnectionFamilies,
     request_buffering: request_buffering::RequestBufferingFamilies,
     response_buffering: response_buffering::ResponseBufferingFamilies,
@@ -46,6 +48,7 @@ impl Metrics {
             admission: admission::AdmissionFamilies::register(&registry)?,
             jobs: jobs::JobMetrics::register(&registry)?,
             backends: backends::BackendFamilies::register(&registry)?,
+            acme: acme::AcmeFamilies::register(&registry)?,
             connections: connections::ConnectionFamilies::register(&registry)?,
             request_buffering: request_buffering::RequestBufferingFamilies::register(&registry)?,
             response_buffering: response_buffering::ResponseBufferingFamilies::register(&registry)?,

@@ -21,7 +21,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::upstream::{Backend, PoolSettings};
+use crate::upstream::{Backend, BackendAddr, PoolSettings};
 
 /// The pool name standing for every pool in maintenance.
 pub const EVERY_POOL: &str = "*";
@@ -175,16 +175,16 @@ impl Operations {
                 continue;
             };
             let draining = deployed.draining.iter().map(|addr| Backend {
-                addr: *addr,
+                addr: BackendAddr::Tcp(*addr),
                 weight: pool
                     .backends
                     .iter()
-                    .find(|b| b.addr == *addr)
+                    .find(|b| b.addr == BackendAddr::Tcp(*addr))
                     .map_or(1, |b| b.weight),
                 drain: true,
             });
             let targets = deployed.targets.iter().map(|addr| Backend {
-                addr: *addr,
+                addr: BackendAddr::Tcp(*addr),
                 weight: 1,
                 drain: false,
             });
@@ -235,9 +235,10 @@ impl Drop for DeployGuard {
     }
 }
 
-/// The addresses of `backends`, in order.
+/// The TCP addresses of `backends`, in order (a deploy's targets and drained backends are
+/// `host:port`s; a unix socket backend is never a deploy target).
 pub fn addresses(backends: &[Backend]) -> Vec<SocketAddr> {
-    backends.iter().map(|b| b.addr).collect()
+    backends.iter().filter_map(|b| b.addr.tcp()).collect()
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ fn pool(addrs: &[&str]) -> PoolSettings {
         backends: addrs
             .iter()
             .map(|a| Backend {
-                addr: a.parse().unwrap(),
+                addr: crate::upstream::BackendAddr::Tcp(a.parse().unwrap()),
                 weight: 2,
                 drain: false,
             })

@@ -8,13 +8,12 @@ use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{Pool, PoolSettings};
+use super::{BackendAddr, Pool, PoolSettings};
 use crate::metrics::{BackendMetrics, Metrics};
 
 /// `[pools.NAME.health]`, validated.
@@ -56,7 +55,7 @@ struct Verdicts {
 /// What frontdoor knows about one backend of one pool.
 #[derive(Debug)]
 pub struct BackendState {
-    addr: SocketAddr,
+    addr: BackendAddr,
     /// The active checks' verdict; up until checks say otherwise.
     checked_up: AtomicBool,
     /// What the `backend_up` gauge last showed (to notice changes).
@@ -67,7 +66,7 @@ pub struct BackendState {
 }
 
 impl BackendState {
-    fn new(addr: SocketAddr, metrics: Option<BackendMetrics>) -> Self {
+    fn new(addr: BackendAddr, metrics: Option<BackendMetrics>) -> Self {
         if let Some(m) = &metrics {
             m.up.set(1);
         }
@@ -82,7 +81,7 @@ impl BackendState {
     }
 
     /// A state with no metrics (tests, benches).
-    pub fn detached(addr: SocketAddr) -> Self {
+    pub fn detached(addr: BackendAddr) -> Self {
         BackendState::new(addr, None)
     }
 
@@ -91,7 +90,7 @@ impl BackendState {
     }
 
     /// The backend's address.
-    pub fn addr(&self) -> SocketAddr {
+    pub fn addr(&self) -> BackendAddr {
         self.addr
     }
 
@@ -217,7 +216,7 @@ impl Drop for Busy {
 
 /// Every backend's state by pool and address, kept across reloads.
 pub struct Backends {
-    by_key: Mutex<HashMap<(String, SocketAddr), Arc<BackendState>>>,
+    by_key: Mutex<HashMap<(String, BackendAddr), Arc<BackendState>>>,
     metrics: Arc<Metrics>,
 }
 
@@ -231,7 +230,7 @@ impl Backends {
     }
 
     /// The state of `addr` in `pool` (the same one across reloads).
-    pub fn state(&self, pool: &str, addr: SocketAddr) -> Arc<BackendState> {
+    pub fn state(&self, pool: &str, addr: BackendAddr) -> Arc<BackendState> {
         let mut by_key = self.by_key.lock().unwrap_or_else(PoisonError::into_inner);
         by_key
             .entry((pool.to_string(), addr))
@@ -260,12 +259,19 @@ impl Backends {
     }
 }
 
+/// A connection to a backend, over TCP or a unix socket.
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
+
 /// One check: `GET path` over a new connection; passes on a 2xx or 3xx status line.
-pub async fn check(addr: SocketAddr, settings: &HealthSettings) -> bool {
+pub async fn check(addr: BackendAddr, settings: &HealthSettings) -> bool {
     let (path, timeout) = (&settings.path, settings.timeout);
-    let host = settings.host.clone().unwrap_or_else(|| addr.to_string());
+    let host = settings.host.clone().unwrap_or_else(|| addr.default_host());
     let attempt = async {
-        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        let mut stream: Box<dyn Stream> = match addr {
+            BackendAddr::Tcp(addr) => Box::new(tokio::net::TcpStream::connect(addr).await?),
+            BackendAddr::Unix(path) => Box::new(tokio::net::UnixStream::connect(path).await?),
+        };
         let request = format!(
             "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: frontdoor-health-check\r\nConnection: close\r\n\r\n"
         );
@@ -364,7 +370,7 @@ mod tests {
 
     #[test]
     fn checks_take_a_backend_down_after_fall_and_up_after_rise() {
-        let s = BackendState::detached("127.0.0.1:1".parse().unwrap());
+        let s = BackendState::detached(BackendAddr::Tcp("127.0.0.1:1".parse().unwrap()));
         let h = settings();
         s.record_check(false, &h);
         s.record_check(false, &h);
@@ -379,7 +385,7 @@ mod tests {
 
     #[test]
     fn consecutive_connect_failures_eject_for_a_while() {
-        let s = BackendState::detached("127.0.0.1:1".parse().unwrap());
+        let s = BackendState::detached(BackendAddr::Tcp("127.0.0.1:1".parse().unwrap()));
         let e = Ejection {
             after: 2,
             duration: Duration::from_millis(30),
@@ -406,10 +412,10 @@ mod tests {
                     .await;
             }
         });
-        assert!(check(addr, &settings()).await);
+        assert!(check(addr.into(), &settings()).await);
         let closed = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .unwrap();
-        assert!(!check(closed, &settings()).await);
+        assert!(!check(closed.into(), &settings()).await);
     }
 }

@@ -1,4 +1,5 @@
-//! Upstream pools: the Passenger backends a route sends requests to.
+//! Upstream pools: the Passenger backends a route sends requests to, over TCP or a unix
+//! socket ([`BackendAddr`]).
 //!
 //! Selection ([`select`]) is per pool: least busy (the admission controller places slots
 //! for pools with `[pools.NAME.admission]`), weighted round robin, or consistent hashing.
@@ -12,6 +13,7 @@ pub mod health;
 pub mod reuse;
 pub mod select;
 
+pub use crate::backend_addr::{BackendAddr, MAX_UNIX_PATH, UNIX_PREFIX};
 pub use health::{BackendState, Backends, Busy, Ejection, HealthChecks, HealthSettings};
 pub use select::{Balance, HashKey};
 
@@ -64,7 +66,7 @@ pub struct PoolSettings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backend {
     /// Resolved address.
-    pub addr: SocketAddr,
+    pub addr: BackendAddr,
     /// Share of the traffic relative to the pool's other backends (slots × weight with
     /// admission).
     pub weight: u32,
@@ -98,11 +100,11 @@ impl std::fmt::Debug for Pool {
 #[derive(Debug, Default)]
 pub struct Attempts {
     /// The backend of the first attempt (where an admission slot was taken).
-    first: Option<SocketAddr>,
+    first: Option<BackendAddr>,
     /// The request's hash key, for `balance = "hash"`.
     key: Option<u64>,
     /// Backends tried, in order.
-    tried: Vec<SocketAddr>,
+    tried: Vec<BackendAddr>,
     /// The current attempt counted on its backend.
     busy: Option<Busy>,
     /// Connect attempts made so far.
@@ -112,14 +114,14 @@ pub struct Attempts {
     /// The request asks to switch protocols (WebSocket).
     upgrade: bool,
     /// The next attempt goes to this backend on a new connection (a reused one failed).
-    again: Option<SocketAddr>,
+    again: Option<BackendAddr>,
     /// The request was sent again after a reused connection failed (at most once).
     resent: bool,
 }
 
 impl Attempts {
     /// Attempts that start on backend `addr` (the one an admission slot was taken on).
-    pub fn on_backend(addr: SocketAddr) -> Self {
+    pub fn on_backend(addr: BackendAddr) -> Self {
         Attempts {
             first: Some(addr),
             ..Attempts::default()
@@ -127,12 +129,12 @@ impl Attempts {
     }
 
     /// Starts on `addr` (the admission slot's backend), keeping the hash key.
-    pub fn start_on(&mut self, addr: SocketAddr) {
+    pub fn start_on(&mut self, addr: BackendAddr) {
         self.first = Some(addr);
     }
 
     /// The backend of the current attempt.
-    pub fn current(&self) -> Option<SocketAddr> {
+    pub fn current(&self) -> Option<BackendAddr> {
         self.tried.last().copied()
     }
 
@@ -280,7 +282,7 @@ impl Pool {
 
     /// The backend round robin or hashing would choose, for admission to place the slot on
     /// (least busy leaves the choice to admission).
-    pub fn preferred(&self, attempts: &Attempts) -> Option<SocketAddr> {
+    pub fn preferred(&self, attempts: &Attempts) -> Option<BackendAddr> {
         match self.settings.balance {
             Balance::LeastBusy => None,
             _ => self
@@ -291,7 +293,7 @@ impl Pool {
 
     /// The index of the backend for a new attempt, skipping `tried`; `None` when no
     /// eligible backend is left.
-    fn select(&self, key: Option<u64>, tried: &[SocketAddr]) -> Option<usize> {
+    fn select(&self, key: Option<u64>, tried: &[BackendAddr]) -> Option<usize> {
         let backends = &self.settings.backends;
         let ok = |i: usize| self.eligible(i) && !tried.contains(&backends[i].addr);
         match (&self.settings.balance, key) {
@@ -339,11 +341,11 @@ impl Pool {
                 b.addr
             }
             // An empty pool cannot validate; keep a peer that refuses rather than panic.
-            _ => SocketAddr::from(([127, 0, 0, 1], 0)),
+            _ => BackendAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], 0))),
         };
         attempts.tried.push(addr);
         attempts.made += 1;
-        let mut peer = HttpPeer::new(addr, false, String::new());
+        let mut peer = new_peer(addr);
         let connection = reuse::connection(
             reuse::Choice {
                 non_idempotent: attempts.non_idempotent,
@@ -384,7 +386,7 @@ impl Pool {
         }
     }
 
-    fn index_of(&self, addr: Option<SocketAddr>) -> Option<usize> {
+    fn index_of(&self, addr: Option<BackendAddr>) -> Option<usize> {
         let addr = addr?;
         self.settings.backends.iter().position(|b| b.addr == addr)
     }
@@ -491,11 +493,28 @@ pub fn exact(buffer: BytesMut) -> Bytes {
     }
 }
 
-async fn reachable(addr: SocketAddr, timeout: Duration) -> bool {
-    matches!(
-        tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await,
-        Ok(Ok(_))
-    )
+/// The Pingora peer of `addr`: plain HTTP/1.1 over TCP or over a unix socket.
+fn new_peer(addr: BackendAddr) -> HttpPeer {
+    let tcp = |addr: SocketAddr| HttpPeer::new(addr, false, String::new());
+    match addr {
+        BackendAddr::Tcp(addr) => tcp(addr),
+        // A path the kernel refuses (validation bounds its length) gives a peer that fails
+        // to connect, like a closed port.
+        BackendAddr::Unix(path) => path
+            .to_str()
+            .and_then(|p| HttpPeer::new_uds(p, false, String::new()).ok())
+            .unwrap_or_else(|| tcp(SocketAddr::from(([127, 0, 0, 1], 0)))),
+    }
+}
+
+async fn reachable(addr: BackendAddr, timeout: Duration) -> bool {
+    let connect = async {
+        match addr {
+            BackendAddr::Tcp(addr) => tokio::net::TcpStream::connect(addr).await.map(drop),
+            BackendAddr::Unix(path) => tokio::net::UnixStream::connect(path).await.map(drop),
+        }
+    };
+    matches!(tokio::time::timeout(timeout, connect).await, Ok(Ok(())))
 }
 
 #[cfg(test)]

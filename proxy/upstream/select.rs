@@ -4,7 +4,6 @@
 //! a request now (up, not draining, not already tried); none of them locks anything.
 
 use http::HeaderName;
-use std::net::SocketAddr;
 
 /// `balance` of a pool.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,7 +99,7 @@ pub struct Ring {
 
 impl Ring {
     /// The ring of `backends` (address and weight), by index.
-    pub fn new(backends: &[(SocketAddr, u32)]) -> Self {
+    pub fn new(backends: &[(super::BackendAddr, u32)]) -> Self {
         let mut points = Vec::new();
         for (i, (addr, weight)) in backends.iter().enumerate() {
             for v in 0..VNODES * weight {
@@ -125,9 +124,14 @@ impl Ring {
 mod tests {
     use super::*;
 
-    fn addrs(n: u16) -> Vec<(SocketAddr, u32)> {
+    fn addrs(n: u16) -> Vec<(crate::upstream::BackendAddr, u32)> {
         (1..=n)
-            .map(|p| (SocketAddr::from(([10, 0, 0, 1], 3000 + p)), 1))
+            .map(|p| {
+                (
+                    std::net::SocketAddr::from(([10, 0, 0, 1], 3000 + p)).into(),
+                    1,
+                )
+            })
             .collect()
     }
 

@@ -8,7 +8,7 @@ fn settings(backends: &[(&str, u32, bool)], balance: Balance, retries: usize) ->
             .iter()
             .filter_map(|(a, weight, drain)| {
                 Some(Backend {
-                    addr: a.parse().ok()?,
+                    addr: BackendAddr::Tcp(a.parse().ok()?),
                     weight: *weight,
                     drain: *drain,
                 })

@@ -278,7 +278,7 @@ async fn early_hints_reach_http1_clients_before_the_upstream_answers() {
         1.0
     );
 
-    // The same route over h2 gets no 103 (Pingora drops 1xx there) but the final header.
+    // Over h2 the final header has them too (the 103 there: tests/it/early_hints.rs).
     let response = fd
         .client()
         .get(fd.url("/special/page"))

@@ -3,12 +3,14 @@
 
 mod common;
 
+mod acme;
 mod admission;
 mod assets;
 mod balancing;
 mod buffering;
 mod check;
 mod compression;
+mod early_hints;
 mod edge_cache;
 mod error_pages;
 mod h1_framing;
@@ -17,6 +19,7 @@ mod headers;
 mod health;
 mod hints;
 mod hostile;
+mod http_serve;
 mod jobs;
 mod multinode;
 mod operate;
@@ -30,4 +33,6 @@ mod semantics;
 mod sendfile;
 mod soak;
 mod tls;
+mod unix_backends;
 mod upgraded;
+mod warm;

@@ -6,12 +6,14 @@
 
 mod operations;
 mod routes;
+mod tls;
 
 pub use operations::{AccelMappingEntry, AdminSection, ErrorPagesSection, SendfileSection};
 pub use routes::{
     AssetsSection, DeferScriptsSection, HintsSection, LinkSection, OffloadSection,
     RouteCacheSection, RouteSection,
 };
+pub use tls::{AcmeSection, CertificateSection, TlsSection};
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -149,6 +151,9 @@ fn default_access_log() -> Spanned<String> {
 fn default_access_log_format() -> Spanned<String> {
     unspanned("text".to_string())
 }
+fn default_http_mode() -> Spanned<String> {
+    unspanned("redirect".to_string())
+}
 fn default_admin() -> Spanned<String> {
     unspanned("127.0.0.1:9901".to_string())
 }
@@ -185,37 +190,18 @@ fn default_connect_retries() -> Spanned<i64> {
 pub struct ListenSection {
     /// The HTTPS listener (h2 and http/1.1 by ALPN).
     pub https: Spanned<String>,
-    /// The plain-HTTP listener that redirects to HTTPS; none when absent.
+    /// The plain-HTTP listener (redirecting to HTTPS, or serving); none when absent.
     pub http: Option<Spanned<String>>,
+    /// What the plain-HTTP listener does: `"redirect"` to HTTPS, or `"serve"` like HTTPS
+    /// (behind a TLS-terminating balancer).
+    #[serde(default = "default_http_mode")]
+    pub http_mode: Spanned<String>,
     /// The admin listener (`/healthz`, `/readyz`, `/metrics`).
     #[serde(default = "default_admin")]
     pub admin: Spanned<String>,
     /// The port written in redirects, when clients reach HTTPS on another port than we bind
     /// (a port mapping); default: the HTTPS listener's port.
     pub redirect_https_port: Option<Spanned<i64>>,
-}
-
-/// `[tls]`
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct TlsSection {
-    /// `[[tls.certificates]]`
-    #[serde(default)]
-    pub certificates: Vec<CertificateSection>,
-}
-
-/// `[[tls.certificates]]`
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct CertificateSection {
-    /// PEM certificate chain, leaf first; relative to the config file.
-    pub cert: Spanned<String>,
-    /// PEM private key; relative to the config file.
-    pub key: Spanned<String>,
-    /// SNI names this certificate answers (`example.com`, `*.example.com`); a certificate
-    /// without names is the default.
-    #[serde(default)]
-    pub server_names: Vec<Spanned<String>>,
 }
 
 /// `[proxy]`

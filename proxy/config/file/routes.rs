@@ -207,6 +207,12 @@ pub struct AssetsSection {
     /// Send `X-Cache: HIT|MISS` on responses from memory.
     #[serde(default = "default_true")]
     pub x_cache_header: bool,
+    /// The app's asset manifest (Propshaft's `.manifest.json`, Sprockets'
+    /// `.sprockets-manifest-*.json`), or the folder holding it, for warming.
+    pub manifest: Option<Spanned<String>>,
+    /// Fill and compress the route's assets at start and on reload, before traffic asks.
+    #[serde(default = "default_true")]
+    pub warm: bool,
 }
 
 fn default_true() -> bool {

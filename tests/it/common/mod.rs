@@ -6,11 +6,13 @@
 pub mod h1wire;
 pub mod h2wire;
 mod origin;
+mod pebble;
 mod raw_origin;
 mod recorder;
 mod redis_server;
 pub mod stream_origin;
 pub use origin::{OriginReply, ScriptedOrigin};
+pub use pebble::Pebble;
 pub use raw_origin::RawOrigin;
 pub use recorder::RecordingOrigin;
 pub use redis_server::Redis;
@@ -76,6 +78,18 @@ impl TestCa {
     /// PEM of the CA, for clients.
     pub fn pem(&self) -> String {
         self.ca.pem()
+    }
+
+    /// Writes `NAME.pem` and `NAME.key` into `dir` for a certificate of `params`; returns
+    /// its DER.
+    pub fn issue_with(&self, dir: &Path, file: &str, params: rcgen::CertificateParams) -> Vec<u8> {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = params
+            .signed_by(&key, &self.ca, &self.ca_key)
+            .expect("sign");
+        std::fs::write(dir.join(format!("{file}.pem")), cert.pem()).expect("write cert");
+        std::fs::write(dir.join(format!("{file}.key")), key.serialize_pem()).expect("write key");
+        cert.der().to_vec()
     }
 
     /// Writes `NAME.pem` and `NAME.key` into `dir` for `names`; returns both paths.

@@ -114,6 +114,13 @@ impl TlsSettings {
         self.alpn_protocols = Some(alpn.to_wire_protocols());
     }
 
+    /// frontdoor patch: the ALPN protocols offered, in preference order, beyond what [`ALPN`]
+    /// can say: `h2`, `http/1.1` and `acme-tls/1`, which ACME's TLS-ALPN-01 validation
+    /// (RFC 8737) must be able to negotiate on the HTTPS listener.
+    pub fn set_alpn_protocols(&mut self, protocols: Vec<Vec<u8>>) {
+        self.alpn_protocols = Some(protocols);
+    }
+
     /// Configure mTLS by providing a rustls client certificate verifier.
     pub fn set_client_cert_verifier(&mut self, verifier: Arc<dyn ClientCertVerifier>) {
         self.client_cert_verifier = Some(verifier);
