@@ -16,6 +16,7 @@ mod health;
 mod hints;
 mod hostile;
 mod jobs;
+mod keepalive;
 mod multinode;
 mod reload;
 mod retries;
