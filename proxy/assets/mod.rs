@@ -84,9 +84,10 @@ impl Asset {
         }
     }
 
-    /// The same bytes and the variants ready so far, for an entry whose fields change but whose
-    /// body does not (an edge-cache entry revalidated with a `304`).
-    pub fn reused(&self) -> Asset {
+    /// The same bytes and the variants ready so far, under `content_type`, for an entry whose
+    /// fields change but whose body does not (an edge-cache entry revalidated with a `304`,
+    /// which may correct the media type: the encoded variants stay valid for the same bytes).
+    pub fn reused(&self, content_type: Option<HeaderValue>) -> Asset {
         let copy = |slot: &OnceLock<Option<Variant>>| {
             let new = OnceLock::new();
             if let Some(variant) = slot.get() {
@@ -95,7 +96,7 @@ impl Asset {
             new
         };
         Asset {
-            content_type: self.content_type.clone(),
+            content_type,
             identity: self.identity.clone(),
             gzip: copy(&self.gzip),
             brotli: copy(&self.brotli),
