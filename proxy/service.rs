@@ -61,14 +61,16 @@ pub struct RequestCtx {
     compressor: Option<Compressor>,
     /// The edge-cache key of a GET that missed: its answer is stored if storable.
     cache_key: Option<String>,
-    /// The answer being copied into the edge cache.
-    fill: Option<Fill>,
+    /// The answer being copied into the edge cache (boxed, as every large field used by few
+    /// requests: the context is copied with the request's future on every request).
+    fill: Option<Box<Fill>>,
     /// Held while this request fills its edge-cache key: others missing it wait.
     flight: Option<edge_cache::FlightGuard>,
     /// The admission slot held while the app works on the request.
     permit: Option<Permit>,
-    /// Reads (learned hints) or rewrites (script deferral) an HTML body, before compression.
-    html_pass: Option<hints::HtmlPass>,
+    /// Reads (learned hints) or rewrites (script deferral) an HTML body, before compression
+    /// (boxed: over a KB, for HTML answers only).
+    html_pass: Option<Box<hints::HtmlPass>>,
     /// The route's request body limit, counted as the body streams upstream.
     body_limit: Option<BodyLimit>,
     /// An upgrade request's place among its pool's upgraded connections (open after the 101).
@@ -314,7 +316,7 @@ impl Frontdoor {
             ctx.fill = None;
         } else if end_of_stream {
             if let Some(fill) = ctx.fill.take() {
-                self.shared.edge_cache.finish_fill(name, fill);
+                self.shared.edge_cache.finish_fill(name, *fill);
             }
         }
     }
@@ -376,7 +378,10 @@ impl Frontdoor {
                         Joined::Follower(_) => None,
                         Joined::Leader(guard) => Some(guard),
                     };
-                    let outcome = cache.revalidate(&key, &entry, &origin(session, ctx)?).await;
+                    // Boxed: a revalidation's future (a request to the app) is several KB,
+                    // and every hit would otherwise carry it and have it copied.
+                    let origin = origin(session, ctx)?;
+                    let outcome = Box::pin(cache.revalidate(&key, &entry, &origin)).await;
                     drop(guard);
                     self.shared
                         .metrics
@@ -577,7 +582,9 @@ impl ProxyHttp for Frontdoor {
             if let Some(offload) = &matched.route.offload {
                 let (route, params) = (&matched.route.name, &matched.params);
                 let body_timeout = limits.body_timeout;
-                jobs::http::offload(
+                // Boxed, as every rarely taken branch with a large future: the request's own
+                // future is copied on every request and stays small.
+                Box::pin(jobs::http::offload(
                     session,
                     jobs,
                     route,
@@ -585,7 +592,7 @@ impl ProxyHttp for Frontdoor {
                     offload,
                     body_timeout,
                     &ctx.request_id,
-                )
+                ))
                 .await?;
                 return Ok(true);
             }
@@ -785,7 +792,8 @@ impl ProxyHttp for Frontdoor {
         }
         let request = session.req_header();
         let (learned, metrics) = (&self.shared.learned, &self.shared.metrics);
-        ctx.html_pass = hints::on_response(request, response, ctx.hints_match(), learned, metrics);
+        ctx.html_pass = hints::on_response(request, response, ctx.hints_match(), learned, metrics)
+            .map(Box::new);
         let status = response.status.as_u16();
         if edge_cache::policy::is_unsafe(&request.method) && edge_cache::invalidates(status) {
             self.invalidate_after(request, response, ctx.host.as_deref());
@@ -795,15 +803,19 @@ impl ProxyHttp for Frontdoor {
                 let waited = ctx
                     .upstream_started
                     .map_or(std::time::Duration::ZERO, |t| t.elapsed());
-                ctx.fill = self.shared.edge_cache.begin_fill(
-                    &matched.route.name,
-                    rules,
-                    key,
-                    &request.headers,
-                    response,
-                    waited,
-                    ctx.flight.take(),
-                );
+                ctx.fill = self
+                    .shared
+                    .edge_cache
+                    .begin_fill(
+                        &matched.route.name,
+                        rules,
+                        key,
+                        &request.headers,
+                        response,
+                        waited,
+                        ctx.flight.take(),
+                    )
+                    .map(Box::new);
                 if rules.x_cache_header {
                     response.set("x-cache", assets::CacheStatus::Miss.as_str());
                 }

@@ -273,6 +273,21 @@ impl AssetCache {
         if let Some(asset) = self.cache.get(&key).await {
             return Ok((asset, CacheStatus::Hit));
         }
+        // Boxed: the fill's future (a fetch from the app) is several KB, and every hit would
+        // otherwise carry it and have it copied with the request's future.
+        Box::pin(self.fill(key, route, path, host, pool)).await
+    }
+
+    /// A miss of `get`: the asset read or fetched once (concurrent misses of `key` wait for
+    /// the same fill), then stored.
+    async fn fill(
+        self: &Arc<Self>,
+        key: String,
+        route: &AssetRoute,
+        path: &str,
+        host: Option<&str>,
+        pool: &Pool,
+    ) -> Result<(Arc<Asset>, CacheStatus), Arc<Bypass>> {
         let fill = async {
             let (body, content_type) = match &route.source {
                 AssetSource::Upstream => {

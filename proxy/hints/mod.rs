@@ -233,7 +233,7 @@ pub fn on_response(
 
 /// The body phase: passes `body` through the HTML pass; at the end, records what it learned.
 pub fn on_body(
-    pass: &mut Option<HtmlPass>,
+    pass: &mut Option<Box<HtmlPass>>,
     body: &mut Option<Bytes>,
     end_of_stream: bool,
     route: &Arc<str>,
