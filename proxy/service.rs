@@ -391,7 +391,10 @@ impl Frontdoor {
                         Joined::Follower(_) => None,
                         Joined::Leader(guard) => Some(guard),
                     };
-                    let outcome = cache.revalidate(&key, &entry, &origin(session, ctx)?).await;
+                    // Boxed: a revalidation's future (a request to the app) is several KB,
+                    // and every hit would otherwise carry it and have it copied.
+                    let origin = origin(session, ctx)?;
+                    let outcome = Box::pin(cache.revalidate(&key, &entry, &origin)).await;
                     drop(guard);
                     self.shared
                         .metrics
@@ -899,7 +902,8 @@ impl ProxyHttp for Frontdoor {
         }
         let request = session.req_header();
         let (learned, metrics) = (&self.shared.learned, &self.shared.metrics);
-        ctx.html_pass = hints::on_response(request, response, ctx.hints_match(), learned, metrics);
+        ctx.html_pass = hints::on_response(request, response, ctx.hints_match(), learned, metrics)
+            .map(Box::new);
         let status = response.status.as_u16();
         if edge_cache::policy::is_unsafe(&request.method) && edge_cache::invalidates(status) {
             self.invalidate_after(request, response, ctx.host.as_deref());

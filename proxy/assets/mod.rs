@@ -96,9 +96,10 @@ impl Asset {
         }
     }
 
-    /// The same bytes and the variants ready so far, for an entry whose fields change but whose
-    /// body does not (an edge-cache entry revalidated with a `304`).
-    pub fn reused(&self) -> Asset {
+    /// The same bytes and the variants ready so far, under `content_type`, for an entry whose
+    /// fields change but whose body does not (an edge-cache entry revalidated with a `304`,
+    /// which may correct the media type: the encoded variants stay valid for the same bytes).
+    pub fn reused(&self, content_type: Option<HeaderValue>) -> Asset {
         let copy = |slot: &OnceLock<Option<Variant>>| {
             let new = OnceLock::new();
             if let Some(variant) = slot.get() {
@@ -107,7 +108,7 @@ impl Asset {
             new
         };
         Asset {
-            content_type: self.content_type.clone(),
+            content_type,
             identity: self.identity.clone(),
             gzip: copy(&self.gzip),
             brotli: copy(&self.brotli),
@@ -374,6 +375,21 @@ impl AssetCache {
         if let Some(asset) = self.cache.get(&key).await {
             return Ok((asset, CacheStatus::Hit));
         }
+        // Boxed: the fill's future (a fetch from the app) is several KB, and every hit would
+        // otherwise carry it and have it copied with the request's future.
+        Box::pin(self.fill(key, route, path, host, pool)).await
+    }
+
+    /// A miss of `get`: the asset read or fetched once (concurrent misses of `key` wait for
+    /// the same fill), then stored.
+    async fn fill(
+        self: &Arc<Self>,
+        key: String,
+        route: &AssetRoute,
+        path: &str,
+        host: Option<&str>,
+        pool: &Pool,
+    ) -> Result<(Arc<Asset>, CacheStatus), Arc<Bypass>> {
         let fill = async {
             let asset = match &route.source {
                 AssetSource::Upstream => {

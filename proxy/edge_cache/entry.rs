@@ -209,7 +209,8 @@ impl Entry {
     }
 
     /// The stored fields updated by those of a `304` (RFC 9111 §4.3.4, §3.2): each field the
-    /// 304 carries replaces the stored ones, except those describing the stored bytes.
+    /// 304 carries replaces the stored ones, except those describing the stored bytes (their
+    /// coding, range and digest: `Content-MD5` is the MD5 of the body kept, RFC 1864).
     pub fn merged_fields(&self, not_modified: &HeaderMap) -> HeaderMap {
         let mut stored = self.stored.clone();
         let mut replaced: Vec<&HeaderName> = Vec::new();
@@ -217,6 +218,7 @@ impl Entry {
             let keep_stored = NOT_STORED.contains(&name.as_str())
                 || *name == header::CONTENT_ENCODING
                 || *name == header::CONTENT_RANGE
+                || name.as_str() == "content-md5"
                 || *name == crate::headers::X_REQUEST_ID;
             if keep_stored {
                 continue;
@@ -231,12 +233,14 @@ impl Entry {
     }
 
     /// This entry with `merged` fields (from [`Entry::merged_fields`]) after the `304`
-    /// `not_modified`: the same body, a new age and lifetime.
+    /// `not_modified`: the same body (under the `Content-Type` the fields now say), a new age
+    /// and lifetime.
     pub fn updated(&self, merged: HeaderMap, not_modified: &Received, lifetime: Lifetime) -> Entry {
+        let content_type = merged.get(header::CONTENT_TYPE).cloned();
         Entry::assemble(
             self.status,
             merged,
-            self.body.reused(),
+            self.body.reused(content_type),
             not_modified.timing(),
             lifetime,
             self.selecting.clone(),

@@ -202,6 +202,18 @@ pub async fn serve_status(
         return Ok(false);
     };
     let id = id.to_string();
+    // Boxed: the answer's future (job store reads) is KBs that every request would otherwise
+    // carry and have copied, status path or not.
+    Box::pin(answer_status(session, jobs, id, request_id)).await
+}
+
+/// The answer of [`serve_status`] for the job `id`.
+async fn answer_status(
+    session: &mut Session,
+    jobs: Option<&Jobs>,
+    id: String,
+    request_id: &str,
+) -> Result<bool> {
     let Some(jobs) = jobs.filter(|_| store::is_job_id(&id)) else {
         plain(session, 404, "no such job", request_id).await?;
         return Ok(true);

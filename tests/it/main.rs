@@ -21,6 +21,7 @@ mod hints;
 mod hostile;
 mod http_serve;
 mod jobs;
+mod keepalive;
 mod multinode;
 mod operate;
 mod operations;

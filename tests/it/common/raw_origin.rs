@@ -1,11 +1,13 @@
 //! An app that speaks plain HTTP/1.1 on a TCP port the way the tests need to control it: keeps
-//! connections alive and says which connection served a request; on `/drop` it closes the
-//! connection without answering (a worker killed on one request); and it accepts WebSocket
+//! connections alive and says which connection served a request; on a path ending in `/drop` (and on any path
+//! it was told to [`RawOrigin::drop_from_now`]) it closes the connection without answering (a
+//! worker killed on one request); a path ending in `/slow` is answered after 300 ms, one with
+//! `/cached/` in its path with `Cache-Control: max-age=1`; and it accepts WebSocket
 //! upgrades (`Upgrade: websocket`) and echoes every message, as ActionCable's loop would (on
 //! `/ticks` it also sends `tick` every 300 ms, as ActionCable pings; on `/split` it first sends
 //! a message that reads like an HTTP response head).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,6 +26,8 @@ struct State {
     hits: Mutex<HashMap<String, u64>>,
     /// WebSocket connections open now.
     sockets: AtomicU64,
+    /// Paths whose requests are dropped from now on.
+    drops: Mutex<HashSet<String>>,
 }
 
 /// The running app; stops accepting when dropped.
@@ -54,6 +58,15 @@ impl RawOrigin {
     pub fn hits(&self, path: &str) -> u64 {
         let hits = self.state.hits.lock().expect("hits");
         hits.get(path).copied().unwrap_or(0)
+    }
+
+    /// Requests for `path` are dropped (the connection closed unanswered) from now on.
+    pub fn drop_from_now(&self, path: &str) {
+        self.state
+            .drops
+            .lock()
+            .expect("drops")
+            .insert(path.to_string());
     }
 
     /// Connections the app accepted so far.
@@ -123,7 +136,7 @@ async fn serve(mut stream: TcpStream, id: u64, state: Arc<State>) {
             }
         }
         buffer.drain(..length);
-        if head.path == "/drop" {
+        if head.path.ends_with("/drop") || state.drops.lock().expect("drops").contains(&head.path) {
             return;
         }
         if head
@@ -183,12 +196,17 @@ async fn serve(mut stream: TcpStream, id: u64, state: Arc<State>) {
             state.sockets.fetch_sub(1, Ordering::SeqCst);
             return;
         }
-        if head.path == "/slow" {
+        if head.path.ends_with("/slow") {
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
         let body = "ok";
+        let cache = if head.path.contains("/cached/") {
+            "Cache-Control: max-age=1\r\n"
+        } else {
+            ""
+        };
         let answer = format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nX-Connection: {id}\r\n\r\n{body}",
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{cache}X-Connection: {id}\r\n\r\n{body}",
             body.len()
         );
         if stream.write_all(answer.as_bytes()).await.is_err() {

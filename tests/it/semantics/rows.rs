@@ -111,6 +111,8 @@ pub fn script(app: &App) {
                 ("etag", "\"e1\""),
                 ("cache-control", "max-age=60"),
                 ("x-version", "2"),
+                ("content-type", "text/plain;charset=utf-8"),
+                ("content-md5", "N7UdGUp1E+RbVvZSTy1R8g=="),
             ];
             return Reply::new(304, &fields, "");
         }
@@ -118,6 +120,8 @@ pub fn script(app: &App) {
             ("etag", "\"e1\""),
             ("cache-control", "max-age=1"),
             ("x-version", "1"),
+            ("content-type", "text/plain"),
+            ("content-md5", "rL0Y20zC+Fzt72VPzMSk2A=="),
         ];
         Reply::new(200, &fields, &format!("body {n}"))
     });
@@ -409,6 +413,16 @@ fn f12<'a>(ctx: &'a Ctx<'a>) -> super::RowFuture<'a> {
             revalidated.field("x-version"),
             Some("2"),
             "fields from the 304"
+        );
+        assert_eq!(
+            revalidated.field("content-type"),
+            Some("text/plain;charset=utf-8"),
+            "the media type from the 304"
+        );
+        assert_eq!(
+            revalidated.field("content-md5"),
+            Some("rL0Y20zC+Fzt72VPzMSk2A=="),
+            "the digest of the stored body, not the 304's"
         );
         let seen = ctx.app.seen(&path);
         assert_eq!(seen.len(), 2);
