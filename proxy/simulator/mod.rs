@@ -13,6 +13,8 @@
 //! | `GET /courses/{school}/{title}` | service time | HTML whose script fetches the four documents below |
 //! | `GET /courses/{school}/{title}/{course,users,timeline,campaigns}.json` | service time | JSON, a few KB |
 //! | `GET /assets/<name>-<fnv1a-64>.{js,css}` | service time | ~500 KB bundle, ~80 KB stylesheet, five vendor scripts; uncompressed |
+//! | `POST`/`PUT /uploads` | while the body is read, then service time | `{"received": <bytes>}` |
+//! | `GET /downloads/{bytes}` (up to 1 GiB) | service time, then until the last byte is written | `bytes` bytes of `x` |
 //! | any `/courses/{id*}/manual_update` | manual update time | `{"updated": "<id>"}` |
 //! | `GET /healthz` | none | `ok` |
 //! | any `/echo`, `/echo/...` | none | what the app received, as JSON |
@@ -23,11 +25,12 @@
 
 mod pages;
 mod pool;
+mod transfer;
 
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Either, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -92,7 +95,8 @@ const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
 const X_REQUEST_START: HeaderName = HeaderName::from_static("x-request-start");
 const X_SIMULATOR_NODE: HeaderName = HeaderName::from_static("x-simulator-node");
 
-type Reply = Response<Full<Bytes>>;
+/// Whole answers, or a download streamed while it holds a worker.
+type Reply = Response<Either<Full<Bytes>, transfer::Download>>;
 
 /// The simulated app: its assets, its worker pool and its counters. One `Simulator` may
 /// serve several listeners; they share the pool.
@@ -241,7 +245,7 @@ impl Simulator {
             }
             Route::Asset => match self.assets.get(&path) {
                 Some(asset) => {
-                    let mut reply = Response::new(Full::new(asset.body.clone()));
+                    let mut reply = Response::new(Either::Left(Full::new(asset.body.clone())));
                     let headers = reply.headers_mut();
                     headers.insert(CONTENT_TYPE, HeaderValue::from_static(asset.content_type));
                     // What Passenger sends on its own: an hour of caching, no compression.
@@ -261,6 +265,14 @@ impl Simulator {
                 self.work(start, self.options.manual_update_time, reply)
                     .await
             }
+            Route::Upload => {
+                let service_time = self.options.service_time;
+                transfer::upload(&self.workers, start, service_time, request).await
+            }
+            Route::Download { bytes } => {
+                let service_time = self.options.service_time;
+                transfer::download(&self.workers, start, service_time, bytes).await
+            }
             Route::NotFound => not_found(),
         };
         if let Some(value) = &node.header {
@@ -273,9 +285,7 @@ impl Simulator {
     async fn work(&self, start: RequestStart, service_time: Duration, mut reply: Reply) -> Reply {
         match self.workers.run(start, service_time).await {
             Ok(queue_time) => {
-                if let Ok(value) = HeaderValue::from_str(&pool::server_timing(queue_time)) {
-                    reply.headers_mut().insert(SERVER_TIMING, value);
-                }
+                server_timing_header(&mut reply, queue_time);
                 reply
             }
             Err(e) => text(StatusCode::SERVICE_UNAVAILABLE, &format!("{e}\n")),
@@ -330,6 +340,12 @@ enum Route<'a> {
     },
     /// Some `/assets/<file>`; whether it exists is the asset table's business.
     Asset,
+    /// `POST`/`PUT /uploads`.
+    Upload,
+    /// `GET /downloads/{bytes}`, at most [`transfer::MAX_DOWNLOAD`].
+    Download {
+        bytes: u64,
+    },
     /// `id` is everything between `/courses/` and `/manual_update`.
     ManualUpdate {
         id: &'a str,
@@ -363,6 +379,7 @@ impl<'a> Route<'a> {
                     _ => Route::NotFound,
                 }
             }
+            ["uploads"] if *method == Method::POST || *method == Method::PUT => Route::Upload,
             _ if !read => Route::NotFound,
             [""] => Route::Home,
             ["healthz"] => Route::Healthz,
@@ -378,9 +395,17 @@ impl<'a> Route<'a> {
                 }
             }
             ["assets", file] if named(file) => Route::Asset,
+            ["downloads", bytes] if all_digits(bytes) => match bytes.parse() {
+                Ok(bytes) if bytes <= transfer::MAX_DOWNLOAD => Route::Download { bytes },
+                _ => Route::NotFound,
+            },
             _ => Route::NotFound,
         }
     }
+}
+
+fn all_digits(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// Request counters for `/_sim/stats`.
@@ -449,8 +474,15 @@ async fn echo(node: &str, request: Request<Incoming>) -> Reply {
     json(body.to_string())
 }
 
+/// Adds `Server-Timing: queue;dur=<ms>` for `queue_time`.
+fn server_timing_header(reply: &mut Reply, queue_time: Duration) {
+    if let Ok(value) = HeaderValue::from_str(&pool::server_timing(queue_time)) {
+        reply.headers_mut().insert(SERVER_TIMING, value);
+    }
+}
+
 fn reply(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Reply {
-    let mut reply = Response::new(Full::new(body.into()));
+    let mut reply = Response::new(Either::Left(Full::new(body.into())));
     *reply.status_mut() = status;
     reply
         .headers_mut()

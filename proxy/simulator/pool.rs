@@ -6,8 +6,9 @@
 //! a Rails app behind Passenger sees and reports.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// When a request started, as the app can tell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,7 +86,14 @@ pub(crate) struct PoolClosed;
 /// busy and the highest that gauge has been.
 #[derive(Debug)]
 pub(crate) struct Workers {
-    slots: Semaphore,
+    /// Shared with the [`Held`] slots, which may outlive a request's handler (a streamed
+    /// answer holds its worker until the last byte is handed to the connection).
+    slots: Arc<Semaphore>,
+    counts: Arc<Counts>,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
 }
@@ -95,9 +103,8 @@ impl Workers {
     pub(crate) fn new(size: usize) -> Self {
         Workers {
             // tokio's semaphore is fair: waiters are served first in, first out.
-            slots: Semaphore::new(size),
-            in_flight: AtomicUsize::new(0),
-            max_in_flight: AtomicUsize::new(0),
+            slots: Arc::new(Semaphore::new(size)),
+            counts: Arc::default(),
         }
     }
 
@@ -109,38 +116,51 @@ impl Workers {
         start: RequestStart,
         service_time: Duration,
     ) -> Result<Duration, PoolClosed> {
-        let _slot = self.slots.acquire().await.map_err(|_| PoolClosed)?;
-        let queue_time = start.elapsed();
-        let _busy = Busy::enter(self);
+        let (_held, queue_time) = self.hold(start).await?;
         tokio::time::sleep(service_time).await;
         Ok(queue_time)
     }
 
+    /// Waits for a slot and returns it with the queue time; the slot is held (and counted
+    /// in `in_flight`) until the [`Held`] is dropped.
+    pub(crate) async fn hold(&self, start: RequestStart) -> Result<(Held, Duration), PoolClosed> {
+        let permit = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| PoolClosed)?;
+        let queue_time = start.elapsed();
+        let now = self.counts.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.counts.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        let held = Held {
+            _permit: permit,
+            counts: self.counts.clone(),
+        };
+        Ok((held, queue_time))
+    }
+
     /// Requests holding a slot now.
     pub(crate) fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::SeqCst)
+        self.counts.in_flight.load(Ordering::SeqCst)
     }
 
     /// The most requests that have held a slot at once.
     pub(crate) fn max_in_flight(&self) -> usize {
-        self.max_in_flight.load(Ordering::SeqCst)
+        self.counts.max_in_flight.load(Ordering::SeqCst)
     }
 }
 
-/// Counts one request in `in_flight` for as long as it lives.
-struct Busy<'a>(&'a Workers);
-
-impl<'a> Busy<'a> {
-    fn enter(workers: &'a Workers) -> Self {
-        let now = workers.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-        workers.max_in_flight.fetch_max(now, Ordering::SeqCst);
-        Busy(workers)
-    }
+/// One worker slot, taken and counted in `in_flight` for as long as this lives.
+#[derive(Debug)]
+pub(crate) struct Held {
+    _permit: OwnedSemaphorePermit,
+    counts: Arc<Counts>,
 }
 
-impl Drop for Busy<'_> {
+impl Drop for Held {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.counts.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
