@@ -204,13 +204,14 @@ pub async fn serve_status(
     let id = id.to_string();
     // Boxed: the answer's future (job store reads) is KBs that every request would otherwise
     // carry and have copied, status path or not.
-    Box::pin(answer_status(session, jobs, id, request_id)).await
+    Box::pin(answer_status(session, jobs, pages, id, request_id)).await
 }
 
 /// The answer of [`serve_status`] for the job `id`.
 async fn answer_status(
     session: &mut Session,
     jobs: Option<&Jobs>,
+    pages: &ErrorPages,
     id: String,
     request_id: &str,
 ) -> Result<bool> {
