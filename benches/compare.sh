@@ -22,6 +22,9 @@
 #   bash benches/compare.sh --no-overload         # the CPU workloads only
 #   bash benches/compare.sh --bin PATH            # this frontdoor binary instead of a build
 #   bash benches/compare.sh --gen PATH            # this build of benches/overload.rs
+#   bash benches/compare.sh --bare                # also a bare Pingora proxy on the page
+#                                                 # workloads (benches/bare_pingora.rs): the
+#                                                 # floor under frontdoor's cost per page
 #   bash benches/compare.sh --baseline BIN        # also an earlier frontdoor binary (a copy
 #                                                 # of a previous build), as `before`, in
 #                                                 # the same run: before/after on equal terms
@@ -32,7 +35,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-rounds=3; secs=15; profile=release; overload=1; quick=""; baseline=""; bin=""; gen=()
+rounds=3; secs=15; profile=release; overload=1; quick=""; baseline=""; bin=""; gen=(); bare=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) rounds=1; secs=4; quick=--quick ;;
@@ -41,7 +44,8 @@ while [ $# -gt 0 ]; do
     --baseline) baseline=$(realpath "$2"); shift ;;
     --bin) bin=$(realpath "$2"); shift ;;
     --gen) gen=(--gen "$(realpath "$2")"); shift ;;
-    *) echo "usage: $0 [--quick] [--profile NAME] [--no-overload] [--bin PATH] [--baseline BIN] [--gen PATH]" >&2; exit 2 ;;
+    --bare) bare=1 ;;
+    *) echo "usage: $0 [--quick] [--profile NAME] [--no-overload] [--bin PATH] [--baseline BIN] [--gen PATH] [--bare]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -112,7 +116,13 @@ start_frontdoor "$bin" "$fd" "$admin" frontdoor; fd_pid=$started_pid
 # nginx and HAProxy serve frontdoor's Brotli bytes.
 cp "$tmp/frontdoor.br" "$tmp/public$asset.br"
 curl -sk -o "$tmp/public$asset.gz" -H "accept-encoding: gzip" "https://127.0.0.1:$fd$asset"
-fdb_pid=""
+fdb_pid=""; bare_pid=""; barep=$(free_port)
+if [ "$bare" = 1 ]; then
+  cargo bench --profile "$profile" --locked --bench bare_pingora --no-run --quiet 2>/dev/null
+  bare_bin=$(ls -t "${CARGO_TARGET_DIR:-target}/$profile"/deps/bare_pingora-* | grep -v '\.d$' | head -1)
+  taskset -c 0 "$bare_bin" "127.0.0.1:$barep" "$tmp/cert.pem" "$tmp/key.pem" "127.0.0.1:$origin" >/dev/null 2>"$tmp/bare.err" & bare_pid=$!; pids+=($bare_pid)
+  wait_port "$barep"
+fi
 if [ -n "$baseline" ]; then start_frontdoor "$baseline" "$fdb" "$adminb" before; fdb_pid=$started_pid; fi
 
 # nginx: one worker; the page proxied (upstream keep-alive, the headers frontdoor adds), the
@@ -202,7 +212,7 @@ for port in "$fd" "$ngx" "$hap_asset" ${baseline:+"$fdb"}; do
   enc=$(curl -sk --http2 -o /dev/null -D - -H "accept-encoding: $chrome" "https://127.0.0.1:$port$asset" | tr -d '\r' | awk -F': ' 'tolower($1)=="content-encoding" {print $2}')
   [ "$enc" = "br" ] || { echo "port $port did not serve the asset as br (got '$enc')" >&2; exit 1; }
 done
-for port in "$fd" "$ngx" "$hap" ${baseline:+"$fdb"}; do
+for port in "$fd" "$ngx" "$hap" ${baseline:+"$fdb"} ${bare_pid:+"$barep"}; do
   size=$(curl -sk -o /dev/null -w '%{size_download}' "https://127.0.0.1:$port$page")
   [ "$size" = 8800 ] || { echo "port $port served the page with $size bytes" >&2; exit 1; }
 done
@@ -232,11 +242,15 @@ if [ -n "$baseline" ]; then
   proxies="frontdoor before nginx haproxy"
   pid_of[before]=$fdb_pid; port_of[before]=$fdb; asset_pid_of[before]=$fdb_pid; asset_port_of[before]=$fdb
 fi
+page_proxies="$proxies"
+if [ -n "$bare_pid" ]; then
+  page_proxies="$proxies bare"; pid_of[bare]=$bare_pid; port_of[bare]=$barep
+fi
 declare -A cipher_of
 for round in $(seq "$rounds"); do
   echo "round $round/$rounds ..." >&2
-  for p in $proxies; do record "page_h2_$p" "$(h2 "${pid_of[$p]}" "https://127.0.0.1:${port_of[$p]}$page" 32 10)"; done
-  for p in $proxies; do record "page_h1_$p" "$(h1 "${pid_of[$p]}" "https://127.0.0.1:${port_of[$p]}$page")"; done
+  for p in $page_proxies; do record "page_h2_$p" "$(h2 "${pid_of[$p]}" "https://127.0.0.1:${port_of[$p]}$page" 32 10)"; done
+  for p in $page_proxies; do record "page_h1_$p" "$(h1 "${pid_of[$p]}" "https://127.0.0.1:${port_of[$p]}$page")"; done
   for p in $proxies; do
     row=$(h2 "${asset_pid_of[$p]}" "https://127.0.0.1:${asset_port_of[$p]}$asset" 16 4 -H "accept-encoding: $chrome")
     record "asset_h2_$p" "$row"; cipher_of[$p]=$(col 6 <<<"$row")
@@ -254,7 +268,8 @@ echo "compare: $rounds round(s) of ${secs}s, medians; frontdoor = $bin (profile 
 echo "page: $page, $(stat -c %s "$tmp/origin/page.html") bytes; frontdoor Link preloads on it: $links_after; asset: $asset, $(stat -c %s "$tmp/public$asset.br") bytes br"
 printf "%-22s %-10s %10s %9s %9s %14s\n" workload proxy req/s p50_ms p99_ms cpu_ms/1k_req
 for w in page_h2 page_h1 asset_h2; do
-  for p in $proxies; do
+  ps=$page_proxies; [ "$w" = asset_h2 ] && ps=$proxies
+  for p in $ps; do
     printf "%-22s %-10s %10s %9s %9s %14s\n" "$w" "$p" "$(med "${w}_$p" 1)" "$(med "${w}_$p" 2)" "$(med "${w}_$p" 3)" "$(med "${w}_$p" 4)"
   done
 done
@@ -270,12 +285,20 @@ for w in page_h2 page_h1 asset_h2; do
     "$(ratio "$(med "${w}_before" 4)" "$(med "${w}_nginx" 4)")" "$(ratio "$(med "${w}_before" 4)" "$(med "${w}_haproxy" 4)")"
   echo
 done
+if [ -n "$bare_pid" ]; then
+  echo "bare Pingora CPU per page / theirs (the floor under frontdoor), and frontdoor / bare Pingora:"
+  for w in page_h2 page_h1; do
+    b=$(med "${w}_bare" 4)
+    printf "  %-10s  vs nginx %5s   vs HAProxy %5s   frontdoor / bare %5s\n" "$w" "$(ratio "$b" "$(med "${w}_nginx" 4)")" \
+      "$(ratio "$b" "$(med "${w}_haproxy" 4)")" "$(ratio "$(med "${w}_frontdoor" 4)" "$b")"
+  done
+fi
 echo "TLS 1.3 cipher each negotiated with h2load's default offer: frontdoor ${cipher_of[frontdoor]}, nginx ${cipher_of[nginx]}, HAProxy ${cipher_of[haproxy]}"
 echo "frontdoor learned-hint updates during the run: $parsed"
 
 if [ "$overload" = 1 ]; then
   # Each proxy's server is stopped first: the overload run pins its own on core 0.
-  for p in "$fd_pid" "$ngx_pid" "$hap_pid" "$hap_asset_pid" $fdb_pid; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  for p in "$fd_pid" "$ngx_pid" "$hap_pid" "$hap_asset_pid" $fdb_pid $bare_pid; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
   echo
   echo "overload (benches/overload.sh $quick --profile $profile), $rounds run(s), medians:"
   declare -A over
