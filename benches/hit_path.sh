@@ -8,6 +8,7 @@
 #   BEFORE=/tmp/fd-before/target/release/frontdoor AFTER=target/release/frontdoor \
 #     bash benches/hit_path.sh            # 3 rounds of 10 s per build and case (ROUNDS, SECS)
 #   ROUNDS=1 SECS=3 ... bash benches/hit_path.sh   # a quick look
+#   CASES="cache_h1 cache_h2" ... bash benches/hit_path.sh   # some of the four cases
 #
 # Each round runs every case on both builds back to back (alternating which goes first), so
 # that a busy neighbour slows both alike. frontdoor runs on core 0 with one thread; the load
@@ -79,7 +80,7 @@ h1() {
   out=$(taskset -c 1 wrk -t1 -c16 -d"${secs}s" --latency -H "accept-encoding: $chrome" "$1")
   after=$(cpu_ticks "$2")
   reqs=$(awk '/requests in/ {print $1}' <<<"$out")
-  if grep -q "Non-2xx\|Socket errors" <<<"$out"; then grep "Non-2xx\|Socket errors" <<<"$out" >&2; fi
+  if grep -q "Non-2xx\|Socket errors" <<<"$out"; then echo "$3: $(grep "Non-2xx\|Socket errors" <<<"$out")" >&2; fi
   echo "$(cpu_per_1k $((after - before)) "$reqs") $(awk '/Requests\/sec/ {print $2}' <<<"$out") $(to_ms "$(awk '$1=="99%" {print $2}' <<<"$out")")"
 }
 # h2 URL PID -> cpu/1k rps p99
@@ -93,7 +94,7 @@ h2() {
   echo "$(cpu_per_1k $((after - before)) "$reqs") $(awk '/^finished in/ {print $4}' <<<"$out") $(h2_percentiles "$tmp/h2.log" | col 2)"
 }
 
-cases="assets_h1 assets_h2 cache_h1 cache_h2"
+cases=${CASES:-assets_h1 assets_h2 cache_h1 cache_h2}
 for round in $(seq "$rounds"); do
   echo "round $round/$rounds ..." >&2
   # Odd rounds run the before build first, even rounds the after build: neither always
@@ -102,7 +103,7 @@ for round in $(seq "$rounds"); do
   for case in $cases; do
     for build in $order; do
       name="${build}_${case%_*}"; port="port_$name"; pid="pid_$name"
-      record "${build}_$case" "$(${case#*_} "https://127.0.0.1:${!port}$asset" "${!pid}")"
+      record "${build}_$case" "$(${case#*_} "https://127.0.0.1:${!port}$asset" "${!pid}" "${build}_$case")"
     done
   done
 done
