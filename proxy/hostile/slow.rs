@@ -268,6 +268,30 @@ impl AsyncWrite for Guarded {
         polled
     }
 
+    /// Passed through whole: the TLS stream below writes all the slices as one batch of
+    /// records in one `sendmsg`. Without it, h2 and Pingora's HTTP/1 writer fall back to one
+    /// `poll_write` per slice — the frame heads, then each payload — and every one became its
+    /// own TLS record and system call (three per small h2 answer instead of one).
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = polled {
+            // A head is always at the start of a write: the first slice with bytes in it.
+            if let Some(first) = bufs.iter().find(|b| !b.is_empty()) {
+                this.wrote(&first[..n.min(first.len())]);
+            }
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_flush(cx)
     }
@@ -350,6 +374,31 @@ mod tests {
         assert_eq!(response_status(ours), Some(431));
         assert!(has_request_id(ours));
         assert_eq!(response_status(b"{\"json\": 1}"), None);
+    }
+
+    /// h2 and Pingora's HTTP/1 writer hand the TLS stream frame heads and payloads as slices
+    /// of one vectored write; the guard must pass them on together (one batch of TLS records,
+    /// one system call), not one slice per call.
+    #[tokio::test]
+    async fn a_vectored_write_passes_every_slice_in_one_call() {
+        use tokio::io::AsyncWriteExt;
+        let inner = std::io::Cursor::new(Vec::new());
+        let metrics = Arc::new(Metrics::new().unwrap());
+        let mut guarded = Guarded::new(Box::new(inner), Duration::from_secs(1), metrics);
+        assert!(guarded.is_write_vectored());
+        let head = b"HTTP/1.1 200 OK\r\nX-Request-Id: ab\r\nContent-Length: 10\r\n\r\n";
+        let slices = [
+            io::IoSlice::new(b""),
+            io::IoSlice::new(head),
+            io::IoSlice::new(b"0123456789"),
+        ];
+        let n = guarded.write_vectored(&slices).await.unwrap();
+        assert_eq!(n, head.len() + 10, "one call writes every slice");
+        assert!(
+            guarded.answered,
+            "the head at the start of the write was seen"
+        );
+        assert!(guarded.in_head);
     }
 
     #[tokio::test]
