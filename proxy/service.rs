@@ -902,8 +902,7 @@ impl ProxyHttp for Frontdoor {
         }
         let request = session.req_header();
         let (learned, metrics) = (&self.shared.learned, &self.shared.metrics);
-        ctx.html_pass = hints::on_response(request, response, ctx.hints_match(), learned, metrics)
-            .map(Box::new);
+        ctx.html_pass = hints::on_response(request, response, ctx.hints_match(), learned, metrics);
         let status = response.status.as_u16();
         if edge_cache::policy::is_unsafe(&request.method) && edge_cache::invalidates(status) {
             self.invalidate_after(request, response, ctx.host.as_deref());

@@ -204,7 +204,7 @@ pub async fn serve_status(
     let id = id.to_string();
     // Boxed: the answer's future (job store reads) is KBs that every request would otherwise
     // carry and have copied, status path or not.
-    Box::pin(answer_status(session, jobs, id, request_id)).await
+    Box::pin(answer_status(session, jobs, id, pages, request_id)).await
 }
 
 /// The answer of [`serve_status`] for the job `id`.
@@ -212,6 +212,7 @@ async fn answer_status(
     session: &mut Session,
     jobs: Option<&Jobs>,
     id: String,
+    pages: &ErrorPages,
     request_id: &str,
 ) -> Result<bool> {
     let Some(jobs) = jobs.filter(|_| store::is_job_id(&id)) else {
