@@ -35,7 +35,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::mpsc;
-use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::mpsc::error::{TryRecvError, TrySendError};
 
 use crate::metrics::Metrics;
 
@@ -76,13 +76,16 @@ pub fn read_ahead(head: &ResponseHeader) -> bool {
     if head.status == http::StatusCode::SWITCHING_PROTOCOLS {
         return false;
     }
-    let field = |name: &HeaderName| head.headers.get(name).and_then(|v| v.to_str().ok());
+    // Bytes, not `to_str`: no validation of the whole value for a prefix.
+    let field = |name: &HeaderName| head.headers.get(name).map(|v| v.as_bytes());
     let event_stream = field(&CONTENT_TYPE).is_some_and(|ct| {
-        ct.split(';')
-            .next()
-            .is_some_and(|media| media.trim().eq_ignore_ascii_case("text/event-stream"))
+        let media = ct.split(|b| *b == b';').next().unwrap_or_default();
+        media
+            .trim_ascii()
+            .eq_ignore_ascii_case(b"text/event-stream")
     });
-    let opted_out = field(&X_ACCEL_BUFFERING).is_some_and(|v| v.trim().eq_ignore_ascii_case("no"));
+    let opted_out =
+        field(&X_ACCEL_BUFFERING).is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"no"));
     !(event_stream || opted_out)
 }
 
@@ -226,6 +229,24 @@ impl<F: FnOnce()> Relay<F> {
                 // Dropping the sender ends the downstream half's reading, as Pingora's would.
                 return;
             }
+            if upstream_open && self.held.spool.is_empty() {
+                // What the upstream half has sent already, without a select: the common case
+                // of a page, whose tasks all go straight on.
+                match self.upstream.try_recv() {
+                    Ok(task) => {
+                        upstream_open = !task.is_end();
+                        if !self.held.take(task, &self.downstream).await {
+                            return;
+                        }
+                        continue;
+                    }
+                    Err(TryRecvError::Empty) => {}
+                    Err(TryRecvError::Disconnected) => {
+                        upstream_open = false;
+                        continue;
+                    }
+                }
+            }
             let reading = upstream_open && self.held.room();
             let waiting = !self.held.spool.is_empty();
             let step = tokio::select! {
@@ -257,19 +278,9 @@ impl<F: FnOnce()> Relay<F> {
                 },
                 Step::Hold(task) => {
                     upstream_open = !task.is_end();
-                    self.held.note(&task);
-                    let task = if self.held.spool.is_empty() {
-                        // Nothing waits before it: straight on if the downstream half has
-                        // room (a client that keeps up, the whole of a small page).
-                        match self.downstream.try_send(task) {
-                            Ok(()) => continue,
-                            Err(TrySendError::Full(task)) => task,
-                            Err(TrySendError::Closed(_)) => return,
-                        }
-                    } else {
-                        task
-                    };
-                    self.held.spool.push(task, self.held.ahead).await;
+                    if !self.held.take(task, &self.downstream).await {
+                        return;
+                    }
                 }
                 Step::UpstreamDone => upstream_open = false,
                 // The downstream half is gone (the client left, or the answer ended).
@@ -280,6 +291,24 @@ impl<F: FnOnce()> Relay<F> {
 }
 
 impl<F: FnOnce()> Holding<F> {
+    /// Takes a task read from the upstream: straight on to the downstream half if nothing
+    /// waits before it and the half has room (a client that keeps up, the whole of a small
+    /// page), else into the spool. False when the downstream half is gone.
+    async fn take(&mut self, task: HttpTask, downstream: &mpsc::Sender<HttpTask>) -> bool {
+        self.note(&task);
+        let task = if self.spool.is_empty() {
+            match downstream.try_send(task) {
+                Ok(()) => return true,
+                Err(TrySendError::Full(task)) => task,
+                Err(TrySendError::Closed(_)) => return false,
+            }
+        } else {
+            task
+        };
+        self.spool.push(task, self.ahead).await;
+        true
+    }
+
     /// Whether another task may be read from the upstream now.
     fn room(&mut self) -> bool {
         if !self.ahead {
