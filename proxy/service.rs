@@ -830,7 +830,10 @@ impl ProxyHttp for Frontdoor {
         session: &mut Session,
         upstream: tokio::sync::mpsc::Receiver<HttpTask>,
         ctx: &mut RequestCtx,
-    ) -> tokio::sync::mpsc::Receiver<HttpTask> {
+    ) -> (
+        tokio::sync::mpsc::Receiver<HttpTask>,
+        Option<crate::buffering::response::RelayFuture>,
+    ) {
         let buffered = ctx
             .route
             .as_ref()
@@ -840,13 +843,14 @@ impl ProxyHttp for Frontdoor {
             .headers
             .contains_key(http::header::UPGRADE);
         if !buffered || upgrade {
-            return upstream;
+            return (upstream, None);
         }
         let lent = ctx.permit.take().map(Lent::new);
         ctx.lent_permit.clone_from(&lent);
-        self.shared.response_buffers.relay(upstream, move || {
+        let (receiver, relay) = self.shared.response_buffers.relay(upstream, move || {
             drop(lent.and_then(|lent| lent.take()));
-        })
+        });
+        (receiver, Some(relay))
     }
 
     /// Times the backend and drops its hop-by-hop fields. The app's own 1xx (Rails'

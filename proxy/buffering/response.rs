@@ -5,9 +5,11 @@
 //! Pingora reads the upstream in one half of its proxy loop and writes downstream in the
 //! other, joined by a channel of four tasks: a slow client soon stops the upstream read. Its
 //! `upstream_response_tasks` hook (carried as a patch, `vendor/pingora-proxy`) lets a
-//! [`Buffers::relay`] sit on that channel. The relay takes every task the moment the upstream
-//! half reads it and hands tasks on as fast as the downstream half takes them: what the client
-//! can take goes straight through (time to first byte does not grow), the rest waits in memory
+//! [`Buffers::relay`] sit on that channel, as a future Pingora joins with its two halves (in
+//! the request's task: nothing is spawned per answer). The relay takes every task the moment
+//! the upstream half reads it and hands tasks on as fast as the downstream half takes them:
+//! what the client can take goes straight through, untouched (time to first byte does not
+//! grow, and a page the client takes at once costs no buffering), the rest waits in memory
 //! (up to [`MEMORY_PER_RESPONSE`] per answer and `[proxy] response-buffer-memory` for all),
 //! then in an unlinked temporary file (up to `response-buffer-file` per answer). With both
 //! full, the app is read at the client's pace again, as nginx does past
@@ -22,14 +24,18 @@
 //! one task at a time, so the client's pace still governs the app's.
 
 use bytes::Bytes;
+use http::header::{HeaderName, CONTENT_TYPE};
 use pingora::http::ResponseHeader;
 use pingora::protocols::http::HttpTask;
 use std::collections::VecDeque;
+use std::future::Future;
 use std::io;
 use std::os::unix::fs::FileExt;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::{TryRecvError, TrySendError};
 
 use crate::metrics::Metrics;
 
@@ -39,6 +45,9 @@ pub const MEMORY_PER_RESPONSE: u64 = 1 << 20;
 
 /// Tasks handed to the downstream half ahead of its writes (Pingora's own channel holds 4).
 const DOWNSTREAM_TASKS: usize = 4;
+
+/// What relays one answer, to be joined with Pingora's two halves (its `BoxFuture`).
+pub type RelayFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
 /// `[proxy] response-buffer-memory` and `response-buffer-file`, validated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,16 +71,21 @@ impl Default for Settings {
 /// stream (each event must reach the client as it is written, and the stream may never end),
 /// not opted out by the app with `X-Accel-Buffering: no`.
 pub fn read_ahead(head: &ResponseHeader) -> bool {
+    // Static names: a `&str` name is parsed and validated on every look-up.
+    static X_ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering");
     if head.status == http::StatusCode::SWITCHING_PROTOCOLS {
         return false;
     }
-    let field = |name: &str| head.headers.get(name).and_then(|v| v.to_str().ok());
-    let event_stream = field("content-type").is_some_and(|ct| {
-        ct.split(';')
-            .next()
-            .is_some_and(|media| media.trim().eq_ignore_ascii_case("text/event-stream"))
+    // Bytes, not `to_str`: no validation of the whole value for a prefix.
+    let field = |name: &HeaderName| head.headers.get(name).map(|v| v.as_bytes());
+    let event_stream = field(&CONTENT_TYPE).is_some_and(|ct| {
+        let media = ct.split(|b| *b == b';').next().unwrap_or_default();
+        media
+            .trim_ascii()
+            .eq_ignore_ascii_case(b"text/event-stream")
     });
-    let opted_out = field("x-accel-buffering").is_some_and(|v| v.trim().eq_ignore_ascii_case("no"));
+    let opted_out =
+        field(&X_ACCEL_BUFFERING).is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"no"));
     !(event_stream || opted_out)
 }
 
@@ -138,13 +152,15 @@ impl Buffers {
         self.in_memory.load(Ordering::Relaxed)
     }
 
-    /// Relays the tasks of one answer from `upstream`; the downstream half reads the receiver
-    /// returned. `on_complete` runs once the app's answer is in whole (not if it failed).
+    /// Relays the tasks of one answer from `upstream`: the downstream half reads the receiver
+    /// returned, and the future returned does the relaying (Pingora joins it with its two
+    /// halves; dropping it drops what it holds). `on_complete` runs once the app's answer is
+    /// in whole (not if it failed).
     pub fn relay(
         self: &Arc<Self>,
         upstream: mpsc::Receiver<HttpTask>,
         on_complete: impl FnOnce() + Send + 'static,
-    ) -> mpsc::Receiver<HttpTask> {
+    ) -> (mpsc::Receiver<HttpTask>, RelayFuture) {
         let settings = self.settings();
         let (downstream, receiver) = mpsc::channel(DOWNSTREAM_TASKS);
         let relay = Relay {
@@ -153,12 +169,11 @@ impl Buffers {
             held: Holding {
                 spool: Spool::new(self.clone(), settings),
                 ahead: true,
-                on_complete: Some(Box::new(on_complete)),
+                on_complete: Some(on_complete),
                 full_counted: false,
             },
         };
-        tokio::spawn(relay.run());
-        receiver
+        (receiver, Box::pin(relay.run()))
     }
 
     /// Takes `n` bytes of the shared memory if they fit under `limit`.
@@ -188,29 +203,49 @@ impl Buffers {
 }
 
 /// One answer on its way from the upstream half to the downstream half.
-struct Relay {
+struct Relay<F> {
     upstream: mpsc::Receiver<HttpTask>,
     downstream: mpsc::Sender<HttpTask>,
-    held: Holding,
+    held: Holding<F>,
 }
 
 /// What the relay holds of one answer, and what it knows of it.
-struct Holding {
+struct Holding<F> {
     spool: Spool,
     /// Reading ahead of the client ([`read_ahead`] of the head so far).
     ahead: bool,
-    on_complete: Option<Box<dyn FnOnce() + Send>>,
+    on_complete: Option<F>,
     /// `response_buffer_full_total` counts an answer once.
     full_counted: bool,
 }
 
-impl Relay {
+impl<F: FnOnce()> Relay<F> {
     async fn run(mut self) {
+        // Open until the task that ends the answer is in: Pingora's upstream half sends
+        // nothing after it.
         let mut upstream_open = true;
         loop {
             if !upstream_open && self.held.spool.is_empty() {
                 // Dropping the sender ends the downstream half's reading, as Pingora's would.
                 return;
+            }
+            if upstream_open && self.held.spool.is_empty() {
+                // What the upstream half has sent already, without a select: the common case
+                // of a page, whose tasks all go straight on.
+                match self.upstream.try_recv() {
+                    Ok(task) => {
+                        upstream_open = !task.is_end();
+                        if !self.held.take(task, &self.downstream).await {
+                            return;
+                        }
+                        continue;
+                    }
+                    Err(TryRecvError::Empty) => {}
+                    Err(TryRecvError::Disconnected) => {
+                        upstream_open = false;
+                        continue;
+                    }
+                }
             }
             let reading = upstream_open && self.held.room();
             let waiting = !self.held.spool.is_empty();
@@ -241,7 +276,12 @@ impl Relay {
                         return;
                     }
                 },
-                Step::Hold(task) => self.held.hold(task).await,
+                Step::Hold(task) => {
+                    upstream_open = !task.is_end();
+                    if !self.held.take(task, &self.downstream).await {
+                        return;
+                    }
+                }
                 Step::UpstreamDone => upstream_open = false,
                 // The downstream half is gone (the client left, or the answer ended).
                 Step::Gone => return,
@@ -250,7 +290,25 @@ impl Relay {
     }
 }
 
-impl Holding {
+impl<F: FnOnce()> Holding<F> {
+    /// Takes a task read from the upstream: straight on to the downstream half if nothing
+    /// waits before it and the half has room (a client that keeps up, the whole of a small
+    /// page), else into the spool. False when the downstream half is gone.
+    async fn take(&mut self, task: HttpTask, downstream: &mpsc::Sender<HttpTask>) -> bool {
+        self.note(&task);
+        let task = if self.spool.is_empty() {
+            match downstream.try_send(task) {
+                Ok(()) => return true,
+                Err(TrySendError::Full(task)) => task,
+                Err(TrySendError::Closed(_)) => return false,
+            }
+        } else {
+            task
+        };
+        self.spool.push(task, self.ahead).await;
+        true
+    }
+
     /// Whether another task may be read from the upstream now.
     fn room(&mut self) -> bool {
         if !self.ahead {
@@ -264,17 +322,17 @@ impl Holding {
         room
     }
 
-    async fn hold(&mut self, task: HttpTask) {
-        if let HttpTask::Header(head, _) = &task {
+    /// Takes note of a task read from the upstream, before it is handed on or held: the head
+    /// says whether to read ahead; the end of a complete answer runs `on_complete`.
+    fn note(&mut self, task: &HttpTask) {
+        if let HttpTask::Header(head, _) = task {
             let informational = head.status.is_informational()
                 && head.status != http::StatusCode::SWITCHING_PROTOCOLS;
             if !informational && !read_ahead(head) {
                 self.ahead = false;
             }
         }
-        let complete = task.is_end() && !matches!(task, HttpTask::Failed(_));
-        self.spool.push(task, self.ahead).await;
-        if complete {
+        if task.is_end() && !matches!(task, HttpTask::Failed(_)) {
             if let Some(on_complete) = self.on_complete.take() {
                 on_complete();
             }

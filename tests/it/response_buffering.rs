@@ -262,3 +262,68 @@ async fn an_unbuffered_route_holds_the_slot_until_its_client_is_done() {
         .expect("task");
     assert_eq!((status, body.as_slice()), (200, &b"ok\n"[..]));
 }
+
+/// Answers small and mid-sized (a page; a few of the app's writes, more than Pingora's
+/// channel of four tasks holds) to an HTTP/2 client whose flow-control window is closed:
+/// frontdoor cannot send a byte of the body. Each frees the only slot as soon as the app has
+/// written it, whether it went straight through the relay or waited in it, and reaches the
+/// client whole, in order, once the window opens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_complete_answer_frees_the_slot_while_the_client_takes_nothing() {
+    let origin = StreamingOrigin::start().await;
+    let ports = Ports::new();
+    let fd = Frontdoor::start(ports, &config(ports, origin.addr)).await;
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], ports.https));
+    for (i, len) in [2_000usize, 300_000].into_iter().enumerate() {
+        let tls = h2wire::connect_h2(addr, &fd.ca.pem()).await;
+        let (client, mut connection) = h2::client::Builder::new()
+            .initial_window_size(0)
+            .handshake::<_, bytes::Bytes>(tls)
+            .await
+            .expect("h2 handshake");
+        let (open, opened) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = &mut connection => return,
+                _ = opened => {}
+            }
+            connection.set_initial_window_size(1 << 20).expect("window");
+            let _ = connection.await;
+        });
+        let mut client = client.ready().await.expect("ready");
+        let request = http::Request::get(fd.url(&format!("/big/{len}")))
+            .body(())
+            .expect("request");
+        let (response, _) = client.send_request(request, true).expect("send");
+        let response = response.await.expect("response");
+        assert_eq!(response.status(), 200);
+        assert!(
+            eventually(Duration::from_secs(30), || origin.finished()
+                == i as u64 + 1)
+            .await,
+            "the app could not finish its {len}-byte answer"
+        );
+        // The slot is free although the client has none of the body yet.
+        let (status, _, body) = tokio::time::timeout(
+            Duration::from_secs(10),
+            fetch(&fd.client(), &fd.url("/small"), &[]),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("the {len}-byte answer still held the slot"));
+        assert_eq!((status, body.as_slice()), (200, &b"ok\n"[..]));
+        // The client opens its window: every byte arrives, in order.
+        open.send(()).expect("connection task");
+        let mut body = response.into_body();
+        let mut got = Vec::new();
+        while let Some(chunk) = tokio::time::timeout(Duration::from_secs(10), body.data())
+            .await
+            .expect("the body moves once the window is open")
+        {
+            let chunk = chunk.expect("chunk");
+            let _ = body.flow_control().release_capacity(chunk.len());
+            got.extend_from_slice(&chunk);
+        }
+        assert_eq!(got.len(), len);
+        assert!(is_pattern(&got), "the body came through intact");
+    }
+}

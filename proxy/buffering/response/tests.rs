@@ -26,9 +26,11 @@ fn setup(settings: Settings) -> Setup {
     let (upstream, from_upstream) = mpsc::channel(4);
     let complete = Arc::new(AtomicBool::new(false));
     let done = complete.clone();
-    let downstream = buffers.relay(from_upstream, move || {
+    let (downstream, relay) = buffers.relay(from_upstream, move || {
         done.store(true, Ordering::SeqCst);
     });
+    // Pingora joins the relay with its two halves; here it runs on its own.
+    tokio::spawn(relay);
     Setup {
         buffers,
         upstream,
@@ -91,6 +93,27 @@ async fn the_whole_answer_is_taken_while_the_client_reads_nothing() {
     assert!(!failed);
     assert_eq!(body, expected, "every byte, in order");
     assert_eq!(s.buffers.in_memory(), 0);
+}
+
+#[tokio::test]
+async fn a_page_the_client_has_room_for_goes_straight_through() {
+    let mut s = setup(Settings::default());
+    // Head, body, end: what the downstream half's channel takes at once.
+    let (tasks, expected) = answer(2);
+    assert!(send_all(&s.upstream, tasks).await);
+    // Complete before the client has read anything; the upstream half need not close first.
+    for _ in 0..500 {
+        if s.complete.load(Ordering::SeqCst) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(s.complete.load(Ordering::SeqCst), "the slot is let go");
+    // Nothing waits in the buffers: the tasks are with the downstream half already.
+    assert_eq!(s.buffers.in_memory(), 0);
+    let (body, failed) = drain(&mut s.downstream).await;
+    assert!(!failed);
+    assert_eq!(body, expected);
 }
 
 #[tokio::test]

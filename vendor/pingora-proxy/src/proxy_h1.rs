@@ -141,10 +141,17 @@ where
 
         let (tx_upstream, rx_upstream) = mpsc::channel::<HttpTask>(TASK_BUFFER_SIZE);
         let (tx_downstream, rx_downstream) = mpsc::channel::<HttpTask>(TASK_BUFFER_SIZE);
-        // frontdoor patch (see FRONTDOOR-PATCH.md): the implementation may interpose.
-        let rx_upstream = self
+        // frontdoor patch (see FRONTDOOR-PATCH.md): the implementation may interpose, with a
+        // future joined to the two halves below.
+        let (rx_upstream, relay) = self
             .inner
             .upstream_response_tasks(session, rx_upstream, ctx);
+        let relay = async move {
+            if let Some(relay) = relay {
+                relay.await;
+            }
+            Ok::<(), Box<Error>>(())
+        };
 
         session.as_mut().enable_retry_buffering();
 
@@ -164,6 +171,7 @@ where
                 pipe_state.clone(),
             ),
             self.proxy_handle_upstream(client_session, tx_upstream, rx_downstream, pipe_state),
+            relay, // frontdoor patch
         );
 
         if let Some(custom_session) = session.downstream_session.as_custom_mut() {
@@ -188,7 +196,7 @@ where
         }
 
         match ret {
-            Ok((downstream_can_reuse, upstream_can_reuse)) => {
+            Ok((downstream_can_reuse, upstream_can_reuse, ())) => {
                 (downstream_can_reuse, upstream_can_reuse, None)
             }
             Err(e) => (false, false, Some(e)),

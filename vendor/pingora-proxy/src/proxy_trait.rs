@@ -475,18 +475,24 @@ pub trait ProxyHttp {
     /// The two halves are joined by a channel of a few tasks, so a downstream that reads
     /// slowly soon stops the upstream read. An implementation may return another receiver fed
     /// from `upstream` (one that reads it eagerly and holds what the downstream has not taken
-    /// yet, say). It must hand on every task, in order. Called once per upstream attempt, after
-    /// the request header is sent. The default returns `upstream` itself.
+    /// yet, say), and the future that feeds it: that future is joined with the two halves, in
+    /// the same task, so it runs whenever they wait (no task is spawned per response). It must
+    /// hand on every task, in order, and end once `upstream` is closed and all is handed on,
+    /// or the returned receiver is dropped. Called once per upstream attempt, after the
+    /// request header is sent. The default returns `upstream` itself and no future.
     fn upstream_response_tasks(
         &self,
         _session: &mut Session,
         upstream: mpsc::Receiver<HttpTask>,
         _ctx: &mut Self::CTX,
-    ) -> mpsc::Receiver<HttpTask>
+    ) -> (
+        mpsc::Receiver<HttpTask>,
+        Option<futures::future::BoxFuture<'static, ()>>,
+    )
     where
         Self::CTX: Send + Sync,
     {
-        upstream
+        (upstream, None)
     }
 
     /// Similar to [Self::response_filter()] but for response body chunks
