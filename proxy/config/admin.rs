@@ -69,12 +69,7 @@ mod tests {
     use std::path::Path;
 
     fn config(dir: &Path, admin: &str) -> String {
-        crate::tls::ensure_dev_certificate(&dir.join("cert.pem"), &dir.join("key.pem")).unwrap();
-        format!(
-            "[listen]\nhttps = \"127.0.0.1:8443\"\n\n[[tls.certificates]]\ncert = \"cert.pem\"\n\
-             key = \"key.pem\"\n\n[pools.app]\nbackends = [\"127.0.0.1:3000\"]\n\n[[routes]]\n\
-             name = \"all\"\npath = \"/{{rest*}}\"\npool = \"app\"\n\n[admin]\n{admin}"
-        )
+        super::super::file_with_section(dir, "admin", admin)
     }
 
     #[test]

@@ -285,3 +285,16 @@ fn resolve(text: &str, outside: &dyn Outside) -> Result<SocketAddr, String> {
 
 #[cfg(test)]
 mod tests;
+
+/// Tests of one section: a minimal valid file (a listener, the dev certificate written into
+/// `dir`, one pool, one catch-all route) ending with `[section]` and `body`, which start on
+/// line 16 (the sections' tests assert error places).
+#[cfg(test)]
+fn file_with_section(dir: &Path, section: &str, body: &str) -> String {
+    crate::tls::ensure_dev_certificate(&dir.join("cert.pem"), &dir.join("key.pem")).unwrap();
+    format!(
+        "[listen]\nhttps = \"127.0.0.1:8443\"\n\n[[tls.certificates]]\ncert = \"cert.pem\"\n\
+         key = \"key.pem\"\n\n[pools.app]\nbackends = [\"127.0.0.1:3000\"]\n\n[[routes]]\n\
+         name = \"all\"\npath = \"/{{rest*}}\"\npool = \"app\"\n\n[{section}]\n{body}"
+    )
+}
