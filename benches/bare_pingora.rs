@@ -14,7 +14,7 @@ use pingora::prelude::{HttpPeer, Result};
 use pingora::proxy::{ProxyHttp, Session};
 use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 struct Bare {
     upstream: String,
@@ -40,12 +40,10 @@ impl ProxyHttp for Bare {
         request: &mut RequestHeader,
         _ctx: &mut (),
     ) -> Result<()> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
+        // The same `t=<seconds>.<milliseconds>` frontdoor and the nginx of compare.sh send.
         request.insert_header(
             "x-request-start",
-            format!("t={}{:06}", now.as_secs(), now.subsec_micros()),
+            frontdoor::headers::request_start_value(SystemTime::now()),
         )?;
         if let Some(addr) = session.client_addr().and_then(|a| a.as_inet()) {
             request.insert_header("x-forwarded-for", addr.ip().to_string())?;

@@ -126,3 +126,32 @@ CONF
   taskset -c 1 nginx -p "$tmp/origin-nginx" -c "$tmp/origin-nginx/nginx.conf" & pids+=($!)
   wait_port "$1"
 }
+
+# hit_config HTTPS_PORT ADMIN_PORT SIM_PORT KIND: the hit-path scripts' frontdoor config (one
+# thread): /assets/... from the simulator as an asset route (KIND=assets) or an edge-cache route
+# (KIND=cache: the app's `public, max-age=3600` makes the file storable).
+hit_config() {
+  fd_head 1 "$1" "$2"; cat <<TOML
+[pools.app]
+backends = ["127.0.0.1:$3"]
+[[routes]]
+name = "assets"
+path = "/assets/{file*}"
+pool = "app"
+TOML
+  if [ "$4" = assets ]; then printf '[routes.assets]\nsource = "upstream"\n'; else printf '[routes.cache]\n'; fi
+}
+
+# wait_br URL: asks for URL with `Accept-Encoding: br` until it is answered Brotli-encoded (the
+# first request fills, the variant is made in the background); fails after 20 s.
+wait_br() {
+  local enc=""
+  for _ in $(seq 100); do
+    enc=$(curl -sk -o /dev/null -D - -H "accept-encoding: br" "$1" |
+      tr -d '\r' | awk -F': ' 'tolower($1)=="content-encoding" {print $2}')
+    [ "$enc" = "br" ] && return 0
+    sleep 0.2
+  done
+  echo "$1 was never served br" >&2
+  return 1
+}

@@ -35,16 +35,7 @@ asset=$(curl -s "http://127.0.0.1:$sim/" | grep -o '/assets/turbolinks-[0-9a-f]*
 start() {
   local https admin
   https=$(free_port); admin=$(free_port)
-  { fd_head 1 "$https" "$admin"; cat <<TOML
-[pools.app]
-backends = ["127.0.0.1:$sim"]
-[[routes]]
-name = "assets"
-path = "/assets/{file*}"
-pool = "app"
-TOML
-    if [ "$3" = assets ]; then printf '[routes.assets]\nsource = "upstream"\n'; else printf '[routes.cache]\n'; fi
-  } > "$tmp/$1.toml"
+  hit_config "$https" "$admin" "$sim" "$3" > "$tmp/$1.toml"
   RUST_LOG=warn taskset -c 0 "$2" run "$tmp/$1.toml" 2>"$tmp/$1.err" &
   pids+=($!)
   printf -v "pid_$1" '%s' "$!"
@@ -53,17 +44,7 @@ TOML
 }
 
 # warm NAME: the first request fills; then until the Brotli variant is served from memory.
-warm() {
-  local port="port_$1" enc=""
-  for _ in $(seq 100); do
-    enc=$(curl -sk -o /dev/null -D - -H "accept-encoding: br" "https://127.0.0.1:${!port}$asset" |
-      tr -d '\r' | awk -F': ' 'tolower($1)=="content-encoding" {print $2}')
-    [ "$enc" = "br" ] && return
-    sleep 0.2
-  done
-  echo "$1 never served br" >&2
-  exit 1
-}
+warm() { local port="port_$1"; wait_br "https://127.0.0.1:${!port}$asset" || exit 1; }
 
 for build in before after; do
   bin=$BEFORE; [ "$build" = after ] && bin=$AFTER

@@ -31,29 +31,14 @@ asset=$(curl -s "http://127.0.0.1:$sim/" | grep -o '/assets/turbolinks-[0-9a-f]*
 # instructions BINARY KIND PROTO HITS: total instructions of one frontdoor run that serves
 # HITS hits after the warm-up.
 instructions() {
-  local https admin pid enc proto_flag=""
+  local https admin pid proto_flag=""
   https=$(free_port); admin=$(free_port)
-  { fd_head 1 "$https" "$admin"; cat <<TOML
-[pools.app]
-backends = ["127.0.0.1:$sim"]
-[[routes]]
-name = "assets"
-path = "/assets/{file*}"
-pool = "app"
-TOML
-    if [ "$2" = assets ]; then printf '[routes.assets]\nsource = "upstream"\n'; else printf '[routes.cache]\n'; fi
-  } > "$tmp/fd.toml"
+  hit_config "$https" "$admin" "$sim" "$2" > "$tmp/fd.toml"
   RUST_LOG=warn valgrind --tool=cachegrind --cache-sim=no --cachegrind-out-file=/dev/null \
     --log-file="$tmp/vg.log" "$1" run "$tmp/fd.toml" 2>/dev/null &
   pid=$!
   wait_port "$https"
-  for _ in $(seq 100); do
-    enc=$(curl -sk -o /dev/null -D - -H "accept-encoding: br" "https://127.0.0.1:$https$asset" |
-      tr -d '\r' | awk -F': ' 'tolower($1)=="content-encoding" {print $2}')
-    [ "$enc" = "br" ] && break
-    sleep 0.2
-  done
-  [ "$enc" = "br" ] || { echo "never served br" >&2; exit 1; }
+  wait_br "https://127.0.0.1:$https$asset" || exit 1
   [ "$3" = h1 ] && proto_flag="--h1"
   h2load $proto_flag -n "$4" -c 4 -m 1 -H "accept-encoding: $chrome" "https://127.0.0.1:$https$asset" \
     >"$tmp/h2load.out" 2>&1
